@@ -1,0 +1,406 @@
+//! The pool's configuration, `stockroom-pool.toml` (CONTRACT §8).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::duration::HumanDuration;
+use crate::position::SourceError;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+pub const DEFAULT_STORE: &str = "sqlite://stockroom.db";
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Catalog and leases.
+    Ci,
+    /// Also stock settings, registering, discarding and recycling datasets.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ci => "ci",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// A bearer token, stored only as the hex SHA-256 of its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    pub role: Role,
+    pub sha256: String,
+}
+
+/// How the pool reaches one generator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum GeneratorEndpoint {
+    Http(String),
+    Command(Vec<String>),
+}
+
+/// One `[[generators]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GeneratorConfig {
+    pub name: String,
+    pub endpoint: GeneratorEndpoint,
+    /// Longest one call may take; a command is killed (its whole process group) after it.
+    pub timeout: HumanDuration,
+    /// Most calls in flight at once.
+    pub concurrency: u32,
+}
+
+/// One `[[stock]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockConfig {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub state: String,
+    pub min_ready: u32,
+    pub max_ready: u32,
+}
+
+/// The whole validated pool configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolConfig {
+    pub listen: String,
+    pub store: String,
+    pub default_lease_ttl: HumanDuration,
+    /// The longest TTL a client may ask for.
+    pub max_lease_ttl: HumanDuration,
+    /// The longest `wait_seconds` a client may ask for.
+    pub max_wait: HumanDuration,
+    /// How often expired leases are looked for.
+    pub reaper_interval: HumanDuration,
+    /// How long consumed datasets are kept; `None`: forever.
+    pub consumed_retention: Option<HumanDuration>,
+    /// How long in-flight requests get to finish on SIGTERM.
+    pub shutdown_grace: HumanDuration,
+    pub tokens: Vec<TokenConfig>,
+    pub generators: Vec<GeneratorConfig>,
+    pub stock: Vec<StockConfig>,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            listen: DEFAULT_LISTEN.to_string(),
+            store: DEFAULT_STORE.to_string(),
+            default_lease_ttl: HumanDuration::from_secs(120),
+            max_lease_ttl: HumanDuration::from_secs(24 * 3600),
+            max_wait: HumanDuration::from_secs(600),
+            reaper_interval: HumanDuration::from_secs(2),
+            consumed_retention: None,
+            shutdown_grace: HumanDuration::from_secs(10),
+            tokens: Vec::new(),
+            generators: Vec::new(),
+            stock: Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<Spanned<String>>,
+    store: Option<Spanned<String>>,
+    default_lease_ttl: Option<Spanned<HumanDuration>>,
+    max_lease_ttl: Option<Spanned<HumanDuration>>,
+    max_wait: Option<Spanned<HumanDuration>>,
+    reaper_interval: Option<Spanned<HumanDuration>>,
+    consumed_retention: Option<Spanned<HumanDuration>>,
+    shutdown_grace: Option<Spanned<HumanDuration>>,
+    #[serde(default)]
+    tokens: Vec<Spanned<RawToken>>,
+    #[serde(default)]
+    generators: Vec<Spanned<RawGenerator>>,
+    #[serde(default)]
+    stock: Vec<Spanned<RawStock>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: Spanned<String>,
+    role: Role,
+    sha256: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGenerator {
+    name: Spanned<String>,
+    url: Option<Spanned<String>>,
+    command: Option<Spanned<Vec<String>>>,
+    timeout: Option<Spanned<HumanDuration>>,
+    concurrency: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStock {
+    #[serde(rename = "type")]
+    type_name: String,
+    state: String,
+    min_ready: Spanned<i64>,
+    max_ready: Spanned<i64>,
+}
+
+/// Why a pool configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolConfigError {
+    #[error("cannot read pool config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<SourceError>),
+}
+
+fn non_negative(v: &Spanned<i64>, what: &str, errors: &mut Vec<(std::ops::Range<usize>, String)>) -> u32 {
+    match u32::try_from(*v.get_ref()) {
+        Ok(n) => n,
+        Err(_) => {
+            errors.push((v.span(), format!("{what} must be a whole number from 0 to {}, found {}", u32::MAX, v.get_ref())));
+            0
+        }
+    }
+}
+
+impl PoolConfig {
+    pub fn load(path: &Path) -> Result<PoolConfig, PoolConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| PoolConfigError::Read { path: path.to_path_buf(), source })?;
+        PoolConfig::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<PoolConfig, PoolConfigError> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| PoolConfigError::Invalid(vec![SourceError::from_toml(path, text, &e)]))?;
+        let mut errors: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+        let mut cfg = PoolConfig::default();
+
+        if let Some(l) = raw.listen {
+            if l.get_ref().parse::<std::net::SocketAddr>().is_err() {
+                errors.push((l.span(), format!("listen must be an address and port such as \"127.0.0.1:7878\", found {:?}", l.get_ref())));
+            }
+            cfg.listen = l.into_inner();
+        }
+        if let Some(s) = raw.store {
+            if let Err(msg) = check_store_url(s.get_ref()) {
+                errors.push((s.span(), msg));
+            }
+            cfg.store = s.into_inner();
+        }
+        let mut duration = |d: Option<Spanned<HumanDuration>>, what: &str, min_ms: u128, target: &mut HumanDuration| {
+            if let Some(d) = d {
+                if d.get_ref().0.as_millis() < min_ms {
+                    errors.push((d.span(), format!("{what} must be at least {}ms, found \"{}\"", min_ms, d.get_ref())));
+                }
+                *target = *d.get_ref();
+            }
+        };
+        duration(raw.default_lease_ttl, "default_lease_ttl", 1000, &mut cfg.default_lease_ttl);
+        duration(raw.max_lease_ttl, "max_lease_ttl", 1000, &mut cfg.max_lease_ttl);
+        duration(raw.max_wait, "max_wait", 0, &mut cfg.max_wait);
+        duration(raw.reaper_interval, "reaper_interval", 10, &mut cfg.reaper_interval);
+        duration(raw.shutdown_grace, "shutdown_grace", 0, &mut cfg.shutdown_grace);
+        cfg.consumed_retention = raw.consumed_retention.map(|d| *d.get_ref());
+        if cfg.default_lease_ttl > cfg.max_lease_ttl {
+            errors.push((0..0, format!(
+                "default_lease_ttl ({}) is longer than max_lease_ttl ({})",
+                cfg.default_lease_ttl, cfg.max_lease_ttl
+            )));
+        }
+
+        let mut names = BTreeSet::new();
+        for t in raw.tokens {
+            let t = t.into_inner();
+            if !names.insert(t.name.get_ref().clone()) {
+                errors.push((t.name.span(), format!("token name {:?} is used twice", t.name.get_ref())));
+            }
+            let hex = t.sha256.get_ref();
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                errors.push((
+                    t.sha256.span(),
+                    "sha256 must be the 64-character hex SHA-256 of the token, e.g. from `printf %s \"$TOKEN\" | sha256sum`".to_string(),
+                ));
+            }
+            cfg.tokens.push(TokenConfig { name: t.name.into_inner(), role: t.role, sha256: hex.to_ascii_lowercase() });
+        }
+
+        let mut gen_names = BTreeSet::new();
+        for g in raw.generators {
+            let span = g.span();
+            let g = g.into_inner();
+            if !gen_names.insert(g.name.get_ref().clone()) {
+                errors.push((g.name.span(), format!("generator name {:?} is used twice", g.name.get_ref())));
+            }
+            let endpoint = match (g.url, g.command) {
+                (Some(u), None) => {
+                    let url = u.get_ref().trim_end_matches('/').to_string();
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        errors.push((u.span(), format!("url must start with http:// or https://, found {:?}", u.get_ref())));
+                    }
+                    GeneratorEndpoint::Http(url)
+                }
+                (None, Some(c)) => {
+                    if c.get_ref().is_empty() || c.get_ref()[0].is_empty() {
+                        errors.push((c.span(), "command must name a program, such as [\"python3\", \"gen.py\"]".to_string()));
+                    }
+                    GeneratorEndpoint::Command(c.into_inner())
+                }
+                (Some(u), Some(_)) => {
+                    errors.push((u.span(), "a generator has either `url` or `command`, not both".to_string()));
+                    GeneratorEndpoint::Http(u.into_inner())
+                }
+                (None, None) => {
+                    errors.push((span, format!("generator {:?} needs `url = \"http://…\"` or `command = [\"prog\", \"arg\"]`", g.name.get_ref())));
+                    GeneratorEndpoint::Command(Vec::new())
+                }
+            };
+            let timeout = g.timeout.map_or(HumanDuration::from_secs(30), |t| {
+                if t.get_ref().0.is_zero() {
+                    errors.push((t.span(), "timeout must be more than 0s".to_string()));
+                }
+                *t.get_ref()
+            });
+            let concurrency = g.concurrency.map_or(4, |c| {
+                let n = non_negative(&c, "concurrency", &mut errors);
+                if n == 0 {
+                    errors.push((c.span(), "concurrency must be at least 1".to_string()));
+                }
+                n
+            });
+            cfg.generators.push(GeneratorConfig { name: g.name.into_inner(), endpoint, timeout, concurrency });
+        }
+
+        let mut stock_keys = BTreeSet::new();
+        for s in raw.stock {
+            let span = s.span();
+            let s = s.into_inner();
+            let min = non_negative(&s.min_ready, "min_ready", &mut errors);
+            let max = non_negative(&s.max_ready, "max_ready", &mut errors);
+            if min > max {
+                errors.push((s.max_ready.span(), format!("max_ready ({max}) is below min_ready ({min})")));
+            }
+            if !stock_keys.insert((s.type_name.clone(), s.state.clone())) {
+                errors.push((span, format!("stock for {}/{} is configured twice", s.type_name, s.state)));
+            }
+            cfg.stock.push(StockConfig { type_name: s.type_name, state: s.state, min_ready: min, max_ready: max });
+        }
+
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(PoolConfigError::Invalid(
+                errors.into_iter().map(|(span, msg)| SourceError::at(path, text, span, msg)).collect(),
+            ))
+        }
+    }
+
+    /// Whether `listen` is a loopback address (the only kind allowed without tokens).
+    pub fn listens_on_loopback(&self) -> bool {
+        self.listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback())
+    }
+}
+
+/// Checks a store URL: `sqlite://PATH` or `postgres://…`.
+pub fn check_store_url(url: &str) -> Result<(), String> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err("store \"sqlite://\" needs a file path, such as \"sqlite://stockroom.db\"".to_string());
+        }
+        Ok(())
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(())
+    } else {
+        Err(format!("store must be \"sqlite://PATH\" or \"postgres://user@host/db\", found {url:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<PoolConfig, PoolConfigError> {
+        PoolConfig::parse(Path::new("pool.toml"), text)
+    }
+
+    fn first_error(text: &str) -> String {
+        match parse(text) {
+            Err(PoolConfigError::Invalid(e)) => format!("{}:{}: {}", e[0].position.line, e[0].position.column, e[0].message),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn contract_example_parses() {
+        let cfg = parse(&format!(
+            r#"listen = "127.0.0.1:7878"
+store = "sqlite://stockroom.db"
+default_lease_ttl = "120s"
+
+[[tokens]]
+name = "ci"
+role = "ci"
+sha256 = "{SHA}"
+
+[[generators]]
+name = "customers"
+url = "http://127.0.0.1:9001/"
+
+[[generators]]
+name = "local"
+command = ["python3", "gen.py"]
+concurrency = 2
+
+[[stock]]
+type = "customer"
+state = "active"
+min_ready = 20
+max_ready = 100
+"#
+        ))
+        .unwrap();
+        assert_eq!(cfg.tokens[0].role, Role::Ci);
+        assert_eq!(cfg.generators[0].endpoint, GeneratorEndpoint::Http("http://127.0.0.1:9001".into()));
+        assert_eq!(cfg.generators[1].concurrency, 2);
+        assert_eq!(cfg.generators[0].timeout.0.as_secs(), 30);
+        assert_eq!(cfg.stock[0].max_ready, 100);
+        assert!(cfg.listens_on_loopback());
+    }
+
+    #[test]
+    fn empty_config_is_the_default() {
+        assert_eq!(parse("").unwrap(), PoolConfig::default());
+    }
+
+    #[test]
+    fn errors_are_positioned() {
+        assert!(first_error("listn = \"x\"\n").starts_with("1:1: unknown field `listn`"));
+        assert_eq!(
+            first_error("listen = \"localhost\"\n"),
+            "1:10: listen must be an address and port such as \"127.0.0.1:7878\", found \"localhost\""
+        );
+        assert!(first_error("store = \"mysql://x\"\n").starts_with("1:9: store must be"));
+        assert!(first_error("[[tokens]]\nname = \"a\"\nrole = \"ci\"\nsha256 = \"abc\"\n").starts_with("4:10: sha256 must be"));
+        assert!(first_error("[[tokens]]\nname = \"a\"\nrole = \"root\"\nsha256 = \"abc\"\n").starts_with("3:8: "));
+        assert_eq!(
+            first_error("[[stock]]\ntype = \"c\"\nstate = \"s\"\nmin_ready = 5\nmax_ready = 2\n"),
+            "5:13: max_ready (2) is below min_ready (5)"
+        );
+        assert!(first_error("[[generators]]\nname = \"g\"\n").contains("needs `url"));
+        assert!(first_error("[[generators]]\nname = \"g\"\nurl = \"ftp://x\"\n").starts_with("3:7: url must start"));
+        assert!(first_error("[[generators]]\nname = \"g\"\ncommand = []\n").starts_with("3:11: command must name"));
+        assert!(first_error("default_lease_ttl = \"0s\"\n").starts_with("1:21: default_lease_ttl must be at least"));
+    }
+}
