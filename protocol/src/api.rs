@@ -59,7 +59,11 @@ impl Holder {
         if let (Some(i), Some(t)) = (self.shard_index, self.shard_total) {
             parts.push(format!("[{i}/{t}]"));
         }
-        if parts.is_empty() { "unknown holder".to_string() } else { parts.join(" ") }
+        if parts.is_empty() {
+            "unknown holder".to_string()
+        } else {
+            parts.join(" ")
+        }
     }
 }
 
@@ -245,6 +249,10 @@ pub struct NewDataset {
     pub secret_fields: Vec<String>,
     #[serde(default)]
     pub entities: Vec<String>,
+    /// Whether a `passed` release returns the dataset to `ready` (a shared
+    /// sandbox or fixed account) instead of `consumed`. Default: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reusable: bool,
 }
 
 /// `POST /datasets` accepts one dataset or a list of them.
@@ -299,7 +307,11 @@ pub enum Production {
         requires: Vec<crate::generator::Requirement>,
     },
     /// An extension advances a dataset of state `from` to this one.
-    Extend { generator: String, from: String, extension: String },
+    Extend {
+        generator: String,
+        from: String,
+        extension: String,
+    },
     /// Only registered by hand (`POST /datasets`).
     Registered,
 }
@@ -367,7 +379,11 @@ impl Catalog {
     pub fn known_states(&self) -> Vec<String> {
         self.types
             .iter()
-            .flat_map(|t| t.states.iter().map(move |s| format!("{}/{}", t.type_name, s.state)))
+            .flat_map(|t| {
+                t.states
+                    .iter()
+                    .map(move |s| format!("{}/{}", t.type_name, s.state))
+            })
             .collect()
     }
 }

@@ -87,9 +87,15 @@ mod tests {
         assert_eq!(a["vip"].as_str(), "true");
         assert_eq!(a["tier"].as_str(), "2");
         assert_eq!(a["delta"].as_str(), "-1");
-        assert_eq!(serde_json::to_string(&a).unwrap(), r#"{"country":"DE","delta":"-1","tier":"2","vip":"true"}"#);
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            r#"{"country":"DE","delta":"-1","tier":"2","vip":"true"}"#
+        );
         let err = serde_json::from_str::<Attributes>(r#"{"x":[1]}"#).unwrap_err();
-        assert!(err.to_string().contains("a string, integer or boolean"), "{err}");
+        assert!(
+            err.to_string().contains("a string, integer or boolean"),
+            "{err}"
+        );
         assert!(serde_json::from_str::<Attributes>(r#"{"x":1.5}"#).is_err());
     }
 }

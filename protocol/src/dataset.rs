@@ -64,7 +64,10 @@ impl Dataset {
 
 pub fn is_secret_path(secret_fields: &[String], path: &str) -> bool {
     secret_fields.iter().any(|s| {
-        path == s || (path.len() > s.len() && path.starts_with(s.as_str()) && path.as_bytes()[s.len()] == b'.')
+        path == s
+            || (path.len() > s.len()
+                && path.starts_with(s.as_str())
+                && path.as_bytes()[s.len()] == b'.')
     })
 }
 
@@ -178,6 +181,8 @@ text_enum! {
     }
 }
 
+// `text_enum!` derives the traits, so `#[default]` cannot be attached there.
+#[allow(clippy::derivable_impls)]
 impl Default for OnFailure {
     fn default() -> Self {
         OnFailure::Quarantine

@@ -58,7 +58,10 @@ impl DatasetsFile {
     ) -> DatasetsFile {
         let mut grouped: BTreeMap<String, Vec<(u32, Dataset)>> = BTreeMap::new();
         for d in leased {
-            grouped.entry(d.name.clone()).or_default().push((d.index, d.dataset.clone()));
+            grouped
+                .entry(d.name.clone())
+                .or_default()
+                .push((d.index, d.dataset.clone()));
         }
         let datasets = grouped
             .into_iter()
@@ -76,7 +79,12 @@ impl DatasetsFile {
                 (name, entry)
             })
             .collect();
-        DatasetsFile { lease_id: lease_id.to_string(), expires_at: expires_at.to_string(), shard, datasets }
+        DatasetsFile {
+            lease_id: lease_id.to_string(),
+            expires_at: expires_at.to_string(),
+            shard,
+            datasets,
+        }
     }
 }
 
@@ -90,7 +98,10 @@ mod tests {
         LeasedDataset {
             name: name.into(),
             index,
-            dataset: serde_json::from_value(json!({"id": id, "type": "t", "state": "s", "data": {}})).unwrap(),
+            dataset: serde_json::from_value(
+                json!({"id": id, "type": "t", "state": "s", "data": {}}),
+            )
+            .unwrap(),
         }
     }
 
@@ -101,7 +112,11 @@ mod tests {
             "l1",
             "2026-01-01T00:00:00Z",
             ShardInfo { index: 0, total: 4 },
-            &[leased("orders", 1, "o2"), leased("buyer", 0, "b1"), leased("orders", 0, "o1")],
+            &[
+                leased("orders", 1, "o2"),
+                leased("buyer", 0, "b1"),
+                leased("orders", 0, "o1"),
+            ],
             &counts,
         );
         let v = serde_json::to_value(&file).unwrap();

@@ -14,7 +14,9 @@ pub struct HumanDuration(pub Duration);
 pub enum DurationError {
     #[error("expected a duration such as \"120s\", \"5m\" or \"1h30m\", found an empty string")]
     Empty,
-    #[error("expected a duration such as \"120s\", \"5m\" or \"1h30m\", found {0:?}: units are ms, s, m, h, d")]
+    #[error(
+        "expected a duration such as \"120s\", \"5m\" or \"1h30m\", found {0:?}: units are ms, s, m, h, d"
+    )]
     Malformed(String),
     #[error("duration {0:?} is too large")]
     Overflow(String),
@@ -74,7 +76,7 @@ impl fmt::Display for HumanDuration {
         if ms == 0 {
             return f.write_str("0s");
         }
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             return write!(f, "{ms}ms");
         }
         let mut secs = ms / 1000;
@@ -123,11 +125,20 @@ mod tests {
     #[test]
     fn rejects_what_is_not_a_duration() {
         for bad in ["120", "s", "5 m", "1.5s", "-3s", "10x", "m5"] {
-            assert!(matches!(parse(bad), Err(DurationError::Malformed(_))), "{bad}");
+            assert!(
+                matches!(parse(bad), Err(DurationError::Malformed(_))),
+                "{bad}"
+            );
         }
         assert_eq!(parse(""), Err(DurationError::Empty));
-        assert!(matches!(parse("99999999999999999999999d"), Err(DurationError::Overflow(_)) | Err(DurationError::Malformed(_))));
-        assert!(matches!(parse("9999999999999999d"), Err(DurationError::Overflow(_))));
+        assert!(matches!(
+            parse("99999999999999999999999d"),
+            Err(DurationError::Overflow(_)) | Err(DurationError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse("9999999999999999d"),
+            Err(DurationError::Overflow(_))
+        ));
     }
 
     #[test]

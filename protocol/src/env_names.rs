@@ -14,7 +14,7 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::dataset::{Dataset, is_secret_path};
-use crate::datasets_file::{DatasetsFile, DatasetsEntry};
+use crate::datasets_file::{DatasetsEntry, DatasetsFile};
 
 /// One variable to inject.
 #[derive(Clone, PartialEq, Eq)]
@@ -29,7 +29,11 @@ pub struct EnvVar {
 
 impl fmt::Debug for EnvVar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let value = if self.secret { crate::dataset::REDACTED } else { &self.value };
+        let value = if self.secret {
+            crate::dataset::REDACTED
+        } else {
+            &self.value
+        };
         f.debug_struct("EnvVar")
             .field("name", &self.name)
             .field("value", &value)
@@ -41,7 +45,9 @@ impl fmt::Debug for EnvVar {
 
 /// Two sources that would set the same variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{first} and {second} both map to the variable {name}; rename one of the fields or the manifest entry")]
+#[error(
+    "{first} and {second} both map to the variable {name}; rename one of the fields or the manifest entry"
+)]
 pub struct EnvCollision {
     pub name: String,
     pub first: String,
@@ -51,7 +57,13 @@ pub struct EnvCollision {
 /// Upper-cases `part` and turns every character outside `[A-Z0-9_]` into `_`.
 pub fn env_name_part(part: &str) -> String {
     part.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -101,10 +113,19 @@ impl EnvSet {
 
 /// Adds the variables of the datasets leased for manifest entry `name`.
 /// `indexed` (the entry asked for `count > 1`) puts `_0`, `_1`… after the name.
-pub fn push_dataset_vars(set: &mut EnvSet, prefix: &str, name: &str, datasets: &[&Dataset], indexed: bool) {
+pub fn push_dataset_vars(
+    set: &mut EnvSet,
+    prefix: &str,
+    name: &str,
+    datasets: &[&Dataset],
+    indexed: bool,
+) {
     for (i, dataset) in datasets.iter().enumerate() {
         let (base, source_base) = if indexed {
-            (format!("{prefix}{}_{i}", env_name_part(name)), format!("{name}[{i}]"))
+            (
+                format!("{prefix}{}_{i}", env_name_part(name)),
+                format!("{name}[{i}]"),
+            )
         } else {
             (format!("{prefix}{}", env_name_part(name)), name.to_string())
         };
@@ -131,11 +152,25 @@ pub fn push_dataset_vars(set: &mut EnvSet, prefix: &str, name: &str, datasets: &
     }
 }
 
-fn flatten(set: &mut EnvSet, base: &str, source_base: &str, path: &str, value: &Value, secret_fields: &[String]) {
+fn flatten(
+    set: &mut EnvSet,
+    base: &str,
+    source_base: &str,
+    path: &str,
+    value: &Value,
+    secret_fields: &[String],
+) {
     match value {
         Value::Object(map) if !map.is_empty() => {
             for (key, inner) in map {
-                flatten(set, base, source_base, &format!("{path}.{key}"), inner, secret_fields);
+                flatten(
+                    set,
+                    base,
+                    source_base,
+                    &format!("{path}.{key}"),
+                    inner,
+                    secret_fields,
+                );
             }
         }
         _ => set.push(EnvVar {
@@ -156,12 +191,25 @@ pub fn lease_env_vars(
     let mut set = EnvSet::new();
     let fixed = [
         ("LEASE_ID", file.lease_id.clone(), "the lease id"),
-        ("SHARD_INDEX", file.shard.index.to_string(), "the shard index"),
-        ("SHARD_TOTAL", file.shard.total.to_string(), "the shard total"),
+        (
+            "SHARD_INDEX",
+            file.shard.index.to_string(),
+            "the shard index",
+        ),
+        (
+            "SHARD_TOTAL",
+            file.shard.total.to_string(),
+            "the shard total",
+        ),
         ("DATASETS_FILE", file_path.to_string(), "the datasets file"),
     ];
     for (name, value, source) in fixed {
-        set.push(EnvVar { name: format!("{prefix}{name}"), value, secret: false, source: source.to_string() });
+        set.push(EnvVar {
+            name: format!("{prefix}{name}"),
+            value,
+            secret: false,
+            source: source.to_string(),
+        });
     }
     for (name, entry) in &file.datasets {
         let indexed = matches!(entry, DatasetsEntry::Many(_));
@@ -188,15 +236,38 @@ mod tests {
         }
     }
 
-    fn vars(name: &str, ds: &[Dataset], indexed: bool) -> Result<BTreeMap<String, (String, bool)>, Vec<EnvCollision>> {
+    fn vars(
+        name: &str,
+        ds: &[Dataset],
+        indexed: bool,
+    ) -> Result<BTreeMap<String, (String, bool)>, Vec<EnvCollision>> {
         let mut set = EnvSet::new();
-        push_dataset_vars(&mut set, "STOCKROOM_", name, &ds.iter().collect::<Vec<_>>(), indexed);
-        set.finish().map(|v| v.into_iter().map(|v| (v.name, (v.value, v.secret))).collect())
+        push_dataset_vars(
+            &mut set,
+            "STOCKROOM_",
+            name,
+            &ds.iter().collect::<Vec<_>>(),
+            indexed,
+        );
+        set.finish().map(|v| {
+            v.into_iter()
+                .map(|v| (v.name, (v.value, v.secret)))
+                .collect()
+        })
     }
 
     #[test]
     fn contract_example() {
-        let v = vars("buyer", &[dataset("ds_1", json!({"customer_id": "C1042", "email": "a@x.test"}), &[])], false).unwrap();
+        let v = vars(
+            "buyer",
+            &[dataset(
+                "ds_1",
+                json!({"customer_id": "C1042", "email": "a@x.test"}),
+                &[],
+            )],
+            false,
+        )
+        .unwrap();
         assert_eq!(v["STOCKROOM_BUYER_ID"].0, "ds_1");
         assert_eq!(v["STOCKROOM_BUYER_CUSTOMER_ID"].0, "C1042");
         assert_eq!(v["STOCKROOM_BUYER_EMAIL"].0, "a@x.test");
@@ -229,7 +300,10 @@ mod tests {
 
     #[test]
     fn count_above_one_indexes_after_the_name() {
-        let ds = [dataset("o1", json!({"order_id": "A"}), &[]), dataset("o2", json!({"order_id": "B"}), &[])];
+        let ds = [
+            dataset("o1", json!({"order_id": "A"}), &[]),
+            dataset("o2", json!({"order_id": "B"}), &[]),
+        ];
         let v = vars("orders", &ds, true).unwrap();
         assert_eq!(v["STOCKROOM_ORDERS_0_ID"].0, "o1");
         assert_eq!(v["STOCKROOM_ORDERS_1_ID"].0, "o2");
@@ -242,7 +316,11 @@ mod tests {
     fn secret_fields_are_flagged_including_nested_ones() {
         let v = vars(
             "buyer",
-            &[dataset("d", json!({"password": "p", "card": {"number": "4111", "exp": "1"}, "email": "e"}), &["password", "card.number"])],
+            &[dataset(
+                "d",
+                json!({"password": "p", "card": {"number": "4111", "exp": "1"}, "email": "e"}),
+                &["password", "card.number"],
+            )],
             false,
         )
         .unwrap();
@@ -250,18 +328,42 @@ mod tests {
         assert!(v["STOCKROOM_BUYER_CARD_NUMBER"].1);
         assert!(!v["STOCKROOM_BUYER_CARD_EXP"].1);
         assert!(!v["STOCKROOM_BUYER_EMAIL"].1);
-        let shown = format!("{:?}", EnvVar { name: "X".into(), value: "p".into(), secret: true, source: "s".into() });
+        let shown = format!(
+            "{:?}",
+            EnvVar {
+                name: "X".into(),
+                value: "p".into(),
+                secret: true,
+                source: "s".into()
+            }
+        );
         assert!(!shown.contains("\"p\""), "{shown}");
     }
 
     #[test]
     fn fields_mapping_to_one_name_are_reported_not_overwritten() {
-        let err = vars("buyer", &[dataset("d", json!({"e-mail": "a", "e_mail": "b"}), &[])], false).unwrap_err();
+        let err = vars(
+            "buyer",
+            &[dataset("d", json!({"e-mail": "a", "e_mail": "b"}), &[])],
+            false,
+        )
+        .unwrap_err();
         assert_eq!(err.len(), 1);
         assert_eq!(err[0].name, "STOCKROOM_BUYER_E_MAIL");
-        assert!(err[0].to_string().contains("buyer.data.e-mail and buyer.data.e_mail"), "{}", err[0]);
+        assert!(
+            err[0]
+                .to_string()
+                .contains("buyer.data.e-mail and buyer.data.e_mail"),
+            "{}",
+            err[0]
+        );
 
-        let err = vars("buyer", &[dataset("d", json!({"a": {"b": 1}, "a_b": 2}), &[])], false).unwrap_err();
+        let err = vars(
+            "buyer",
+            &[dataset("d", json!({"a": {"b": 1}, "a_b": 2}), &[])],
+            false,
+        )
+        .unwrap_err();
         assert_eq!(err[0].name, "STOCKROOM_BUYER_A_B");
 
         // A data field called `id` would shadow the dataset id.
@@ -276,12 +378,21 @@ mod tests {
             expires_at: "t".into(),
             shard: ShardInfo { index: 1, total: 4 },
             datasets: BTreeMap::from([
-                ("buyer".to_string(), DatasetsEntry::One(Box::new(dataset("b", json!({"x": 1}), &[])))),
-                ("orders".to_string(), DatasetsEntry::Many(vec![dataset("o", json!({}), &[])])),
+                (
+                    "buyer".to_string(),
+                    DatasetsEntry::One(Box::new(dataset("b", json!({"x": 1}), &[]))),
+                ),
+                (
+                    "orders".to_string(),
+                    DatasetsEntry::Many(vec![dataset("o", json!({}), &[])]),
+                ),
             ]),
         };
-        let v: BTreeMap<String, String> =
-            lease_env_vars("STOCKROOM_", &file, "/tmp/d.json").unwrap().into_iter().map(|v| (v.name, v.value)).collect();
+        let v: BTreeMap<String, String> = lease_env_vars("STOCKROOM_", &file, "/tmp/d.json")
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.name, v.value))
+            .collect();
         assert_eq!(v["STOCKROOM_LEASE_ID"], "l1");
         assert_eq!(v["STOCKROOM_SHARD_INDEX"], "1");
         assert_eq!(v["STOCKROOM_SHARD_TOTAL"], "4");
@@ -290,7 +401,10 @@ mod tests {
 
         // An entry named `lease` would set STOCKROOM_LEASE_ID too.
         let mut clash = file.clone();
-        clash.datasets.insert("lease".into(), DatasetsEntry::One(Box::new(dataset("z", json!({}), &[]))));
+        clash.datasets.insert(
+            "lease".into(),
+            DatasetsEntry::One(Box::new(dataset("z", json!({}), &[]))),
+        );
         let err = lease_env_vars("STOCKROOM_", &clash, "/f").unwrap_err();
         assert_eq!(err[0].name, "STOCKROOM_LEASE_ID");
     }

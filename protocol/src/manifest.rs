@@ -95,7 +95,10 @@ impl DatasetSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("cannot read manifest {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}", ErrorList(.0))]
     Invalid(Vec<SourceError>),
 }
@@ -220,15 +223,18 @@ impl Checker<'_> {
     }
 
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
-        self.errors.push(SourceError::at(self.file, self.text, span, message));
+        self.errors
+            .push(SourceError::at(self.file, self.text, span, message));
     }
 }
 
 impl Manifest {
     /// Reads and validates the manifest at `path`.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ManifestError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Manifest::parse(path, &text)
     }
 
@@ -236,35 +242,59 @@ impl Manifest {
     pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
         let raw: RawManifest = toml::from_str(text)
             .map_err(|e| ManifestError::Invalid(vec![SourceError::from_toml(path, text, &e)]))?;
-        let mut c = Checker { file: path, text, errors: Vec::new() };
+        let mut c = Checker {
+            file: path,
+            text,
+            errors: Vec::new(),
+        };
 
         match &raw.version {
-            None => c.error(0..0, "missing `version = 1` (the manifest format version) at the top of the file"),
+            None => c.error(
+                0..0,
+                "missing `version = 1` (the manifest format version) at the top of the file",
+            ),
             Some(v) if *v.get_ref() != 1 => c.error(
                 v.span(),
-                format!("unsupported manifest version {}; expected `version = 1`", v.get_ref()),
+                format!(
+                    "unsupported manifest version {}; expected `version = 1`",
+                    v.get_ref()
+                ),
             ),
             Some(_) => {}
         }
 
         let pool = raw.pool.map(|p| {
             let url = p.get_ref().trim();
-            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "http://".len() {
-                c.error(p.span(), format!("expected the pool's URL such as \"http://127.0.0.1:7878\", found {:?}", p.get_ref()));
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.len() <= "http://".len()
+            {
+                c.error(
+                    p.span(),
+                    format!(
+                        "expected the pool's URL such as \"http://127.0.0.1:7878\", found {:?}",
+                        p.get_ref()
+                    ),
+                );
             }
             url.trim_end_matches('/').to_string()
         });
 
         let lease_ttl = raw.lease_ttl.map(|d| {
             if d.get_ref().0.as_secs() < 1 {
-                c.error(d.span(), format!("lease_ttl must be at least 1s, found \"{}\"", d.get_ref()));
+                c.error(
+                    d.span(),
+                    format!("lease_ttl must be at least 1s, found \"{}\"", d.get_ref()),
+                );
             }
             *d.get_ref()
         });
         // acquire_timeout = "0s" is allowed: fail at once when stock is short.
         let acquire_timeout = raw.acquire_timeout.map(|d| *d.get_ref());
 
-        let mut inject = Inject { env_prefix: DEFAULT_ENV_PREFIX.to_string(), json_file: None };
+        let mut inject = Inject {
+            env_prefix: DEFAULT_ENV_PREFIX.to_string(),
+            json_file: None,
+        };
         if let Some(raw_inject) = raw.inject {
             if let Some(p) = raw_inject.env_prefix {
                 if !is_valid_env_prefix(p.get_ref()) {
@@ -303,7 +333,14 @@ impl Manifest {
         }
 
         if c.errors.is_empty() {
-            Ok(Manifest { path: path.to_path_buf(), pool, lease_ttl, acquire_timeout, inject, datasets })
+            Ok(Manifest {
+                path: path.to_path_buf(),
+                pool,
+                lease_ttl,
+                acquire_timeout,
+                inject,
+                datasets,
+            })
         } else {
             Err(ManifestError::Invalid(c.errors))
         }
@@ -311,7 +348,10 @@ impl Manifest {
 
     /// The entries that apply to shard `index`.
     pub fn datasets_for_shard(&self, index: u32) -> Vec<&DatasetSpec> {
-        self.datasets.iter().filter(|d| d.applies_to(index)).collect()
+        self.datasets
+            .iter()
+            .filter(|d| d.applies_to(index))
+            .collect()
     }
 
     /// Checks the `shards` lists against the job's shard total, known only at run time.
@@ -331,7 +371,11 @@ impl Manifest {
                 Shards::All => None,
             })
             .collect();
-        if errors.is_empty() { Ok(()) } else { Err(ManifestError::Invalid(errors)) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ManifestError::Invalid(errors))
+        }
     }
 }
 
@@ -351,7 +395,10 @@ fn check_dataset(
     } else if let Some(first) = seen.get(&name) {
         c.error(
             name_span.clone(),
-            format!("dataset name {name:?} is used twice (first at line {}); names must be unique", first.line),
+            format!(
+                "dataset name {name:?} is used twice (first at line {}); names must be unique",
+                first.line
+            ),
         );
     } else {
         seen.insert(name.clone(), c.pos(name_span.clone()));
@@ -381,7 +428,10 @@ fn check_dataset(
         Some(n) => {
             let v = *n.get_ref();
             if v < 1 || v > i64::from(MAX_COUNT) {
-                c.error(n.span(), format!("count must be between 1 and {MAX_COUNT}, found {v}"));
+                c.error(
+                    n.span(),
+                    format!("count must be between 1 and {MAX_COUNT}, found {v}"),
+                );
                 1
             } else {
                 v as u32
@@ -403,8 +453,15 @@ fn check_dataset(
                     }
                     for i in list {
                         match u32::try_from(i) {
-                            Err(_) => c.error(span.clone(), format!("shard index {i} is invalid: indexes are 0-based, 0 or more")),
-                            Ok(i) if !set.insert(i) => c.error(span.clone(), format!("shard index {i} is listed twice")),
+                            Err(_) => c.error(
+                                span.clone(),
+                                format!(
+                                    "shard index {i} is invalid: indexes are 0-based, 0 or more"
+                                ),
+                            ),
+                            Ok(i) if !set.insert(i) => {
+                                c.error(span.clone(), format!("shard index {i} is listed twice"))
+                            }
                             Ok(_) => {}
                         }
                     }

@@ -158,16 +158,30 @@ struct RawStock {
 #[derive(Debug, thiserror::Error)]
 pub enum PoolConfigError {
     #[error("cannot read pool config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<SourceError>),
 }
 
-fn non_negative(v: &Spanned<i64>, what: &str, errors: &mut Vec<(std::ops::Range<usize>, String)>) -> u32 {
+fn non_negative(
+    v: &Spanned<i64>,
+    what: &str,
+    errors: &mut Vec<(std::ops::Range<usize>, String)>,
+) -> u32 {
     match u32::try_from(*v.get_ref()) {
         Ok(n) => n,
         Err(_) => {
-            errors.push((v.span(), format!("{what} must be a whole number from 0 to {}, found {}", u32::MAX, v.get_ref())));
+            errors.push((
+                v.span(),
+                format!(
+                    "{what} must be a whole number from 0 to {}, found {}",
+                    u32::MAX,
+                    v.get_ref()
+                ),
+            ));
             0
         }
     }
@@ -175,8 +189,10 @@ fn non_negative(v: &Spanned<i64>, what: &str, errors: &mut Vec<(std::ops::Range<
 
 impl PoolConfig {
     pub fn load(path: &Path) -> Result<PoolConfig, PoolConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| PoolConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| PoolConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         PoolConfig::parse(path, &text)
     }
 
@@ -188,7 +204,13 @@ impl PoolConfig {
 
         if let Some(l) = raw.listen {
             if l.get_ref().parse::<std::net::SocketAddr>().is_err() {
-                errors.push((l.span(), format!("listen must be an address and port such as \"127.0.0.1:7878\", found {:?}", l.get_ref())));
+                errors.push((
+                    l.span(),
+                    format!(
+                        "listen must be an address and port such as \"127.0.0.1:7878\", found {:?}",
+                        l.get_ref()
+                    ),
+                ));
             }
             cfg.listen = l.into_inner();
         }
@@ -198,32 +220,68 @@ impl PoolConfig {
             }
             cfg.store = s.into_inner();
         }
-        let mut duration = |d: Option<Spanned<HumanDuration>>, what: &str, min_ms: u128, target: &mut HumanDuration| {
+        let mut duration = |d: Option<Spanned<HumanDuration>>,
+                            what: &str,
+                            min_ms: u128,
+                            target: &mut HumanDuration| {
             if let Some(d) = d {
                 if d.get_ref().0.as_millis() < min_ms {
-                    errors.push((d.span(), format!("{what} must be at least {}ms, found \"{}\"", min_ms, d.get_ref())));
+                    errors.push((
+                        d.span(),
+                        format!(
+                            "{what} must be at least {}ms, found \"{}\"",
+                            min_ms,
+                            d.get_ref()
+                        ),
+                    ));
                 }
                 *target = *d.get_ref();
             }
         };
-        duration(raw.default_lease_ttl, "default_lease_ttl", 1000, &mut cfg.default_lease_ttl);
-        duration(raw.max_lease_ttl, "max_lease_ttl", 1000, &mut cfg.max_lease_ttl);
+        duration(
+            raw.default_lease_ttl,
+            "default_lease_ttl",
+            1000,
+            &mut cfg.default_lease_ttl,
+        );
+        duration(
+            raw.max_lease_ttl,
+            "max_lease_ttl",
+            1000,
+            &mut cfg.max_lease_ttl,
+        );
         duration(raw.max_wait, "max_wait", 0, &mut cfg.max_wait);
-        duration(raw.reaper_interval, "reaper_interval", 10, &mut cfg.reaper_interval);
-        duration(raw.shutdown_grace, "shutdown_grace", 0, &mut cfg.shutdown_grace);
+        duration(
+            raw.reaper_interval,
+            "reaper_interval",
+            10,
+            &mut cfg.reaper_interval,
+        );
+        duration(
+            raw.shutdown_grace,
+            "shutdown_grace",
+            0,
+            &mut cfg.shutdown_grace,
+        );
         cfg.consumed_retention = raw.consumed_retention.map(|d| *d.get_ref());
         if cfg.default_lease_ttl > cfg.max_lease_ttl {
-            errors.push((0..0, format!(
-                "default_lease_ttl ({}) is longer than max_lease_ttl ({})",
-                cfg.default_lease_ttl, cfg.max_lease_ttl
-            )));
+            errors.push((
+                0..0,
+                format!(
+                    "default_lease_ttl ({}) is longer than max_lease_ttl ({})",
+                    cfg.default_lease_ttl, cfg.max_lease_ttl
+                ),
+            ));
         }
 
         let mut names = BTreeSet::new();
         for t in raw.tokens {
             let t = t.into_inner();
             if !names.insert(t.name.get_ref().clone()) {
-                errors.push((t.name.span(), format!("token name {:?} is used twice", t.name.get_ref())));
+                errors.push((
+                    t.name.span(),
+                    format!("token name {:?} is used twice", t.name.get_ref()),
+                ));
             }
             let hex = t.sha256.get_ref();
             if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -232,7 +290,11 @@ impl PoolConfig {
                     "sha256 must be the 64-character hex SHA-256 of the token, e.g. from `printf %s \"$TOKEN\" | sha256sum`".to_string(),
                 ));
             }
-            cfg.tokens.push(TokenConfig { name: t.name.into_inner(), role: t.role, sha256: hex.to_ascii_lowercase() });
+            cfg.tokens.push(TokenConfig {
+                name: t.name.into_inner(),
+                role: t.role,
+                sha256: hex.to_ascii_lowercase(),
+            });
         }
 
         let mut gen_names = BTreeSet::new();
@@ -240,24 +302,40 @@ impl PoolConfig {
             let span = g.span();
             let g = g.into_inner();
             if !gen_names.insert(g.name.get_ref().clone()) {
-                errors.push((g.name.span(), format!("generator name {:?} is used twice", g.name.get_ref())));
+                errors.push((
+                    g.name.span(),
+                    format!("generator name {:?} is used twice", g.name.get_ref()),
+                ));
             }
             let endpoint = match (g.url, g.command) {
                 (Some(u), None) => {
                     let url = u.get_ref().trim_end_matches('/').to_string();
                     if !(url.starts_with("http://") || url.starts_with("https://")) {
-                        errors.push((u.span(), format!("url must start with http:// or https://, found {:?}", u.get_ref())));
+                        errors.push((
+                            u.span(),
+                            format!(
+                                "url must start with http:// or https://, found {:?}",
+                                u.get_ref()
+                            ),
+                        ));
                     }
                     GeneratorEndpoint::Http(url)
                 }
                 (None, Some(c)) => {
                     if c.get_ref().is_empty() || c.get_ref()[0].is_empty() {
-                        errors.push((c.span(), "command must name a program, such as [\"python3\", \"gen.py\"]".to_string()));
+                        errors.push((
+                            c.span(),
+                            "command must name a program, such as [\"python3\", \"gen.py\"]"
+                                .to_string(),
+                        ));
                     }
                     GeneratorEndpoint::Command(c.into_inner())
                 }
                 (Some(u), Some(_)) => {
-                    errors.push((u.span(), "a generator has either `url` or `command`, not both".to_string()));
+                    errors.push((
+                        u.span(),
+                        "a generator has either `url` or `command`, not both".to_string(),
+                    ));
                     GeneratorEndpoint::Http(u.into_inner())
                 }
                 (None, None) => {
@@ -278,7 +356,12 @@ impl PoolConfig {
                 }
                 n
             });
-            cfg.generators.push(GeneratorConfig { name: g.name.into_inner(), endpoint, timeout, concurrency });
+            cfg.generators.push(GeneratorConfig {
+                name: g.name.into_inner(),
+                endpoint,
+                timeout,
+                concurrency,
+            });
         }
 
         let mut stock_keys = BTreeSet::new();
@@ -288,26 +371,42 @@ impl PoolConfig {
             let min = non_negative(&s.min_ready, "min_ready", &mut errors);
             let max = non_negative(&s.max_ready, "max_ready", &mut errors);
             if min > max {
-                errors.push((s.max_ready.span(), format!("max_ready ({max}) is below min_ready ({min})")));
+                errors.push((
+                    s.max_ready.span(),
+                    format!("max_ready ({max}) is below min_ready ({min})"),
+                ));
             }
             if !stock_keys.insert((s.type_name.clone(), s.state.clone())) {
-                errors.push((span, format!("stock for {}/{} is configured twice", s.type_name, s.state)));
+                errors.push((
+                    span,
+                    format!("stock for {}/{} is configured twice", s.type_name, s.state),
+                ));
             }
-            cfg.stock.push(StockConfig { type_name: s.type_name, state: s.state, min_ready: min, max_ready: max });
+            cfg.stock.push(StockConfig {
+                type_name: s.type_name,
+                state: s.state,
+                min_ready: min,
+                max_ready: max,
+            });
         }
 
         if errors.is_empty() {
             Ok(cfg)
         } else {
             Err(PoolConfigError::Invalid(
-                errors.into_iter().map(|(span, msg)| SourceError::at(path, text, span, msg)).collect(),
+                errors
+                    .into_iter()
+                    .map(|(span, msg)| SourceError::at(path, text, span, msg))
+                    .collect(),
             ))
         }
     }
 
     /// Whether `listen` is a loopback address (the only kind allowed without tokens).
     pub fn listens_on_loopback(&self) -> bool {
-        self.listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback())
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback())
     }
 }
 
@@ -315,13 +414,18 @@ impl PoolConfig {
 pub fn check_store_url(url: &str) -> Result<(), String> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() {
-            return Err("store \"sqlite://\" needs a file path, such as \"sqlite://stockroom.db\"".to_string());
+            return Err(
+                "store \"sqlite://\" needs a file path, such as \"sqlite://stockroom.db\""
+                    .to_string(),
+            );
         }
         Ok(())
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(())
     } else {
-        Err(format!("store must be \"sqlite://PATH\" or \"postgres://user@host/db\", found {url:?}"))
+        Err(format!(
+            "store must be \"sqlite://PATH\" or \"postgres://user@host/db\", found {url:?}"
+        ))
     }
 }
 
@@ -335,7 +439,10 @@ mod tests {
 
     fn first_error(text: &str) -> String {
         match parse(text) {
-            Err(PoolConfigError::Invalid(e)) => format!("{}:{}: {}", e[0].position.line, e[0].position.column, e[0].message),
+            Err(PoolConfigError::Invalid(e)) => format!(
+                "{}:{}: {}",
+                e[0].position.line, e[0].position.column, e[0].message
+            ),
             other => panic!("expected an error, got {other:?}"),
         }
     }
@@ -372,7 +479,10 @@ max_ready = 100
         ))
         .unwrap();
         assert_eq!(cfg.tokens[0].role, Role::Ci);
-        assert_eq!(cfg.generators[0].endpoint, GeneratorEndpoint::Http("http://127.0.0.1:9001".into()));
+        assert_eq!(
+            cfg.generators[0].endpoint,
+            GeneratorEndpoint::Http("http://127.0.0.1:9001".into())
+        );
         assert_eq!(cfg.generators[1].concurrency, 2);
         assert_eq!(cfg.generators[0].timeout.0.as_secs(), 30);
         assert_eq!(cfg.stock[0].max_ready, 100);
@@ -392,15 +502,30 @@ max_ready = 100
             "1:10: listen must be an address and port such as \"127.0.0.1:7878\", found \"localhost\""
         );
         assert!(first_error("store = \"mysql://x\"\n").starts_with("1:9: store must be"));
-        assert!(first_error("[[tokens]]\nname = \"a\"\nrole = \"ci\"\nsha256 = \"abc\"\n").starts_with("4:10: sha256 must be"));
-        assert!(first_error("[[tokens]]\nname = \"a\"\nrole = \"root\"\nsha256 = \"abc\"\n").starts_with("3:8: "));
+        assert!(
+            first_error("[[tokens]]\nname = \"a\"\nrole = \"ci\"\nsha256 = \"abc\"\n")
+                .starts_with("4:10: sha256 must be")
+        );
+        assert!(
+            first_error("[[tokens]]\nname = \"a\"\nrole = \"root\"\nsha256 = \"abc\"\n")
+                .starts_with("3:8: ")
+        );
         assert_eq!(
             first_error("[[stock]]\ntype = \"c\"\nstate = \"s\"\nmin_ready = 5\nmax_ready = 2\n"),
             "5:13: max_ready (2) is below min_ready (5)"
         );
         assert!(first_error("[[generators]]\nname = \"g\"\n").contains("needs `url"));
-        assert!(first_error("[[generators]]\nname = \"g\"\nurl = \"ftp://x\"\n").starts_with("3:7: url must start"));
-        assert!(first_error("[[generators]]\nname = \"g\"\ncommand = []\n").starts_with("3:11: command must name"));
-        assert!(first_error("default_lease_ttl = \"0s\"\n").starts_with("1:21: default_lease_ttl must be at least"));
+        assert!(
+            first_error("[[generators]]\nname = \"g\"\nurl = \"ftp://x\"\n")
+                .starts_with("3:7: url must start")
+        );
+        assert!(
+            first_error("[[generators]]\nname = \"g\"\ncommand = []\n")
+                .starts_with("3:11: command must name")
+        );
+        assert!(
+            first_error("default_lease_ttl = \"0s\"\n")
+                .starts_with("1:21: default_lease_ttl must be at least")
+        );
     }
 }

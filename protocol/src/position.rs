@@ -22,7 +22,11 @@ impl SourcePosition {
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let column = before[line_start..].chars().count() + 1;
-        SourcePosition { file: file.to_path_buf(), line, column }
+        SourcePosition {
+            file: file.to_path_buf(),
+            line,
+            column,
+        }
     }
 }
 

@@ -48,13 +48,19 @@ fn full_manifest_parses_with_every_key() {
     assert_eq!(m.lease_ttl.unwrap().0.as_secs(), 120);
     assert_eq!(m.acquire_timeout.unwrap().0.as_secs(), 300);
     assert_eq!(m.inject.env_prefix, "TD_");
-    assert_eq!(m.inject.json_file.as_deref(), Some(Path::new("datasets.json")));
+    assert_eq!(
+        m.inject.json_file.as_deref(),
+        Some(Path::new("datasets.json"))
+    );
     let buyer = &m.datasets[0];
     assert_eq!(buyer.where_["country"].as_str(), "DE");
     assert_eq!(buyer.where_["vip"].as_str(), "true");
     assert_eq!(buyer.shards, Shards::All);
     assert_eq!(buyer.on_failure, OnFailure::Quarantine);
-    assert_eq!((buyer.state_position.line, buyer.state_position.column), (13, 9));
+    assert_eq!(
+        (buyer.state_position.line, buyer.state_position.column),
+        (13, 9)
+    );
     assert_eq!(buyer.where_positions["country"].line, 14);
     let orders = &m.datasets[1];
     assert_eq!(orders.count, 3);
@@ -73,7 +79,10 @@ fn minimal_manifest_gets_the_defaults() {
     assert_eq!(m.inject.json_file, None);
     assert_eq!(m.pool, None);
     let d = &m.datasets[0];
-    assert_eq!((d.count, &d.shards, d.on_failure), (1, &Shards::All, OnFailure::Quarantine));
+    assert_eq!(
+        (d.count, &d.shards, d.on_failure),
+        (1, &Shards::All, OnFailure::Quarantine)
+    );
 }
 
 #[test]
@@ -81,14 +90,22 @@ fn unknown_keys_are_errors_at_their_position() {
     let e = one_error("version = 1\nlease_tl = \"5s\"\n");
     assert!(e.starts_with("2:1: "), "{e}");
     assert!(e.contains("unknown field `lease_tl`"), "{e}");
-    assert!(e.contains("lease_ttl"), "should list the expected keys: {e}");
+    assert!(
+        e.contains("lease_ttl"),
+        "should list the expected keys: {e}"
+    );
 
-    let e = one_error("version = 1\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\ncolour = 1\n");
+    let e = one_error(
+        "version = 1\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\ncolour = 1\n",
+    );
     assert!(e.starts_with("6:1: "), "{e}");
     assert!(e.contains("unknown field `colour`"), "{e}");
 
     let e = one_error("version = 1\n[inject]\nprefix = \"X\"\n");
-    assert!(e.starts_with("3:1: ") && e.contains("unknown field `prefix`"), "{e}");
+    assert!(
+        e.starts_with("3:1: ") && e.contains("unknown field `prefix`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -96,11 +113,18 @@ fn syntax_and_type_errors_are_positioned() {
     let e = one_error("version = 1\npool = \n");
     assert!(e.starts_with("2:"), "{e}");
 
-    let e = one_error("version = 1\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\ncount = \"two\"\n");
+    let e = one_error(
+        "version = 1\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\ncount = \"two\"\n",
+    );
     assert!(e.starts_with("6:9: "), "{e}");
-    assert_eq!(e, "6:9: invalid type: string \"two\", expected a whole number");
+    assert_eq!(
+        e,
+        "6:9: invalid type: string \"two\", expected a whole number"
+    );
 
-    let e = one_error("version = 1\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\non_failure = \"ignore\"\n");
+    let e = one_error(
+        "version = 1\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\non_failure = \"ignore\"\n",
+    );
     assert!(e.starts_with("6:14: "), "{e}");
     assert!(e.contains("quarantine") && e.contains("release"), "{e}");
 
@@ -108,10 +132,17 @@ fn syntax_and_type_errors_are_positioned() {
     assert!(e.starts_with("2:13: "), "{e}");
     assert!(e.contains("\"120s\""), "{e}");
 
-    let e = one_error("version = 1\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\nshards = \"some\"\n");
-    assert!(e.starts_with("6:10: ") && e.contains("\"all\" or a list"), "{e}");
+    let e = one_error(
+        "version = 1\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\nshards = \"some\"\n",
+    );
+    assert!(
+        e.starts_with("6:10: ") && e.contains("\"all\" or a list"),
+        "{e}"
+    );
 
-    let e = one_error("version = 1\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\nwhere = { tags = [\"x\"] }\n");
+    let e = one_error(
+        "version = 1\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\nwhere = { tags = [\"x\"] }\n",
+    );
     assert!(e.starts_with("6:"), "{e}");
     assert!(e.contains("string, integer or boolean"), "{e}");
 }
@@ -123,7 +154,10 @@ fn missing_required_keys_are_named() {
     assert!(e.starts_with("2:1: "), "{e}");
 
     let e = one_error("[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\n");
-    assert_eq!(e, "1:1: missing `version = 1` (the manifest format version) at the top of the file");
+    assert_eq!(
+        e,
+        "1:1: missing `version = 1` (the manifest format version) at the top of the file"
+    );
 
     let e = one_error("version = 1\n");
     assert!(e.starts_with("2:1: no [[dataset]] entries"), "{e}");
@@ -131,7 +165,9 @@ fn missing_required_keys_are_named() {
 
 #[test]
 fn semantic_rules_report_the_exact_position() {
-    let base = |extra: &str| format!("version = 1\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\n{extra}");
+    let base = |extra: &str| {
+        format!("version = 1\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\n{extra}")
+    };
 
     assert_eq!(
         one_error("version = 2\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\n"),
@@ -140,31 +176,46 @@ fn semantic_rules_report_the_exact_position() {
     let e = one_error(&base("count = 0\n"));
     assert_eq!(e, "6:9: count must be between 1 and 1000, found 0");
     let e = one_error(&base("count = 5000\n"));
-    assert!(e.starts_with("6:9: count must be between 1 and 1000"), "{e}");
+    assert!(
+        e.starts_with("6:9: count must be between 1 and 1000"),
+        "{e}"
+    );
     let e = one_error(&base("shards = []\n"));
     assert!(e.starts_with("6:10: shards is an empty list"), "{e}");
     let e = one_error(&base("shards = [0, -1]\n"));
     assert!(e.starts_with("6:10: shard index -1 is invalid"), "{e}");
     let e = one_error(&base("shards = [1, 1]\n"));
     assert_eq!(e, "6:10: shard index 1 is listed twice");
-    let e = one_error("version = 1\nlease_ttl = \"0s\"\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\n");
+    let e = one_error(
+        "version = 1\nlease_ttl = \"0s\"\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\n",
+    );
     assert_eq!(e, "2:13: lease_ttl must be at least 1s, found \"0s\"");
-    let e = one_error("version = 1\npool = \"127.0.0.1:7878\"\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\n");
+    let e = one_error(
+        "version = 1\npool = \"127.0.0.1:7878\"\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\n",
+    );
     assert!(e.starts_with("2:8: expected the pool's URL"), "{e}");
-    let e = one_error("version = 1\n[inject]\nenv_prefix = \"9X\"\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\n");
+    let e = one_error(
+        "version = 1\n[inject]\nenv_prefix = \"9X\"\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\n",
+    );
     assert!(e.starts_with("3:14: env_prefix must be"), "{e}");
 }
 
 #[test]
 fn names_must_be_valid_and_unique() {
     let e = one_error("version = 1\n[[dataset]]\nname = \"Buyer\"\ntype = \"t\"\nstate = \"s\"\n");
-    assert!(e.starts_with("3:8: dataset name \"Buyer\" is invalid"), "{e}");
+    assert!(
+        e.starts_with("3:8: dataset name \"Buyer\" is invalid"),
+        "{e}"
+    );
     let e = one_error("version = 1\n[[dataset]]\nname = \"1x\"\ntype = \"t\"\nstate = \"s\"\n");
     assert!(e.starts_with("3:8: "), "{e}");
     let e = one_error(
         "version = 1\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\n[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\n",
     );
-    assert_eq!(e, "7:8: dataset name \"a\" is used twice (first at line 3); names must be unique");
+    assert_eq!(
+        e,
+        "7:8: dataset name \"a\" is used twice (first at line 3); names must be unique"
+    );
     let e = one_error("version = 1\n[[dataset]]\nname = \"a\"\ntype = \"T T\"\nstate = \"s\"\n");
     assert!(e.starts_with("4:8: type \"T T\" is invalid"), "{e}");
     assert!(is_valid_name("buyer_2"));
@@ -189,11 +240,20 @@ fn shard_lists_are_checked_against_the_total_at_run_time() {
     assert!(m.check_shard_total(3).is_ok());
     let err = m.check_shard_total(2).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.starts_with("stockroom.toml:24:10: dataset \"orders\" lists shard 2, but this job has 2 shard(s)"), "{msg}");
+    assert!(
+        msg.starts_with(
+            "stockroom.toml:24:10: dataset \"orders\" lists shard 2, but this job has 2 shard(s)"
+        ),
+        "{msg}"
+    );
 }
 
 #[test]
 fn load_reports_an_unreadable_file() {
     let err = Manifest::load(Path::new("/nonexistent/stockroom.toml")).unwrap_err();
-    assert!(err.to_string().starts_with("cannot read manifest /nonexistent/stockroom.toml: "), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("cannot read manifest /nonexistent/stockroom.toml: "),
+        "{err}"
+    );
 }
