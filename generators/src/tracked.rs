@@ -1,0 +1,126 @@
+//! A generator client with its health: held back while failing, every call
+//! timed and counted, every answer checked against the contract.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use stockroom_protocol::api::GeneratorHealth;
+use stockroom_protocol::generator::{
+    Capabilities, ExtendAnswer, ExtendRequest, ExtensionSpec, GenerateAnswer, GenerateRequest,
+    ProducedState,
+};
+
+use crate::client::{AnyGenerator, GeneratorClient};
+use crate::error::{ErrorKind, GeneratorError, Operation};
+use crate::health::{HealthPolicy, HealthTracker};
+use crate::validate::{Violation, validate_extend_answer, validate_generate_answer};
+
+#[derive(Debug)]
+pub struct TrackedGenerator<C = AnyGenerator> {
+    client: C,
+    health: Mutex<HealthTracker>,
+}
+
+impl<C: GeneratorClient> TrackedGenerator<C> {
+    pub fn new(client: C, policy: HealthPolicy) -> Self {
+        let health = Mutex::new(HealthTracker::new(client.name(), policy));
+        TrackedGenerator { client, health }
+    }
+
+    pub fn name(&self) -> &str {
+        self.client.name()
+    }
+
+    pub fn client(&self) -> &C {
+        &self.client
+    }
+
+    fn with_health<T>(&self, f: impl FnOnce(&mut HealthTracker) -> T) -> T {
+        // A panic while holding this lock cannot leave the tracker half-updated
+        // in a harmful way, so a poisoned lock is still used.
+        let mut guard = self
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
+    }
+
+    pub fn health(&self) -> GeneratorHealth {
+        self.with_health(|h| h.snapshot())
+    }
+
+    /// Median latency of recent successful calls of `operation`, for the planner.
+    pub fn median_latency(&self, operation: Operation) -> Option<Duration> {
+        self.with_health(|h| h.median_latency(operation))
+    }
+
+    async fn run<T>(
+        &self,
+        operation: Operation,
+        call: impl Future<Output = Result<T, GeneratorError>>,
+        check: impl FnOnce(&T) -> Result<(), Violation>,
+    ) -> Result<T, GeneratorError> {
+        if let Err(wait) = self.with_health(|h| h.gate(Instant::now())) {
+            return Err(GeneratorError::new(
+                self.name(),
+                operation,
+                ErrorKind::BackingOff(wait),
+            ));
+        }
+        let started = Instant::now();
+        let outcome = call.await.and_then(|answer| match check(&answer) {
+            Ok(()) => Ok(answer),
+            Err(v) => Err(GeneratorError::new(
+                self.name(),
+                operation,
+                ErrorKind::ContractViolation(v.to_string()),
+            )),
+        });
+        let latency = started.elapsed();
+        match &outcome {
+            Ok(_) => self.with_health(|h| h.record_success(operation, latency)),
+            Err(e) => {
+                tracing::warn!(generator = %self.name(), %operation, error = %e.kind, "generator call failed");
+                self.with_health(|h| {
+                    h.record_failure(operation, latency, &e.to_string(), Instant::now())
+                });
+            }
+        }
+        outcome
+    }
+
+    pub async fn capabilities(&self) -> Result<Capabilities, GeneratorError> {
+        self.run(Operation::Capabilities, self.client.capabilities(), |_| {
+            Ok(())
+        })
+        .await
+    }
+
+    /// Generates and checks the answer against `spec` (the state's entry in
+    /// the catalog graph, see [`crate::StateInfo::as_produced_state`]).
+    pub async fn generate(
+        &self,
+        spec: &ProducedState,
+        request: &GenerateRequest,
+    ) -> Result<GenerateAnswer, GeneratorError> {
+        self.run(Operation::Generate, self.client.generate(request), |a| {
+            validate_generate_answer(spec, request, a)
+        })
+        .await
+    }
+
+    /// Extends and checks that the new data holds `target_fields` (the target
+    /// state's fields) and the extension's own.
+    pub async fn extend(
+        &self,
+        extension: &ExtensionSpec,
+        target_fields: &[String],
+        request: &ExtendRequest,
+    ) -> Result<ExtendAnswer, GeneratorError> {
+        self.run(Operation::Extend, self.client.extend(request), |a| {
+            validate_extend_answer(extension, target_fields, a)
+        })
+        .await
+    }
+}

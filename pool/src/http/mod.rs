@@ -1,0 +1,303 @@
+//! The HTTP API of CONTRACT §6 on axum: routes, shared state, serving and
+//! graceful shutdown. Every route of `/api/v1` is declared once in
+//! [`api_routes`], which both builds the router and feeds `openapi`.
+
+pub mod datasets;
+pub mod leases;
+pub mod ops;
+pub mod problem;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{MethodRouter, get, post, put};
+use serde_json::Value;
+use stockroom_protocol::api::{API_PREFIX, MAX_BODY_BYTES, ProblemKind};
+use stockroom_protocol::pool_config::{PoolConfig, Role};
+use tokio::sync::watch;
+
+use crate::auth::Tokens;
+use crate::catalog::CatalogRegistry;
+use crate::metrics::Metrics;
+use crate::openapi::examples as ex;
+use crate::store::{Store, StoreError};
+use crate::waiting::WaitQueue;
+use problem::ApiError;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Arc<PoolConfig>,
+    pub tokens: Arc<Tokens>,
+    pub metrics: Arc<Metrics>,
+    pub queue: WaitQueue,
+    pub catalog: CatalogRegistry,
+    /// Becomes true when shutdown starts: long polls end, /readyz answers 503.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// Every `(type, state)` the pool knows: from the store (datasets and
+    /// stock settings, `[[stock]]` included) and from catalog sources.
+    pub async fn known_states(&self) -> Result<BTreeSet<(String, String)>, StoreError> {
+        let stock = self.store.stock().await?;
+        let catalog = self.catalog.build(&stock);
+        Ok(catalog
+            .types
+            .iter()
+            .flat_map(|t| {
+                t.states
+                    .iter()
+                    .map(move |s| (t.type_name.clone(), s.state.clone()))
+            })
+            .collect())
+    }
+}
+
+/// One API route: its documentation and its handler.
+pub struct RouteDoc {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub role: Option<Role>,
+    pub summary: &'static str,
+    pub request: Option<fn() -> Value>,
+    pub response: Option<(u16, fn() -> Value)>,
+    pub errors: &'static [ProblemKind],
+}
+
+const AUTH: &[ProblemKind] = &[ProblemKind::Unauthorized, ProblemKind::Forbidden];
+
+/// Every route under `/api/v1`, declared once.
+pub fn api_routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
+    use ProblemKind as K;
+    vec![
+        (
+            RouteDoc {
+                method: "get",
+                path: "/catalog",
+                role: Some(Role::Ci),
+                summary: "Every type and state with stock counts",
+                request: None,
+                response: Some((200, ex::catalog)),
+                errors: AUTH,
+            },
+            get(datasets::catalog),
+        ),
+        (
+            RouteDoc {
+                method: "post",
+                path: "/leases",
+                role: Some(Role::Ci),
+                summary: "Lease every item atomically, or nothing (201 new, 200 same idempotency key)",
+                request: Some(ex::lease_request),
+                response: Some((201, ex::lease_granted)),
+                errors: &[
+                    K::InvalidRequest,
+                    K::UnknownState,
+                    K::NoStock,
+                    K::TooLarge,
+                    K::Unauthorized,
+                    K::Forbidden,
+                ],
+            },
+            post(leases::create),
+        ),
+        (
+            RouteDoc {
+                method: "get",
+                path: "/leases",
+                role: Some(Role::Ci),
+                summary: "Leases (?status=active&limit=), secrets redacted",
+                request: None,
+                response: Some((200, ex::lease_list)),
+                errors: AUTH,
+            },
+            get(leases::list),
+        ),
+        (
+            RouteDoc {
+                method: "get",
+                path: "/leases/{id}",
+                role: Some(Role::Ci),
+                summary: "One lease, secrets redacted",
+                request: None,
+                response: Some((200, ex::lease_view)),
+                errors: &[K::NotFound, K::Unauthorized],
+            },
+            get(leases::get),
+        ),
+        (
+            RouteDoc {
+                method: "post",
+                path: "/leases/{id}/heartbeat",
+                role: Some(Role::Ci),
+                summary: "Extend a lease; 410 once expired or released",
+                request: Some(ex::heartbeat_request),
+                response: Some((200, ex::heartbeat_answer)),
+                errors: &[K::LeaseGone, K::NotFound, K::Unauthorized],
+            },
+            post(leases::heartbeat),
+        ),
+        (
+            RouteDoc {
+                method: "post",
+                path: "/leases/{id}/release",
+                role: Some(Role::Ci),
+                summary: "End a lease with an outcome; idempotent",
+                request: Some(ex::release_request),
+                response: Some((200, ex::release_answer)),
+                errors: &[
+                    K::LeaseGone,
+                    K::NotFound,
+                    K::InvalidRequest,
+                    K::Unauthorized,
+                ],
+            },
+            post(leases::release),
+        ),
+        (
+            RouteDoc {
+                method: "post",
+                path: "/leases/{id}/datasets/{dataset_id}/extend",
+                role: Some(Role::Ci),
+                summary: "Advance a leased dataset by a generator extension",
+                request: Some(ex::extend_request),
+                response: Some((200, ex::dataset_view)),
+                errors: &[
+                    K::LeaseGone,
+                    K::NotFound,
+                    K::NotHolder,
+                    K::InvalidRequest,
+                    K::GeneratorFailed,
+                ],
+            },
+            post(leases::extend),
+        ),
+        (
+            RouteDoc {
+                method: "get",
+                path: "/datasets",
+                role: Some(Role::Ci),
+                summary: "Datasets (?type=&state=&status=&limit=), secrets redacted",
+                request: None,
+                response: Some((200, ex::dataset_list)),
+                errors: AUTH,
+            },
+            get(datasets::list),
+        ),
+        (
+            RouteDoc {
+                method: "post",
+                path: "/datasets",
+                role: Some(Role::Admin),
+                summary: "Register datasets by hand (one or a list), ready at once",
+                request: Some(ex::register_request),
+                response: Some((201, ex::dataset_list)),
+                errors: &[
+                    K::InvalidRequest,
+                    K::TooLarge,
+                    K::Unauthorized,
+                    K::Forbidden,
+                ],
+            },
+            post(datasets::register),
+        ),
+        (
+            RouteDoc {
+                method: "get",
+                path: "/datasets/{id}",
+                role: Some(Role::Ci),
+                summary: "One dataset with its history, secrets redacted",
+                request: None,
+                response: Some((200, ex::dataset_view)),
+                errors: &[K::NotFound, K::Unauthorized],
+            },
+            get(datasets::get),
+        ),
+        (
+            RouteDoc {
+                method: "post",
+                path: "/datasets/{id}/discard",
+                role: Some(Role::Admin),
+                summary: "Settle a quarantined (or ready, failed) dataset as discarded",
+                request: None,
+                response: Some((200, ex::dataset_view)),
+                errors: &[K::NotFound, K::Conflict, K::Forbidden],
+            },
+            post(datasets::discard),
+        ),
+        (
+            RouteDoc {
+                method: "post",
+                path: "/datasets/{id}/recycle",
+                role: Some(Role::Admin),
+                summary: "Return a quarantined dataset to ready",
+                request: None,
+                response: Some((200, ex::dataset_view)),
+                errors: &[K::NotFound, K::Conflict, K::Forbidden],
+            },
+            post(datasets::recycle),
+        ),
+        (
+            RouteDoc {
+                method: "put",
+                path: "/stock/{type}/{state}",
+                role: Some(Role::Admin),
+                summary: "Set min_ready/max_ready of a state",
+                request: Some(ex::stock_settings),
+                response: Some((200, ex::stock_settings)),
+                errors: &[K::InvalidRequest, K::Forbidden],
+            },
+            put(datasets::set_stock),
+        ),
+        (
+            RouteDoc {
+                method: "get",
+                path: "/openapi.json",
+                role: None,
+                summary: "This API description",
+                request: None,
+                response: None,
+                errors: &[],
+            },
+            get(ops::openapi),
+        ),
+    ]
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        ProblemKind::NotFound,
+        "no such route; see /api/v1/openapi.json",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    let mut e = ApiError::new(
+        ProblemKind::InvalidRequest,
+        "this route does not take that method; see /api/v1/openapi.json",
+    );
+    e.problem.status = 405;
+    e
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let mut api = Router::new();
+    for (doc, handler) in api_routes() {
+        api = api.route(doc.path, handler);
+    }
+    Router::new()
+        .nest(API_PREFIX, api)
+        .route("/", get(ops::index))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

@@ -1,0 +1,133 @@
+//! `application/problem+json` errors, request-body parsing and the role extractors.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use stockroom_protocol::api::{MAX_BODY_BYTES, PROBLEM_CONTENT_TYPE, Problem, ProblemKind};
+use stockroom_protocol::pool_config::Role;
+
+use super::AppState;
+use crate::auth::Caller;
+use crate::store::StoreError;
+
+/// An error answer: a problem, and a `Retry-After` for 503s.
+#[derive(Debug)]
+pub struct ApiError {
+    pub problem: Box<Problem>,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(kind: ProblemKind, detail: impl Into<String>) -> ApiError {
+        ApiError {
+            problem: Box::new(Problem::new(kind, detail)),
+            retry_after: None,
+        }
+    }
+
+    /// A malformed request: 400, kind `invalid-request`.
+    pub fn bad_request(detail: impl Into<String>) -> ApiError {
+        let mut e = ApiError::new(ProblemKind::InvalidRequest, detail);
+        e.problem.status = 400;
+        e
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        tracing::error!(error = %e, "store failure");
+        ApiError::new(
+            ProblemKind::Internal,
+            "the pool's store failed; the error is in the pool's log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self.problem).unwrap_or_default();
+        let mut resp = (status, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
+        );
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// A JSON request body: 413 over 1 MiB, 400 when it is not JSON, 422 when
+/// it is JSON of the wrong shape; the problem's detail says why.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    ProblemKind::TooLarge,
+                    format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+                )
+            } else {
+                ApiError::bad_request(format!("cannot read the request body: {e}"))
+            }
+        })?;
+        parse_json(&bytes).map(Body)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::new(
+            ProblemKind::InvalidRequest,
+            format!("the JSON body does not fit: {e}"),
+        ),
+        _ => ApiError::bad_request(format!("the body is not valid JSON: {e}")),
+    })
+}
+
+fn authorize(parts: &Parts, state: &AppState, role: Role) -> Result<Caller, ApiError> {
+    let header = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    state
+        .tokens
+        .check(header, role)
+        .map_err(|(kind, detail)| ApiError::new(kind, detail))
+}
+
+/// A caller with at least role `ci`.
+pub struct Ci(pub Caller);
+/// A caller with role `admin`.
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<AppState> for Ci {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        authorize(parts, state, Role::Ci).map(Ci)
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        authorize(parts, state, Role::Admin).map(Admin)
+    }
+}

@@ -1,0 +1,159 @@
+//! `stockroom-pool`: keeps test datasets in stock and leases them exclusively
+//! to CI jobs (CONTRACT §6). The binary (`main.rs`) only parses flags and
+//! picks the exit code; everything else is here.
+//!
+//! Start-up order: configuration fully validated ([`config`]), store opened
+//! and migrated, `[[stock]]` settings written to the store, then the
+//! listener is served ([`Pool::serve`]) until the shutdown future resolves;
+//! in-flight requests then get `shutdown_grace` to finish.
+
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod http;
+pub mod ids;
+pub mod leasing;
+pub mod metrics;
+pub mod openapi;
+pub mod reaper;
+pub mod store;
+pub mod time;
+pub mod waiting;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use stockroom_protocol::api::StockSettings;
+use stockroom_protocol::exit_codes;
+use stockroom_protocol::pool_config::PoolConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::catalog::{CatalogRegistry, CatalogSource};
+use crate::http::AppState;
+use crate::store::StoreError;
+
+/// Why the pool did not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// `EX_IOERR` from sysexits: the listener or the server failed.
+pub const EXIT_IO: i32 = 74;
+
+impl PoolError {
+    /// The process exit code: 78 for configuration (and a store that cannot be
+    /// opened), 74 for I/O while listening or serving.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            PoolError::Config(_) | PoolError::Store(_) => exit_codes::CONFIG,
+            PoolError::Bind { .. } | PoolError::Serve(_) => EXIT_IO,
+        }
+    }
+}
+
+/// A started pool: store open, not yet serving.
+pub struct Pool {
+    state: AppState,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl Pool {
+    /// Opens the store and applies the `[[stock]]` settings of the config.
+    pub async fn start(config: PoolConfig) -> Result<Pool, PoolError> {
+        let store = store::open(&config.store)?;
+        for s in &config.stock {
+            store
+                .set_stock(
+                    s.type_name.clone(),
+                    s.state.clone(),
+                    StockSettings {
+                        min_ready: s.min_ready,
+                        max_ready: s.max_ready,
+                    },
+                )
+                .await?;
+        }
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let state = AppState {
+            store,
+            tokens: Arc::new(auth::Tokens::new(&config.tokens)),
+            config: Arc::new(config),
+            metrics: Arc::default(),
+            queue: waiting::WaitQueue::default(),
+            catalog: CatalogRegistry::default(),
+            shutdown: shutdown_rx,
+        };
+        Ok(Pool { state, shutdown_tx })
+    }
+
+    /// Plugs a producer of catalog states in (the generators of a later issue).
+    pub fn add_catalog_source(&self, source: Arc<dyn CatalogSource>) {
+        self.state.catalog.add_source(source);
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish
+    /// for at most `shutdown_grace`.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), PoolError> {
+        let Pool { state, shutdown_tx } = self;
+        let grace = state.config.shutdown_grace.0;
+        let reaper = tokio::spawn(reaper::run(
+            Arc::clone(&state.store),
+            state.queue.clone(),
+            Arc::clone(&state.metrics),
+            state.config.reaper_interval.0,
+            state.config.consumed_retention.map(|d| d.0),
+        ));
+        let mut stopping = state.shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutdown requested; finishing in-flight requests");
+            let _ = shutdown_tx.send(true);
+            // Keep the sender alive so receivers see `true`, not a closed channel.
+            std::future::pending::<()>().await;
+        });
+        let app = http::router(state);
+        let server = axum::serve(listener, app).with_graceful_shutdown({
+            let mut s = stopping.clone();
+            async move {
+                let _ = s.wait_for(|v| *v).await;
+            }
+        });
+        let result = tokio::select! {
+            r = server => r.map_err(PoolError::Serve),
+            () = async {
+                let _ = stopping.wait_for(|v| *v).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(grace = ?grace, "shutdown_grace elapsed; closing the remaining connections");
+                Ok(())
+            }
+        };
+        reaper.abort();
+        result
+    }
+}
+
+/// Starts a pool on `listener` and serves until `shutdown` resolves.
+pub async fn serve(
+    config: PoolConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), PoolError> {
+    Pool::start(config).await?.serve(listener, shutdown).await
+}

@@ -1,0 +1,86 @@
+//! `stockroom-pool`: flags, logging, exit code. The work is in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use stockroom_pool::config::{self, Flags};
+use stockroom_pool::{Pool, PoolError};
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STOCKROOM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("STOCKROOM_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the pool with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+async fn run(flags: Flags) -> Result<(), PoolError> {
+    // Everything is validated before anything binds.
+    let cfg = config::settings(&flags)?;
+    let pool = Pool::start(cfg.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|source| PoolError::Bind {
+            addr: cfg.listen.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| PoolError::Bind {
+        addr: cfg.listen.clone(),
+        source,
+    })?;
+    tracing::info!(store = %cfg.store, "listening on http://{addr}");
+    if let Some(path) = &flags.ready_file {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, addr.to_string())
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|source| PoolError::Bind {
+                addr: format!("ready file {}", path.display()),
+                source,
+            })?;
+    }
+    pool.serve(listener, shutdown_signal()).await
+}
+
+/// The one place that decides the exit code.
+fn exit_code(result: Result<(), PoolError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stockroom-pool: {e}");
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return exit_code(Err(PoolError::Serve(e))),
+    };
+    exit_code(runtime.block_on(run(flags)))
+}

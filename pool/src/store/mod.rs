@@ -1,0 +1,252 @@
+//! Storage: the semantic operations of the pool, one trait every backend implements.
+//!
+//! Each method is one atomic operation of CONTRACT §6 (lease, heartbeat,
+//! release, expire, register, discard, recycle) or a read. Exclusivity is the
+//! backend's job, enforced inside its transaction by the database itself (an
+//! `entity_holds` table keyed by entity), never by a process-local lock, so it
+//! holds across restarts and across replicas sharing one PostgreSQL database.
+//!
+//! Semantic refusals (no stock, lease gone, wrong status) are `Ok` values of
+//! small enums, so a backend can commit side effects that come with them (a
+//! heartbeat that finds its lease overdue expires it and answers `Gone`).
+//! `Err(StoreError)` is only for the store failing.
+//!
+//! Time is passed in (`now_ms`, milliseconds since the Unix epoch) so the
+//! shared [`conformance`] suite can test TTLs without sleeping.
+
+pub mod conformance;
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use stockroom_protocol::api::{
+    DatasetView, HistoryEntry, Holder, LeaseGranted, LeaseItem, LeaseView, NewDataset,
+    ReleaseAnswer, StockCounts, StockSettings,
+};
+use stockroom_protocol::{DatasetStatus, LeaseStatus, Outcome};
+
+/// A boxed future, so the trait stays object safe (`Arc<dyn Store>`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The store failed (I/O, corruption, a closed worker); never a semantic refusal.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open store {url}: {message}")]
+    Open { url: String, message: String },
+    #[error("store query failed: {0}")]
+    Query(String),
+    #[error("store is shut down")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Query(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Query(format!("stored JSON is malformed: {e}"))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One lease attempt, already validated and capped by the leasing layer.
+#[derive(Debug, Clone)]
+pub struct LeaseAttempt {
+    pub holder: Holder,
+    pub items: Vec<LeaseItem>,
+    pub ttl_ms: i64,
+    pub idempotency_key: Option<String>,
+    pub now_ms: i64,
+}
+
+/// What one item lacked when a lease could not be served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemShortfall {
+    pub name: String,
+    pub wanted: u32,
+    /// Matching datasets that are ready and whose entities are free.
+    pub available: u64,
+    /// Ready datasets of the state (whatever the filter).
+    pub ready: u64,
+    pub generating: u64,
+    /// Datasets of the state that could still become ready for this item
+    /// (ready + generating + leased, matching the filter); below `wanted`
+    /// the request cannot be satisfied by waiting alone.
+    pub potential: u64,
+}
+
+/// Answer to [`Store::lease`].
+#[derive(Debug, Clone)]
+pub enum LeaseResult {
+    /// A new lease (HTTP 201).
+    Granted(LeaseGranted),
+    /// The active lease of the same idempotency key (HTTP 200).
+    Existing(LeaseGranted),
+    /// Not enough stock; nothing was held.
+    NoStock(Vec<ItemShortfall>),
+}
+
+/// Answer to [`Store::heartbeat`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeartbeatResult {
+    Extended { expires_at_ms: i64, ttl_ms: i64 },
+    Gone(LeaseStatus),
+    NotFound,
+}
+
+/// Answer to [`Store::release`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReleaseResult {
+    Released(ReleaseAnswer),
+    /// A repeated release: the first answer again.
+    AlreadyReleased(ReleaseAnswer),
+    /// The lease expired first; its datasets were quarantined then.
+    Expired,
+    NotFound,
+}
+
+/// A lease the reaper expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredLease {
+    pub lease_id: String,
+    pub dataset_ids: Vec<String>,
+}
+
+/// Answer to [`Store::discard`] and [`Store::recycle`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum SettleResult {
+    Done(Box<DatasetView>),
+    /// The dataset is in a status the operation does not apply to.
+    WrongStatus(DatasetStatus),
+    NotFound,
+}
+
+/// `GET /datasets` filter.
+#[derive(Debug, Clone, Default)]
+pub struct DatasetFilter {
+    pub type_name: Option<String>,
+    pub state: Option<String>,
+    pub status: Option<DatasetStatus>,
+    pub limit: u32,
+}
+
+/// Counts and stock settings per `(type, state)`.
+pub type StockTable = BTreeMap<(String, String), StockCounts>;
+
+/// The pool's storage. See the module docs for the rules every backend keeps.
+pub trait Store: Send + Sync + 'static {
+    /// Leases every item atomically, or nothing. Picks the oldest ready
+    /// datasets that match `where` and whose entities are free of active
+    /// leases (and distinct within the lease); with an idempotency key that
+    /// has an active lease, answers that lease instead. With no items it
+    /// only looks the key up: `Existing`, or `NoStock(vec![])` and nothing written.
+    fn lease(&self, attempt: LeaseAttempt) -> BoxFuture<'_, StoreResult<LeaseResult>>;
+
+    /// Extends an active, unexpired lease to `now + ttl`. An active lease found
+    /// past its expiry is expired on the spot (as the reaper would).
+    fn heartbeat(
+        &self,
+        lease_id: String,
+        ttl_ms: Option<i64>,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<HeartbeatResult>>;
+
+    /// Ends a lease with an outcome: `passed` (or `on_failure = release`) →
+    /// `consumed`, or `ready` when the dataset is reusable; otherwise
+    /// `quarantined`. Idempotent.
+    fn release(
+        &self,
+        lease_id: String,
+        outcome: Outcome,
+        reason: Option<String>,
+        details_url: Option<String>,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<ReleaseResult>>;
+
+    /// Expires up to `limit` active leases whose time is up; their datasets
+    /// become `quarantined` ("lease expired without heartbeat").
+    fn expire_due(&self, now_ms: i64, limit: u32) -> BoxFuture<'_, StoreResult<Vec<ExpiredLease>>>;
+
+    /// Registers datasets by hand, `ready` at once. `by` names who did it, for the history.
+    fn register(
+        &self,
+        datasets: Vec<NewDataset>,
+        by: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<Vec<DatasetView>>>;
+
+    /// `quarantined`, `ready` or `failed` → `discarded`.
+    fn discard(
+        &self,
+        id: String,
+        by: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<SettleResult>>;
+
+    /// `quarantined` → `ready`.
+    fn recycle(
+        &self,
+        id: String,
+        by: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<SettleResult>>;
+
+    /// One dataset with its full history, secrets not yet redacted.
+    fn get_dataset(&self, id: String) -> BoxFuture<'_, StoreResult<Option<DatasetView>>>;
+
+    /// Datasets in insertion order, without history, secrets not yet redacted.
+    fn list_datasets(&self, filter: DatasetFilter) -> BoxFuture<'_, StoreResult<Vec<DatasetView>>>;
+
+    /// The history of one dataset, oldest first.
+    fn history(&self, id: String) -> BoxFuture<'_, StoreResult<Vec<HistoryEntry>>>;
+
+    /// One lease with its datasets, secrets not yet redacted.
+    fn get_lease(&self, id: String) -> BoxFuture<'_, StoreResult<Option<LeaseView>>>;
+
+    /// Leases, newest first, optionally of one status, at most `limit`.
+    fn list_leases(
+        &self,
+        status: Option<LeaseStatus>,
+        limit: u32,
+    ) -> BoxFuture<'_, StoreResult<Vec<LeaseView>>>;
+
+    /// How many leases are active.
+    fn active_lease_count(&self) -> BoxFuture<'_, StoreResult<u64>>;
+
+    /// Counts per status and stock settings of every `(type, state)` the store knows.
+    fn stock(&self) -> BoxFuture<'_, StoreResult<StockTable>>;
+
+    /// Sets `min_ready`/`max_ready` of one state.
+    fn set_stock(
+        &self,
+        type_name: String,
+        state: String,
+        settings: StockSettings,
+    ) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Erases the data of datasets consumed before `before_ms` (keeping the
+    /// row, its metadata and its history, plus a history line saying so).
+    /// Returns how many were erased.
+    fn purge_consumed(&self, before_ms: i64, now_ms: i64) -> BoxFuture<'_, StoreResult<u64>>;
+}
+
+/// Opens the backend named by a store URL (`sqlite://PATH`).
+pub fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(
+            std::path::Path::new(path),
+        )?))
+    } else {
+        Err(StoreError::Open {
+            url: url.to_string(),
+            message: "only sqlite:// stores are built into this version; PostgreSQL arrives in a later release"
+                .to_string(),
+        })
+    }
+}
