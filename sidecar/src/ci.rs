@@ -1,0 +1,37 @@
+//! The CI adapter (`stockroom-ci`) as the sidecar uses it.
+
+pub use stockroom_ci::{
+    CiContext, CiError, EnvSource, ExportVar, GithubFile, ProcessEnv, Provider, Shard,
+    github_paths, resolve_shard, shell_exports, write_dotenv, write_masks,
+};
+
+use stockroom_protocol::env_names::EnvVar;
+
+use crate::cli::Common;
+use crate::errors::Error;
+
+/// The job's shard: flags, then `STOCKROOM_SHARD_*`, then the CI's own variables, then 0/1.
+pub fn shard(common: &Common, env: &impl EnvSource) -> Result<Shard, Error> {
+    resolve_shard(common.shard_index, common.shard_total, env).map_err(|e| {
+        match (common.shard_index, common.shard_total) {
+            (Some(_), _) | (_, Some(_)) => Error::Usage(e.to_string()),
+            _ => Error::Config(e.to_string()),
+        }
+    })
+}
+
+/// The variables of §4 in the adapter's form.
+pub fn export_vars(vars: &[EnvVar]) -> Vec<ExportVar> {
+    vars.iter()
+        .map(|v| ExportVar {
+            name: v.name.clone(),
+            value: v.value.clone(),
+            secret: v.secret,
+        })
+        .collect()
+}
+
+/// A CI adapter failure while exporting: a configuration problem.
+pub fn ci_error(e: CiError) -> Error {
+    Error::Config(e.to_string())
+}

@@ -1,0 +1,394 @@
+//! The pool's HTTP API (CONTRACT §6) as the sidecar calls it.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use stockroom_protocol::api::{
+    API_PREFIX, Catalog, ExtendDatasetRequest, HeartbeatAnswer, HeartbeatRequest, LeaseGranted,
+    LeaseRequest, LeaseView, Problem, ProblemKind, ReleaseAnswer, ReleaseRequest,
+};
+use stockroom_protocol::dataset::Dataset;
+
+use crate::config::Token;
+use crate::errors::Error;
+
+/// How long a connection attempt may take before the pool counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time for a request beyond any server-side wait it asked for.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why a call to the pool failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No answer at all: refused, reset, timed out, DNS.
+    #[error("failed to reach the pool at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    /// An `application/problem+json` answer.
+    #[error("the pool answered {status} {}{}", problem.title, detail_suffix(&problem.detail))]
+    Problem {
+        status: u16,
+        problem: Box<Problem>,
+        retry_after: Option<Duration>,
+    },
+    /// A non-success answer that is not a problem document.
+    #[error("the pool answered {status} at {url}: {body}")]
+    Http {
+        status: u16,
+        url: String,
+        body: String,
+    },
+    /// A success answer that does not parse.
+    #[error("failed to read the pool's answer from {url}: {message}")]
+    Decode { url: String, message: String },
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
+}
+
+impl ClientError {
+    /// The problem kind, from the body's `type` or, lacking one, the status.
+    pub fn kind(&self) -> Option<ProblemKind> {
+        match self {
+            ClientError::Problem {
+                problem, status, ..
+            } => problem.kind().or_else(|| kind_from_status(*status)),
+            ClientError::Http { status, .. } => kind_from_status(*status),
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Problem { status, .. } | ClientError::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Worth retrying: no answer, or the pool (or a proxy before it) is
+    /// momentarily unable to serve. `no-stock` is handled by the caller.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } => true,
+            ClientError::Problem { .. } | ClientError::Http { .. } => match self.kind() {
+                Some(ProblemKind::Unavailable | ProblemKind::Internal) => true,
+                Some(_) => false,
+                None => self.status().is_some_and(|s| s >= 500 && s != 501),
+            },
+            ClientError::Decode { .. } => false,
+        }
+    }
+
+    /// The sidecar failure this becomes when it ends a command.
+    pub fn into_error(self, pool: &str) -> Error {
+        match self.kind() {
+            Some(ProblemKind::Unauthorized | ProblemKind::Forbidden) => Error::TokenRejected {
+                pool: pool.to_string(),
+                status: self.status().unwrap_or(401),
+                detail: match &self {
+                    ClientError::Problem { problem, .. } => problem.detail.clone(),
+                    other => other.to_string(),
+                },
+            },
+            _ if matches!(self, ClientError::Unreachable { .. }) || self.is_transient() => {
+                Error::PoolUnreachable {
+                    pool: pool.to_string(),
+                    attempts: 1,
+                    waited: "0s".into(),
+                    last: self.to_string(),
+                }
+            }
+            _ => Error::Config(format!("failed to use the pool at {pool}: {self}")),
+        }
+    }
+}
+
+fn kind_from_status(status: u16) -> Option<ProblemKind> {
+    Some(match status {
+        401 => ProblemKind::Unauthorized,
+        403 => ProblemKind::Forbidden,
+        404 => ProblemKind::NotFound,
+        410 => ProblemKind::LeaseGone,
+        413 => ProblemKind::TooLarge,
+        422 => ProblemKind::InvalidRequest,
+        500 => ProblemKind::Internal,
+        503 => ProblemKind::Unavailable,
+        _ => return None,
+    })
+}
+
+/// Text of an error and its causes (reqwest hides "connection refused" in a source).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        cur = s.source();
+    }
+    text
+}
+
+/// A client of one pool.
+#[derive(Clone)]
+pub struct PoolClient {
+    base: String,
+    http: reqwest::Client,
+    token: Option<Token>,
+}
+
+impl PoolClient {
+    pub fn new(base: &str, token: Option<Token>) -> Result<PoolClient, Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("stockroom/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                Error::Internal(format!(
+                    "failed to build the HTTP client: {}",
+                    error_chain(&e)
+                ))
+            })?;
+        Ok(PoolClient {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+            token,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{API_PREFIX}{path}", self.base);
+        let mut request = self.http.request(method, &url).timeout(timeout);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose());
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| ClientError::Unreachable {
+            url: url.clone(),
+            message: error_chain(&e),
+        })?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: url.clone(),
+                message: error_chain(&e),
+            })?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+                url,
+                message: e.to_string(),
+            });
+        }
+        match serde_json::from_slice::<Problem>(&bytes) {
+            Ok(problem) => Err(ClientError::Problem {
+                status: status.as_u16(),
+                problem: Box::new(problem),
+                retry_after,
+            }),
+            Err(_) => Err(ClientError::Http {
+                status: status.as_u16(),
+                url,
+                body: String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned(),
+            }),
+        }
+    }
+
+    /// `POST /leases`; the server may hold the request up to `wait_seconds`.
+    pub async fn lease(&self, request: &LeaseRequest) -> Result<LeaseGranted, ClientError> {
+        let wait = Duration::from_secs(request.wait_seconds.unwrap_or(0));
+        self.call(
+            Method::POST,
+            "/leases",
+            Some(request),
+            wait + REQUEST_TIMEOUT,
+        )
+        .await
+    }
+
+    pub async fn heartbeat(&self, lease_id: &str) -> Result<HeartbeatAnswer, ClientError> {
+        let path = format!("/leases/{}/heartbeat", encode(lease_id));
+        self.call(
+            Method::POST,
+            &path,
+            Some(&HeartbeatRequest::default()),
+            REQUEST_TIMEOUT,
+        )
+        .await
+    }
+
+    pub async fn release(
+        &self,
+        lease_id: &str,
+        request: &ReleaseRequest,
+    ) -> Result<ReleaseAnswer, ClientError> {
+        let path = format!("/leases/{}/release", encode(lease_id));
+        self.call(Method::POST, &path, Some(request), REQUEST_TIMEOUT)
+            .await
+    }
+
+    pub async fn lease_view(&self, lease_id: &str) -> Result<LeaseView, ClientError> {
+        let path = format!("/leases/{}", encode(lease_id));
+        self.call::<(), _>(Method::GET, &path, None, REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// Extensions call a generator, which may take a while.
+    pub async fn extend(
+        &self,
+        lease_id: &str,
+        dataset_id: &str,
+        extension: &str,
+    ) -> Result<Dataset, ClientError> {
+        let path = format!(
+            "/leases/{}/datasets/{}/extend",
+            encode(lease_id),
+            encode(dataset_id)
+        );
+        let body = ExtendDatasetRequest {
+            extension: extension.to_string(),
+        };
+        self.call(Method::POST, &path, Some(&body), Duration::from_secs(300))
+            .await
+    }
+
+    pub async fn catalog(&self) -> Result<Catalog, ClientError> {
+        self.call::<(), _>(Method::GET, "/catalog", None, REQUEST_TIMEOUT)
+            .await
+    }
+}
+
+/// Percent-encodes a path segment (ids are URL-safe in practice; be safe anyway).
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Exponential backoff from 200 ms, doubling up to `cap`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    cap: Duration,
+}
+
+impl Backoff {
+    pub fn new(cap: Duration) -> Backoff {
+        Backoff {
+            next: Duration::from_millis(200),
+            cap,
+        }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next.min(self.cap);
+        self.next = (self.next * 2).min(self.cap);
+        d
+    }
+}
+
+/// Calls `f` until it succeeds, fails for good, or `bound` has passed;
+/// transient failures are retried with backoff. Returns the last error and
+/// the number of attempts.
+pub async fn retry_transient<T, F, Fut>(bound: Duration, mut f: F) -> Result<T, (ClientError, u32)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let deadline = tokio::time::Instant::now() + bound;
+    let mut backoff = Backoff::new(Duration::from_secs(5));
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_transient() => {
+                let delay = backoff.next_delay();
+                if tokio::time::Instant::now() + delay > deadline {
+                    return Err((e, attempts));
+                }
+                tracing::debug!("attempt {attempts} failed ({e}); retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err((e, attempts)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_are_classified_by_type_then_status() {
+        let p = |kind| ClientError::Problem {
+            status: 503,
+            problem: Box::new(Problem::new(kind, "x")),
+            retry_after: None,
+        };
+        assert_eq!(p(ProblemKind::NoStock).kind(), Some(ProblemKind::NoStock));
+        assert!(!p(ProblemKind::NoStock).is_transient());
+        assert!(p(ProblemKind::Unavailable).is_transient());
+        let http = ClientError::Http {
+            status: 410,
+            url: "u".into(),
+            body: String::new(),
+        };
+        assert_eq!(http.kind(), Some(ProblemKind::LeaseGone));
+        let bad_gateway = ClientError::Http {
+            status: 502,
+            url: "u".into(),
+            body: String::new(),
+        };
+        assert!(bad_gateway.is_transient());
+        let unauthorized = ClientError::Http {
+            status: 401,
+            url: "u".into(),
+            body: String::new(),
+        };
+        assert_eq!(unauthorized.into_error("http://p").exit_code(), 77);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_segments_are_encoded() {
+        let mut b = Backoff::new(Duration::from_millis(700));
+        let d: Vec<u128> = (0..4).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(d, vec![200, 400, 700, 700]);
+        assert_eq!(encode("l_1-a.b"), "l_1-a.b");
+        assert_eq!(encode("a/b c"), "a%2Fb%20c");
+    }
+}

@@ -1,0 +1,77 @@
+//! The Stockroom sidecar: leases a CI job's datasets from the pool, hands them
+//! to the job's command, keeps the lease alive and releases or quarantines it.
+//!
+//! `main.rs` only calls [`main`]; every command returns the code to exit with
+//! or an [`errors::Error`], and [`errors::report`] alone picks the exit code.
+
+pub mod catalog;
+pub mod check;
+pub mod ci;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod errors;
+pub mod extend;
+pub mod heartbeat;
+pub mod inject;
+pub mod lease;
+pub mod logging;
+pub mod redact;
+pub mod run;
+pub mod start_stop;
+pub mod status;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+
+use crate::cli::{Cli, Command};
+use crate::errors::Error;
+
+/// The whole program: parse, set up logging, dispatch, exit.
+pub fn main() -> ExitCode {
+    redact::install_panic_hook();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Printing help or a usage error can only fail if stdout/stderr is gone.
+            let _ = e.print();
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                _ => errors::exit(stockroom_protocol::exit_codes::USAGE),
+            };
+        }
+    };
+    logging::init(&ci::ProcessEnv);
+    match dispatch(cli) {
+        Ok(code) => errors::exit(code),
+        Err(e) => errors::report(&e),
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32, Error> {
+    let env = ci::ProcessEnv;
+    match cli.command {
+        // Offline check needs no runtime at all: keep it instant.
+        Command::Check(args) => check::check(&cli.common, &args, &env),
+        command => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Internal(format!("failed to start the async runtime: {e}")))?;
+            runtime.block_on(async move {
+                match command {
+                    Command::Run(args) => run::run(&cli.common, args, &env).await,
+                    Command::Start(args) => start_stop::start(&cli.common, &args, &env).await,
+                    Command::Stop(args) => start_stop::stop(&cli.common, &args, &env).await,
+                    Command::Heartbeat => start_stop::heartbeat_process(&cli.common, &env).await,
+                    Command::Extend(args) => extend::extend(&cli.common, &args, &env).await,
+                    Command::Status => status::status(&cli.common, &env).await,
+                    Command::Catalog => catalog::catalog(&cli.common, &env).await,
+                    Command::Check(_) => Err(Error::Internal("check is dispatched above".into())),
+                }
+            })
+        }
+    }
+}

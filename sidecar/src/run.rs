@@ -1,0 +1,424 @@
+//! `stockroom run -- COMMAND`: lease, inject, run the command in its own
+//! process group with signals forwarded, heartbeat meanwhile, release with
+//! the outcome, and exit with the command's code.
+//!
+//! Signal design (as nextest and uv): the command runs in its own process
+//! group so a terminal's Ctrl-C reaches only the sidecar, which forwards
+//! SIGINT, SIGTERM and SIGHUP to the whole group, waits `--grace`, then
+//! SIGKILLs the group. A command killed by signal N gives exit code 128 + N.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use stockroom_protocol::Outcome;
+use stockroom_protocol::api::{
+    LeaseGranted, LeaseRequest, ProblemKind, ReleaseAnswer, ReleaseRequest,
+};
+use stockroom_protocol::datasets_file::ShardInfo;
+use stockroom_protocol::exit_codes;
+use stockroom_protocol::manifest::Manifest;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::Instant;
+
+use crate::ci::{self, CiContext, EnvSource, Shard};
+use crate::cli::{Common, OnLeaseLost, RunArgs};
+use crate::client::{ClientError, PoolClient, retry_transient};
+use crate::config::{self, DEFAULT_ACQUIRE_TIMEOUT};
+use crate::errors::Error;
+use crate::heartbeat::{self, LeaseLost};
+use crate::inject::{self, DatasetsFileHome};
+use crate::lease::{self, AcquireBounds};
+
+/// Everything resolved before the first network call.
+pub struct Prepared {
+    pub manifest: Manifest,
+    pub shard: Shard,
+    pub client: PoolClient,
+    pub retry_for: Duration,
+    pub ci: CiContext,
+}
+
+/// Validates the manifest and resolves pool, token and shard (no network).
+pub fn prepare(common: &Common, env: &impl EnvSource) -> Result<Prepared, Error> {
+    let manifest = config::load_manifest(common, env)?;
+    let shard = ci::shard(common, env)?;
+    manifest.check_shard_total(shard.total)?;
+    let pool = config::require_pool(common, env, Some(&manifest))?;
+    let token = config::token(common, env)?;
+    let retry_for = config::retry_for(common, env)?;
+    let client = PoolClient::new(&pool, token)?;
+    Ok(Prepared {
+        manifest,
+        shard,
+        client,
+        retry_for,
+        ci: CiContext::read(env),
+    })
+}
+
+/// The one lease request for every dataset of this shard.
+pub fn lease_request(p: &Prepared) -> LeaseRequest {
+    LeaseRequest {
+        holder: p.ci.holder(p.shard),
+        ttl_seconds: p
+            .manifest
+            .lease_ttl
+            .map(|d| d.as_duration().as_secs().max(1)),
+        wait_seconds: None,
+        // Without a CI key, one random key per invocation still makes this
+        // invocation's own retries safe.
+        idempotency_key: Some(
+            p.ci.idempotency_key(p.shard)
+                .unwrap_or_else(|| local_key(p.shard)),
+        ),
+        items: p
+            .manifest
+            .datasets_for_shard(p.shard.index)
+            .into_iter()
+            .map(|d| d.to_lease_item())
+            .collect(),
+    }
+}
+
+fn local_key(shard: Shard) -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Fall back to something unique enough for one machine.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes[..16].copy_from_slice(&nanos.to_le_bytes());
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("local:{hex}:{}", shard.index)
+}
+
+/// Leases with progress and retries.
+pub async fn acquire(p: &Prepared) -> Result<LeaseGranted, Error> {
+    let request = lease_request(p);
+    let bounds = AcquireBounds {
+        acquire_timeout: p
+            .manifest
+            .acquire_timeout
+            .map_or(DEFAULT_ACQUIRE_TIMEOUT, |d| d.as_duration()),
+        retry_for: p.retry_for,
+    };
+    tracing::debug!(
+        "lease request: {} item(s), key {:?}",
+        request.items.len(),
+        request.idempotency_key
+    );
+    let granted = lease::acquire(&p.client, request, &p.manifest, bounds).await?;
+    let names: Vec<String> = granted
+        .datasets
+        .iter()
+        .map(|d| format!("{} ({})", d.name, d.dataset.id))
+        .collect();
+    tracing::info!(
+        "leased {} dataset(s) as lease {} until {}: {}",
+        granted.datasets.len(),
+        granted.lease_id,
+        granted.expires_at,
+        names.join(", ")
+    );
+    Ok(granted)
+}
+
+pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result<i32, Error> {
+    let prepared = prepare(common, env)?;
+    let started = Instant::now();
+    let granted = acquire(&prepared).await?;
+    let shard = ShardInfo {
+        index: prepared.shard.index,
+        total: prepared.shard.total,
+    };
+    let file = inject::datasets_file(&prepared.manifest, &granted, shard);
+    inject::register_secrets(&file);
+
+    let injected = DatasetsFileHome::for_run(&prepared.manifest).and_then(|home| {
+        inject::write_datasets_file(&home.path, &file)?;
+        let vars = inject::env_vars(&prepared.manifest, &file, &home.path)?;
+        Ok((home, vars))
+    });
+    let (home, vars) = match injected {
+        Ok(v) => v,
+        Err(e) => {
+            release(
+                &prepared,
+                &granted.lease_id,
+                Outcome::Cancelled,
+                Some(format!("sidecar failed before the command: {e}")),
+            )
+            .await;
+            return Err(e);
+        }
+    };
+
+    if prepared.ci.provider == ci::Provider::GitHubActions {
+        // GitHub hides a value only after seeing its mask: emit them before the command prints anything.
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = ci::write_masks(&ci::export_vars(&vars), &mut stdout) {
+            tracing::warn!("failed to write GitHub masks: {e}");
+        }
+    }
+
+    let mut command = tokio::process::Command::new(&args.command[0]);
+    command
+        .args(&args.command[1..])
+        .envs(vars.iter().map(|v| (&v.name, &v.value)))
+        .process_group(0);
+    // Registered before the spawn, so no signal slips between the two.
+    let signals = Signals::new()?;
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            tracing::error!("failed to start {:?}: {e}", args.command[0]);
+            release(
+                &prepared,
+                &granted.lease_id,
+                Outcome::Failed,
+                Some(format!("command could not start: {e}")),
+            )
+            .await;
+            drop(home);
+            return Ok(code);
+        }
+    };
+    tracing::debug!(
+        "command started {}ms after the sidecar",
+        started.elapsed().as_millis()
+    );
+
+    let ended = supervise(child, signals, &prepared.client, &granted, &args).await?;
+    let code = ended.exit_code();
+    let outcome = match (ended.cancelled_by, code) {
+        (Some(_), _) => Outcome::Cancelled,
+        (None, 0) => Outcome::Passed,
+        (None, _) => Outcome::Failed,
+    };
+    let reason = describe_end(&ended);
+    if let Some(lost) = &ended.lease_lost {
+        tracing::error!("{}", heartbeat::lost_message(lost));
+        tracing::warn!(
+            "not releasing lease {}: the pool has already ended it",
+            lost.lease_id
+        );
+    } else {
+        release(&prepared, &granted.lease_id, outcome, Some(reason)).await;
+    }
+    drop(home);
+    if ended.lease_lost.is_some() && args.on_lease_lost == OnLeaseLost::Fail && code == 0 {
+        return Ok(exit_codes::NO_STOCK);
+    }
+    Ok(code)
+}
+
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals, Error> {
+        let make = |kind: SignalKind| {
+            signal(kind)
+                .map_err(|e| Error::Internal(format!("failed to install a signal handler: {e}")))
+        };
+        Ok(Signals {
+            int: make(SignalKind::interrupt())?,
+            term: make(SignalKind::terminate())?,
+            hup: make(SignalKind::hangup())?,
+        })
+    }
+}
+
+/// How the command ended.
+#[derive(Debug)]
+pub struct Ended {
+    pub status: ExitStatus,
+    pub cancelled_by: Option<Signal>,
+    pub lease_lost: Option<LeaseLost>,
+}
+
+impl Ended {
+    /// The command's own code, or 128 + N when signal N killed it.
+    pub fn exit_code(&self) -> i32 {
+        match (self.status.code(), self.status.signal()) {
+            (Some(code), _) => code,
+            (None, Some(sig)) => exit_codes::for_signal(sig),
+            (None, None) => exit_codes::SOFTWARE,
+        }
+    }
+}
+
+fn describe_end(ended: &Ended) -> String {
+    let how = match (ended.status.code(), ended.status.signal()) {
+        (Some(code), _) => format!("command exited with code {code}"),
+        (None, Some(sig)) => format!("command killed by signal {}", signal_name(sig)),
+        (None, None) => "command ended".into(),
+    };
+    match ended.cancelled_by {
+        Some(sig) => format!("{how} after the sidecar received {sig}"),
+        None => how,
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    Signal::try_from(sig).map_or_else(|_| sig.to_string(), |s| s.as_str().to_string())
+}
+
+/// Waits for the command and the signals together (uv's `child.rs`, with a heartbeat).
+async fn supervise(
+    mut child: tokio::process::Child,
+    mut signals: Signals,
+    client: &PoolClient,
+    granted: &LeaseGranted,
+    args: &RunArgs,
+) -> Result<Ended, Error> {
+    let pid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .ok_or_else(|| Error::Internal("the command has no pid".into()))?;
+    let group = Pid::from_raw(pid);
+    let grace = args.grace.as_duration();
+    let heartbeat = heartbeat::keep_alive(
+        client,
+        &granted.lease_id,
+        heartbeat::interval_from(granted.heartbeat_interval_seconds),
+    );
+    tokio::pin!(heartbeat);
+    let mut cancelled_by: Option<Signal> = None;
+    let mut lease_lost: Option<LeaseLost> = None;
+    let mut kill_at: Option<Instant> = None;
+
+    let forward = |sig: Signal, kill_at: &mut Option<Instant>| {
+        tracing::warn!(
+            "forwarding {sig} to the command's process group {pid}{}",
+            if kill_at.is_none() {
+                format!("; SIGKILL in {}", humantime::format_duration(grace))
+            } else {
+                String::new()
+            }
+        );
+        if let Err(e) = killpg(group, sig) {
+            tracing::debug!("failed to send {sig} to process group {pid}: {e}");
+        }
+        kill_at.get_or_insert(Instant::now() + grace);
+    };
+
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => {
+                break status.map_err(|e| Error::Internal(format!("failed to wait for the command: {e}")))?;
+            }
+            _ = signals.int.recv() => { cancelled_by = Some(Signal::SIGINT); forward(Signal::SIGINT, &mut kill_at); }
+            _ = signals.term.recv() => { cancelled_by = Some(Signal::SIGTERM); forward(Signal::SIGTERM, &mut kill_at); }
+            _ = signals.hup.recv() => { cancelled_by = Some(Signal::SIGHUP); forward(Signal::SIGHUP, &mut kill_at); }
+            lost = &mut heartbeat, if lease_lost.is_none() => {
+                tracing::error!("{}", heartbeat::lost_message(&lost));
+                if args.on_lease_lost == OnLeaseLost::Fail {
+                    tracing::error!("--on-lease-lost=fail: stopping the command");
+                    forward(Signal::SIGTERM, &mut kill_at);
+                } else {
+                    tracing::warn!("--on-lease-lost=warn: the command keeps running");
+                }
+                lease_lost = Some(lost);
+            }
+            _ = sleep_until(kill_at) => {
+                tracing::warn!("the command's process group {pid} is still running after the grace period; sending SIGKILL");
+                let _ = killpg(group, Signal::SIGKILL);
+                kill_at = None;
+            }
+        }
+    };
+
+    // After a cancel, what is left of the group gets the rest of the grace
+    // period, then SIGKILL: it must not keep using data we are about to hand back.
+    if let Some(deadline) = kill_at {
+        while group_alive(group) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if group_alive(group) {
+            tracing::warn!("killing what is left of the command's process group {pid}");
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
+    Ok(Ended {
+        status,
+        cancelled_by,
+        lease_lost,
+    })
+}
+
+fn group_alive(group: Pid) -> bool {
+    killpg(group, None).is_ok()
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Releases the lease with `outcome`, retried for `retry_for`. A failure is
+/// logged, never fatal: the command's exit code stands.
+pub async fn release(
+    p: &Prepared,
+    lease_id: &str,
+    outcome: Outcome,
+    reason: Option<String>,
+) -> Option<ReleaseAnswer> {
+    release_with(&p.client, p.retry_for, lease_id, outcome, reason)
+        .await
+        .ok()
+}
+
+/// Releases (retried for `retry_for`), logging what happened either way.
+pub async fn release_with(
+    client: &PoolClient,
+    retry_for: Duration,
+    lease_id: &str,
+    outcome: Outcome,
+    reason: Option<String>,
+) -> Result<ReleaseAnswer, (ClientError, u32)> {
+    let request = ReleaseRequest {
+        outcome,
+        reason,
+        details_url: None,
+    };
+    let result = retry_transient(retry_for, || client.release(lease_id, &request)).await;
+    match &result {
+        Ok(answer) => {
+            let what: Vec<String> = answer
+                .datasets
+                .iter()
+                .map(|d| format!("{} {}", d.name, d.status))
+                .collect();
+            tracing::info!(
+                "released lease {lease_id} as {outcome}: {}",
+                what.join(", ")
+            );
+        }
+        Err((e, _)) if e.kind() == Some(ProblemKind::LeaseGone) => {
+            tracing::warn!(
+                "lease {lease_id} had already ended when releasing it as {outcome}: {e}"
+            );
+        }
+        Err((e, attempts)) => {
+            tracing::error!(
+                "failed to release lease {lease_id} as {outcome} after {attempts} attempt(s): {e}. The pool will expire the lease and quarantine its datasets; the command's exit code is kept"
+            );
+        }
+    }
+    result
+}
