@@ -130,7 +130,20 @@ pub async fn acquire(p: &Prepared) -> Result<LeaseGranted, Error> {
 pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result<i32, Error> {
     let prepared = prepare(common, env)?;
     let started = Instant::now();
-    let granted = acquire(&prepared).await?;
+    // Installed before the lease request: a CI cancelling the job while we
+    // wait for stock must end the wait cleanly, not kill the sidecar mid-request.
+    let mut signals = Signals::new()?;
+    let granted = tokio::select! {
+        granted = acquire(&prepared) => granted?,
+        sig = signals.next() => {
+            tracing::warn!(
+                "received {sig} while waiting for stock; giving up before the command started. \
+                 Nothing is held, unless the pool granted the lease in this very moment: then it \
+                 expires after its TTL and its datasets are quarantined"
+            );
+            return Ok(exit_codes::for_signal(sig as i32));
+        }
+    };
     let shard = ShardInfo {
         index: prepared.shard.index,
         total: prepared.shard.total,
@@ -170,8 +183,6 @@ pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result
         .args(&args.command[1..])
         .envs(vars.iter().map(|v| (&v.name, &v.value)))
         .process_group(0);
-    // Registered before the spawn, so no signal slips between the two.
-    let signals = Signals::new()?;
     let child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -228,6 +239,15 @@ struct Signals {
 }
 
 impl Signals {
+    /// The next of SIGINT, SIGTERM or SIGHUP.
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.int.recv() => Signal::SIGINT,
+            _ = self.term.recv() => Signal::SIGTERM,
+            _ = self.hup.recv() => Signal::SIGHUP,
+        }
+    }
+
     fn new() -> Result<Signals, Error> {
         let make = |kind: SignalKind| {
             signal(kind)

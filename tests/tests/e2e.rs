@@ -505,6 +505,48 @@ fn not_enough_stock_waits_then_exits_75_with_the_shortfall() {
 }
 
 #[test]
+fn sigterm_while_waiting_for_stock_ends_the_wait_and_holds_nothing() {
+    let pool = Pool::start();
+    seed_customers(&pool, 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text_m = manifest(&pool, "")
+        .replace("acquire_timeout = \"2s\"", "acquire_timeout = \"60s\"")
+        + "count = 2\n";
+    write(dir.path(), "stockroom.toml", &text_m);
+    let marker = dir.path().join("command-ran");
+    let child = spawn_run(
+        dir.path(),
+        &[],
+        &["touch", marker.to_str().expect("utf-8 path")],
+    );
+    // Wait until the pool reports the request as waiting for stock.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = pool.request("GET", "/metrics", None, None);
+        let metrics = metrics.as_str().unwrap_or_default().to_string();
+        if metrics.contains("stockroom_acquire_waiting 1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sidecar never waited: {metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let out = child.wait_with_output().expect("wait");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(err.contains("while waiting for stock"), "{err}");
+    assert!(!marker.exists(), "the command must not run after a cancel");
+    assert!(active_leases(&pool).is_empty());
+}
+
+#[test]
 fn a_rejected_token_exits_77_and_is_never_printed() {
     let token = "the-right-token-123";
     let digest = std::process::Command::new("sh")
