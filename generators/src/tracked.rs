@@ -50,6 +50,12 @@ impl<C: GeneratorClient> TrackedGenerator<C> {
         self.with_health(|h| h.snapshot())
     }
 
+    /// Whether a call would go out now (not held back by backoff), for
+    /// callers that would rather plan around a failing generator than ask it.
+    pub fn ready_to_call(&self) -> bool {
+        self.with_health(|h| h.gate(Instant::now()).is_ok())
+    }
+
     /// Median latency of recent successful calls of `operation`, for the planner.
     pub fn median_latency(&self, operation: Operation) -> Option<Duration> {
         self.with_health(|h| h.median_latency(operation))

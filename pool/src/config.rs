@@ -25,6 +25,68 @@ pub struct Flags {
     /// Once listening, write the bound address (`127.0.0.1:PORT`) to this file.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands; without one the pool serves its configuration.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Run the built-in example shop: three HTTP generator services on
+    /// loopback and a pool that keeps their states in stock.
+    Demo(DemoFlags),
+}
+
+/// Flags of `stockroom-pool demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoFlags {
+    /// Address for the pool's API; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7878")]
+    pub listen: String,
+    /// Store URL (sqlite://PATH); default: a fresh database in a temporary directory.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// How long each demo generator call takes (e.g. 150ms, 1s).
+    #[arg(long, value_name = "DURATION", default_value = "150ms", value_parser = humantime::parse_duration)]
+    pub latency: std::time::Duration,
+    /// Once listening, write the bound address (`127.0.0.1:PORT`) to this file.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Stock targets of the demo: leasing the example manifest is instant once warm.
+pub const DEMO_STOCK: &[(&str, &str, u32, u32)] = &[
+    ("customer", "new", 2, 5),
+    ("customer", "active", 3, 10),
+    ("customer", "active-with-payment", 5, 20),
+    ("order", "placed", 5, 20),
+];
+
+/// The demo's configuration around the running demo shop.
+pub fn demo_settings(
+    flags: &DemoFlags,
+    generators: Vec<stockroom_protocol::pool_config::GeneratorConfig>,
+    default_store: String,
+) -> Result<PoolConfig, ConfigError> {
+    let cfg = PoolConfig {
+        listen: flags.listen.clone(),
+        store: flags.store.clone().unwrap_or(default_store),
+        generators,
+        stock: DEMO_STOCK
+            .iter()
+            .map(
+                |(t, s, min, max)| stockroom_protocol::pool_config::StockConfig {
+                    type_name: (*t).to_string(),
+                    state: (*s).to_string(),
+                    min_ready: *min,
+                    max_ready: *max,
+                },
+            )
+            .collect(),
+        ..PoolConfig::default()
+    };
+    validate(&cfg)?;
+    Ok(cfg)
 }
 
 /// A configuration the pool refuses to start with (exit 78).

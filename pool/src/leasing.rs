@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::store::{ItemShortfall, LeaseAttempt, LeaseResult, Store, StoreError};
+use crate::supply::Supply;
 use crate::time::now_ms;
 use crate::waiting::{Need, WaitQueue};
 
@@ -90,7 +91,10 @@ fn public_shortfall(s: &[ItemShortfall]) -> Vec<Shortfall> {
         .collect()
 }
 
-/// Leases, waiting up to `wait` for stock, first come first served (see `waiting`).
+/// Leases, waiting up to `wait` for stock, first come first served (see
+/// `waiting`). A request that finds no stock asks `supply` to make its
+/// shortfall just in time.
+#[allow(clippy::too_many_arguments)]
 pub async fn acquire(
     store: &Arc<dyn Store>,
     queue: &WaitQueue,
@@ -99,6 +103,7 @@ pub async fn acquire(
     req: LeaseRequest,
     ttl_ms: i64,
     wait: Duration,
+    supply: Option<&Arc<Supply>>,
 ) -> Result<Acquired, StoreError> {
     let deadline = tokio::time::Instant::now() + wait;
     let started = Instant::now();
@@ -133,6 +138,10 @@ pub async fn acquire(
         if eligible || req.idempotency_key.is_some() {
             match store.lease(attempt).await? {
                 LeaseResult::Granted(g) => {
+                    if let Some(supply) = supply {
+                        // Stock went down: pre-generation may need to refill it.
+                        supply.poke();
+                    }
                     Metrics::inc(&metrics.leases_granted, 1);
                     metrics.observe_acquire(started.elapsed());
                     return Ok(Acquired::New(g));
@@ -141,6 +150,9 @@ pub async fn acquire(
                 LeaseResult::NoStock(short) if eligible => {
                     let satisfiable = short.iter().all(|s| s.potential >= u64::from(s.wanted));
                     ticket.set_blocking(satisfiable);
+                    if let Some(supply) = supply {
+                        supply.on_shortfall(&req.items, &short);
+                    }
                     last_short = Some(short);
                     queued_behind = false;
                 }

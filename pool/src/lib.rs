@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod reaper;
 pub mod store;
+pub mod supply;
 pub mod time;
 pub mod waiting;
 
@@ -63,6 +64,9 @@ impl PoolError {
     }
 }
 
+/// How long start-up waits for the generators' first capabilities.
+pub const INITIAL_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A started pool: store open, not yet serving.
 pub struct Pool {
     state: AppState,
@@ -85,20 +89,54 @@ impl Pool {
                 )
                 .await?;
         }
+        let failed = store
+            .fail_all_generating(supply::RESTART_REASON.to_string(), time::now_ms())
+            .await?;
+        if failed > 0 {
+            tracing::warn!(
+                datasets = failed,
+                "generations interrupted by a restart are marked failed"
+            );
+        }
+        let queue = waiting::WaitQueue::default();
+        let supply = Arc::new(supply::Supply::new(
+            Arc::clone(&store),
+            queue.clone(),
+            &config.generators,
+            &config.stock,
+        ));
+        if !supply.is_empty() {
+            // A generator that is slow or down does not hold the start up: the
+            // refresh loop keeps asking it.
+            let first = tokio::time::timeout(INITIAL_REFRESH, supply.refresh()).await;
+            if first.is_err() {
+                tracing::warn!(
+                    "generators did not all answer their capabilities within {INITIAL_REFRESH:?}; starting anyway"
+                );
+            }
+        }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let catalog = CatalogRegistry::default();
+        catalog.add_source(Arc::clone(&supply) as Arc<dyn CatalogSource>);
         let state = AppState {
             store,
             tokens: Arc::new(auth::Tokens::new(&config.tokens)),
             config: Arc::new(config),
             metrics: Arc::default(),
-            queue: waiting::WaitQueue::default(),
-            catalog: CatalogRegistry::default(),
+            queue,
+            catalog,
+            supply,
             shutdown: shutdown_rx,
         };
         Ok(Pool { state, shutdown_tx })
     }
 
-    /// Plugs a producer of catalog states in (the generators of a later issue).
+    /// The pool's generators.
+    pub fn supply(&self) -> &Arc<supply::Supply> {
+        &self.state.supply
+    }
+
+    /// Plugs another producer of catalog states in.
     pub fn add_catalog_source(&self, source: Arc<dyn CatalogSource>) {
         self.state.catalog.add_source(source);
     }
@@ -119,6 +157,7 @@ impl Pool {
             state.config.reaper_interval.0,
             state.config.consumed_retention.map(|d| d.0),
         ));
+        let supply_task = tokio::spawn(Arc::clone(&state.supply).run());
         let mut stopping = state.shutdown.clone();
         tokio::spawn(async move {
             shutdown.await;
@@ -145,6 +184,7 @@ impl Pool {
             }
         };
         reaper.abort();
+        supply_task.abort();
         result
     }
 }

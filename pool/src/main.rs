@@ -2,9 +2,13 @@
 
 use std::process::ExitCode;
 
+use std::net::SocketAddr;
+use std::path::Path;
+
 use clap::Parser;
-use stockroom_pool::config::{self, Flags};
+use stockroom_pool::config::{self, Command, DemoFlags, Flags};
 use stockroom_pool::{Pool, PoolError};
+use stockroom_protocol::pool_config::PoolConfig;
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STOCKROOM_LOG")
@@ -34,10 +38,13 @@ async fn shutdown_signal() {
     }
 }
 
-async fn run(flags: Flags) -> Result<(), PoolError> {
-    // Everything is validated before anything binds.
-    let cfg = config::settings(&flags)?;
-    let pool = Pool::start(cfg.clone()).await?;
+/// Binds, announces the address (log, `--ready-file`, `announce`) and serves.
+async fn serve(
+    cfg: PoolConfig,
+    pool: Pool,
+    ready_file: Option<&Path>,
+    announce: impl FnOnce(SocketAddr),
+) -> Result<(), PoolError> {
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .map_err(|source| PoolError::Bind {
@@ -49,7 +56,7 @@ async fn run(flags: Flags) -> Result<(), PoolError> {
         source,
     })?;
     tracing::info!(store = %cfg.store, "listening on http://{addr}");
-    if let Some(path) = &flags.ready_file {
+    if let Some(path) = ready_file {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, addr.to_string())
             .and_then(|()| std::fs::rename(&tmp, path))
@@ -58,7 +65,54 @@ async fn run(flags: Flags) -> Result<(), PoolError> {
                 source,
             })?;
     }
+    announce(addr);
     pool.serve(listener, shutdown_signal()).await
+}
+
+async fn run(flags: Flags) -> Result<(), PoolError> {
+    if let Some(Command::Demo(demo)) = &flags.command {
+        return run_demo(demo).await;
+    }
+    // Everything is validated before anything binds.
+    let cfg = config::settings(&flags)?;
+    let pool = Pool::start(cfg.clone()).await?;
+    serve(cfg, pool, flags.ready_file.as_deref(), |_| {}).await
+}
+
+async fn run_demo(flags: &DemoFlags) -> Result<(), PoolError> {
+    let shop = stockroom_generators::start_demo_shop(flags.latency)
+        .await
+        .map_err(|source| PoolError::Bind {
+            addr: "the demo generators on 127.0.0.1".to_string(),
+            source,
+        })?;
+    // Kept until the pool stops: the embedded store lives in it.
+    let tmp = tempfile::tempdir().map_err(|e| {
+        PoolError::Config(config::ConfigError(format!(
+            "cannot create a temporary directory for the demo store: {e}"
+        )))
+    })?;
+    let cfg = config::demo_settings(
+        flags,
+        shop.generator_configs(),
+        format!("sqlite://{}", tmp.path().join("demo.db").display()),
+    )?;
+    let pool = Pool::start(cfg.clone()).await?;
+    let result = serve(cfg, pool, flags.ready_file.as_deref(), |addr| {
+        println!("Stockroom demo pool: http://{addr}  (catalog: http://{addr}/api/v1/catalog)");
+        println!(
+            "Generators: customers {}, payments {}, orders {}",
+            shop.customers_url, shop.payments_url, shop.orders_url
+        );
+        println!("Try it:");
+        println!(
+            "  STOCKROOM_POOL=http://{addr} stockroom run --manifest examples/stockroom.toml -- env"
+        );
+    })
+    .await;
+    shop.shutdown().await;
+    drop(tmp);
+    result
 }
 
 /// The one place that decides the exit code.

@@ -141,9 +141,21 @@ pub async fn recycle(
     settled(&id, r, "quarantined")
 }
 
-pub async fn catalog(State(app): State<AppState>, Ci(_): Ci) -> Result<Json<Catalog>, ApiError> {
+/// The catalog, plus `problems`: what is wrong in the generators' capabilities.
+pub async fn catalog(
+    State(app): State<AppState>,
+    Ci(_): Ci,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let stock = app.store.stock().await?;
-    Ok(Json(app.catalog.build(&stock)))
+    let catalog: Catalog = app.catalog.build(&stock);
+    let mut value = serde_json::to_value(&catalog).map_err(|e| {
+        tracing::error!(error = %e, "cannot serialise the catalog");
+        ApiError::new(ProblemKind::Internal, "cannot serialise the catalog")
+    })?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("problems".into(), serde_json::json!(app.supply.problems()));
+    }
+    Ok(Json(value))
 }
 
 pub async fn set_stock(
@@ -162,5 +174,6 @@ pub async fn set_stock(
         ));
     }
     app.store.set_stock(type_name, state, settings).await?;
+    app.supply.poke();
     Ok(Json(settings))
 }

@@ -18,7 +18,7 @@ use super::AppState;
 use super::problem::{ApiError, Body, Ci, parse_json};
 use crate::leasing::{self, Acquired};
 use crate::metrics::Metrics;
-use crate::store::{HeartbeatResult, ReleaseResult};
+use crate::store::{ExtendResult, HeartbeatResult, ReleaseResult};
 use crate::time::{now_ms, rfc3339};
 
 pub async fn create(
@@ -55,6 +55,7 @@ pub async fn create(
         req,
         ttl,
         wait,
+        Some(&app.supply),
     )
     .await?;
     match outcome {
@@ -217,8 +218,9 @@ pub async fn release(
     }
 }
 
-/// Extensions come with generators (a later issue); until one offers the
-/// named extension the answer is 422 after the lease checks.
+/// Advances a leased dataset by an extension, for the lease's holder (the
+/// lease id in the path is the proof). The generator is called outside any
+/// store transaction; only a valid answer changes the dataset.
 pub async fn extend(
     State(app): State<AppState>,
     Ci(_): Ci,
@@ -234,17 +236,100 @@ pub async fn extend(
     if lease.status != LeaseStatus::Active {
         return Err(gone(&id, format!("lease {id} is {}", lease.status)));
     }
-    if !lease.datasets.iter().any(|d| d.dataset.id == dataset_id) {
+    let Some(held) = lease
+        .datasets
+        .iter()
+        .find(|d| d.dataset.id == dataset_id)
+        .map(|d| d.dataset.clone())
+    else {
         return Err(ApiError::new(
             ProblemKind::NotHolder,
             format!("dataset {dataset_id} is not part of lease {id}"),
         ));
-    }
-    Err(ApiError::new(
-        ProblemKind::InvalidRequest,
-        format!(
-            "no generator offers extension {:?} for this dataset's state",
-            req.extension
+    };
+    let graph = app.supply.graph();
+    let from_here: Vec<String> = graph
+        .extensions_from(&held.type_name, &held.state)
+        .iter()
+        .map(|e| e.spec.name.clone())
+        .collect();
+    let Some(ext) = graph
+        .extension(&held.type_name, &req.extension)
+        .filter(|e| e.spec.from == held.state)
+        .cloned()
+    else {
+        let mut e = ApiError::new(
+            ProblemKind::UnknownState,
+            format!(
+                "no generator offers extension {:?} from {}/{}; known extensions from this state: {}",
+                req.extension,
+                held.type_name,
+                held.state,
+                if from_here.is_empty() {
+                    "none".to_string()
+                } else {
+                    from_here.join(", ")
+                }
+            ),
+        );
+        e.problem.known_states = Some(from_here);
+        return Err(e);
+    };
+    let target_fields = graph
+        .state(&held.type_name, &ext.spec.to)
+        .map(|s| s.fields.clone())
+        .unwrap_or_default();
+    let answer = app
+        .supply
+        .extend(&ext.generator, &ext.spec, &target_fields, held.clone())
+        .await
+        .map_err(|err| {
+            let mut e = ApiError::new(
+                ProblemKind::GeneratorFailed,
+                format!("{err}; dataset {dataset_id} is unchanged and still leased"),
+            );
+            e.problem.generator = Some(ext.generator.clone());
+            e
+        })?;
+    let change = crate::store::Extension {
+        lease_id: id.clone(),
+        dataset_id: dataset_id.clone(),
+        from_state: held.state.clone(),
+        to_state: ext.spec.to.clone(),
+        data: answer.data,
+        secret_fields: answer.secret_fields,
+        entities: answer.entities,
+        reason: format!(
+            "extended by {:?} of generator {:?}",
+            ext.spec.name, ext.generator
         ),
-    ))
+    };
+    match app.store.extend_leased(change, now_ms()).await? {
+        ExtendResult::Done(view) => {
+            tracing::info!(lease_id = %id, %dataset_id, extension = %ext.spec.name, "dataset extended");
+            Ok(Json(*view).into_response())
+        }
+        ExtendResult::Gone(status) => Err(gone(&id, format!("lease {id} is {status}"))),
+        ExtendResult::NotFound => Err(ApiError::new(
+            ProblemKind::NotFound,
+            format!("no lease {id} or dataset {dataset_id}"),
+        )),
+        ExtendResult::NotHolder => Err(ApiError::new(
+            ProblemKind::NotHolder,
+            format!(
+                "dataset {dataset_id} is no longer held by lease {id} in state {}",
+                held.state
+            ),
+        )),
+        ExtendResult::EntityHeld(entity) => {
+            let mut e = ApiError::new(
+                ProblemKind::GeneratorFailed,
+                format!(
+                    "the extension answered entity {entity:?}, which another active lease holds; the dataset is unchanged"
+                ),
+            );
+            e.problem.generator = Some(ext.generator.clone());
+            Err(e)
+        }
+    }
 }

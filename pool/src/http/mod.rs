@@ -23,6 +23,7 @@ use crate::catalog::CatalogRegistry;
 use crate::metrics::Metrics;
 use crate::openapi::examples as ex;
 use crate::store::{Store, StoreError};
+use crate::supply::Supply;
 use crate::waiting::WaitQueue;
 use problem::ApiError;
 
@@ -35,6 +36,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub queue: WaitQueue,
     pub catalog: CatalogRegistry,
+    /// The generators: capabilities, pre-generation, just-in-time production.
+    pub supply: Arc<Supply>,
     /// Becomes true when shutdown starts: long polls end, /readyz answers 503.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -171,6 +174,7 @@ pub fn api_routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                     K::NotFound,
                     K::NotHolder,
                     K::InvalidRequest,
+                    K::UnknownState,
                     K::GeneratorFailed,
                 ],
             },
@@ -255,6 +259,18 @@ pub fn api_routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
         ),
         (
             RouteDoc {
+                method: "post",
+                path: "/generators/refresh",
+                role: Some(Role::Admin),
+                summary: "Reload every generator's capabilities now; answers each generator's result and the catalog problems (an addition to the contract)",
+                request: None,
+                response: Some((200, refresh_example)),
+                errors: &[K::Unauthorized, K::Forbidden],
+            },
+            post(ops::refresh_generators),
+        ),
+        (
+            RouteDoc {
                 method: "get",
                 path: "/openapi.json",
                 role: None,
@@ -266,6 +282,16 @@ pub fn api_routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
             get(ops::openapi),
         ),
     ]
+}
+
+fn refresh_example() -> Value {
+    serde_json::json!({
+        "generators": [{"name": "customers", "ok": true, "produces": ["customer/new", "customer/active"],
+                        "extensions": ["verify-email"]},
+                       {"name": "payments", "ok": false, "error": "capabilities via generator \"payments\": could not connect: connection refused",
+                        "produces": [], "extensions": []}],
+        "problems": ["state customer/active is claimed by more than one generator (customers, legacy); only the first is used"]
+    })
 }
 
 async fn not_found() -> ApiError {

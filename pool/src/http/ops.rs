@@ -6,19 +6,34 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::AppState;
-use super::problem::ApiError;
+use super::problem::{Admin, ApiError};
 
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready once the store is open (the server only starts then), until shutdown begins.
+/// Ready once the store is open (the server only starts then), until shutdown
+/// begins. Problems in the generators' capabilities follow as `problem:` lines
+/// (the pool still serves what works).
 pub async fn readyz(State(app): State<AppState>) -> Response {
     if *app.shutdown.borrow() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
     } else {
-        "ready\n".into_response()
+        let mut body = String::from("ready\n");
+        for p in app.supply.problems() {
+            body.push_str(&format!("problem: {p}\n"));
+        }
+        body.into_response()
     }
+}
+
+/// `POST /api/v1/generators/refresh` (admin): reload capabilities now.
+pub async fn refresh_generators(
+    State(app): State<AppState>,
+    Admin(_): Admin,
+) -> Json<serde_json::Value> {
+    let report = app.supply.refresh().await;
+    Json(crate::supply::report_json(&report))
 }
 
 pub async fn metrics(State(app): State<AppState>) -> Result<Response, ApiError> {

@@ -26,13 +26,17 @@ use stockroom_protocol::{Attributes, Dataset, DatasetStatus, LeaseStatus, OnFail
 use tokio::sync::oneshot;
 
 use super::{
-    BoxFuture, DatasetFilter, ExpiredLease, HeartbeatResult, ItemShortfall, LeaseAttempt,
-    LeaseResult, ReleaseResult, SettleResult, StockTable, Store, StoreError, StoreResult,
+    BoxFuture, DatasetFilter, ExpiredLease, ExtendResult, Extension, Generated, HeartbeatResult,
+    InputPick, ItemShortfall, LeaseAttempt, LeaseResult, NewGeneration, ReleaseResult,
+    SettleResult, StockTable, Store, StoreError, StoreResult,
 };
 use crate::ids;
 use crate::time::rfc3339;
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_generations.sql"),
+];
 const READERS: usize = 2;
 const MAX_BATCH: usize = 256;
 
@@ -976,6 +980,348 @@ fn settle_tx(
     }
 }
 
+// ---------------------------------------------------------------- generations
+
+fn note(
+    conn: &Connection,
+    id: &str,
+    status: DatasetStatus,
+    by: Option<&str>,
+    reason: &str,
+    now: i64,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO history (dataset_id, at, from_status, to_status, lease_id, holder, reason) \
+         VALUES (?1, ?2, ?3, ?3, NULL, ?4, ?5)",
+    )?
+    .execute(params![id, now, status.as_str(), by, reason])?;
+    Ok(())
+}
+
+/// `(seq, type, state, status)` of a dataset.
+fn row_of(
+    conn: &Connection,
+    id: &str,
+) -> StoreResult<Option<(i64, String, String, DatasetStatus)>> {
+    let row: Option<(i64, String, String, String)> = conn
+        .prepare_cached("SELECT seq, type, state, status FROM datasets WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?;
+    row.map(|(seq, t, s, st)| Ok((seq, t, s, parse_status(&st)?)))
+        .transpose()
+}
+
+fn begin_generation_tx(
+    conn: &Connection,
+    g: &NewGeneration,
+    now: i64,
+) -> StoreResult<Option<String>> {
+    if let Some(cap) = g.cap {
+        let have = count_of(conn, &g.type_name, &g.state, DatasetStatus::Ready)?
+            + count_of(conn, &g.type_name, &g.state, DatasetStatus::Generating)?;
+        if have >= cap {
+            return Ok(None);
+        }
+    }
+    let id = ids::dataset_id();
+    conn.prepare_cached(
+        "INSERT INTO datasets (id, type, state, status, attributes, data, secret_fields, entities, reusable, \
+         created_at, updated_at, generator, request) VALUES (?1, ?2, ?3, 'generating', '{}', 'null', '[]', '[]', ?4, ?5, ?5, ?6, ?7)",
+    )?
+    .execute(params![id, g.type_name, g.state, g.reusable, now, g.generator, serde_json::to_string(&g.request)?])?;
+    bump(conn, &g.type_name, &g.state, DatasetStatus::Generating, 1)?;
+    conn.prepare_cached(
+        "INSERT INTO history (dataset_id, at, from_status, to_status, lease_id, holder, reason) \
+         VALUES (?1, ?2, NULL, 'generating', NULL, ?3, ?4)",
+    )?
+    .execute(params![
+        id,
+        now,
+        g.generator,
+        format!(
+            "generation started via generator {:?}; request: {}",
+            g.generator, g.request
+        )
+    ])?;
+    Ok(Some(id))
+}
+
+fn take_input_tx(conn: &Connection, p: &InputPick, now: i64) -> StoreResult<Option<Dataset>> {
+    match row_of(conn, &p.part_of)? {
+        Some((_, _, _, DatasetStatus::Generating)) => {}
+        _ => return Ok(None),
+    }
+    let item = LeaseItem {
+        name: p.input_name.clone(),
+        type_name: p.type_name.clone(),
+        state: p.state.clone(),
+        where_: p.where_.clone(),
+        count: 1,
+        on_failure: OnFailure::Quarantine,
+    };
+    let Some(picked) = pick(conn, &item, &mut HashSet::new(), &mut HashSet::new())?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    conn.prepare_cached("UPDATE datasets SET part_of = ?2 WHERE seq = ?1")?
+        .execute(params![picked.seq, p.part_of])?;
+    change(
+        conn,
+        Change {
+            seq: picked.seq,
+            id: &picked.id,
+            type_name: &p.type_name,
+            state: &p.state,
+            from: Some(DatasetStatus::Ready),
+            to: DatasetStatus::Composed,
+            lease_id: None,
+            holder: Some("pool"),
+            reason: &format!(
+                "taken from stock as input {:?} of {}",
+                p.input_name, p.part_of
+            ),
+            now_ms: now,
+        },
+    )?;
+    note(
+        conn,
+        &p.part_of,
+        DatasetStatus::Generating,
+        Some("pool"),
+        &format!(
+            "part {:?}: {} ({}/{}) taken from stock",
+            p.input_name, picked.id, p.type_name, p.state
+        ),
+        now,
+    )?;
+    let raw = conn
+        .prepare_cached(&format!(
+            "SELECT {DS_COLS} FROM datasets d WHERE d.seq = ?1"
+        ))?
+        .query_row([picked.seq], |r| raw_dataset(r, 0))?;
+    Ok(Some(raw.dataset()?))
+}
+
+fn complete_generation_tx(
+    conn: &Connection,
+    id: &str,
+    g: &Generated,
+    now: i64,
+) -> StoreResult<Option<DatasetView>> {
+    let Some((seq, type_name, state, DatasetStatus::Generating)) = row_of(conn, id)? else {
+        return Ok(None);
+    };
+    let mut entities = g.entities.clone();
+    let parts: Vec<String> = conn
+        .prepare_cached("SELECT entities FROM datasets WHERE part_of = ?1 ORDER BY seq")?
+        .query_map([id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for part in parts {
+        for e in serde_json::from_str::<Vec<String>>(&part)? {
+            if !entities.contains(&e) {
+                entities.push(e);
+            }
+        }
+    }
+    conn.prepare_cached(
+        "UPDATE datasets SET attributes = ?2, data = ?3, secret_fields = ?4, entities = ?5, part_of = ?6 WHERE seq = ?1",
+    )?
+    .execute(params![
+        seq,
+        serde_json::to_string(&g.attributes)?,
+        serde_json::to_string(&g.data)?,
+        serde_json::to_string(&g.secret_fields)?,
+        serde_json::to_string(&entities)?,
+        g.part_of
+    ])?;
+    for (name, value) in &g.attributes {
+        conn.prepare_cached("INSERT OR IGNORE INTO dataset_attrs (type, state, name, value, seq) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![type_name, state, name, value.as_str(), seq])?;
+    }
+    let to = if g.part_of.is_some() {
+        DatasetStatus::Composed
+    } else {
+        DatasetStatus::Ready
+    };
+    let reason = match &g.part_of {
+        Some(parent) => format!("{}; made as a part of {parent}", g.reason),
+        None => g.reason.clone(),
+    };
+    change(
+        conn,
+        Change {
+            seq,
+            id,
+            type_name: &type_name,
+            state: &state,
+            from: Some(DatasetStatus::Generating),
+            to,
+            lease_id: None,
+            holder: Some("pool"),
+            reason: &reason,
+            now_ms: now,
+        },
+    )?;
+    if let Some(parent) = &g.part_of {
+        note(
+            conn,
+            parent,
+            DatasetStatus::Generating,
+            Some("pool"),
+            &format!("part: {id} ({type_name}/{state}) made for it"),
+            now,
+        )?;
+    }
+    dataset_with_history(conn, id)
+}
+
+fn fail_generation_tx(conn: &Connection, id: &str, error: &str, now: i64) -> StoreResult<bool> {
+    let Some((seq, type_name, state, DatasetStatus::Generating)) = row_of(conn, id)? else {
+        return Ok(false);
+    };
+    conn.prepare_cached("UPDATE datasets SET error = ?2 WHERE seq = ?1")?
+        .execute(params![seq, error])?;
+    change(
+        conn,
+        Change {
+            seq,
+            id,
+            type_name: &type_name,
+            state: &state,
+            from: Some(DatasetStatus::Generating),
+            to: DatasetStatus::Failed,
+            lease_id: None,
+            holder: Some("pool"),
+            reason: &format!("generation failed: {error}"),
+            now_ms: now,
+        },
+    )?;
+    let parts: Vec<(i64, String, String, String, String)> = conn
+        .prepare_cached("SELECT seq, id, type, state, status FROM datasets WHERE part_of = ?1 AND status IN ('composed', 'generating')")?
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .collect::<Result<_, _>>()?;
+    for (pseq, pid, ptype, pstate, pstatus) in parts {
+        let from = parse_status(&pstatus)?;
+        if from == DatasetStatus::Generating {
+            fail_generation_tx(
+                conn,
+                &pid,
+                &format!("the generation it was a part of ({id}) failed"),
+                now,
+            )?;
+            continue;
+        }
+        change(
+            conn,
+            Change {
+                seq: pseq,
+                id: &pid,
+                type_name: &ptype,
+                state: &pstate,
+                from: Some(from),
+                to: DatasetStatus::Quarantined,
+                lease_id: None,
+                holder: Some("pool"),
+                reason: &format!(
+                    "input of failed generation {id}; the generator may have changed it"
+                ),
+                now_ms: now,
+            },
+        )?;
+    }
+    Ok(true)
+}
+
+fn extend_leased_tx(conn: &Connection, x: &Extension, now: i64) -> StoreResult<ExtendResult> {
+    let Some(lease) = find_lease(conn, &x.lease_id)? else {
+        return Ok(ExtendResult::NotFound);
+    };
+    let status = parse_lease_status(&lease.status)?;
+    if status != LeaseStatus::Active {
+        return Ok(ExtendResult::Gone(status));
+    }
+    if lease.expires_at <= now {
+        expire_lease(conn, &lease, now)?;
+        return Ok(ExtendResult::Gone(LeaseStatus::Expired));
+    }
+    let row: Option<(i64, String, String, String, Option<String>, String)> = conn
+        .prepare_cached(
+            "SELECT seq, type, state, status, lease_id, entities FROM datasets WHERE id = ?1",
+        )?
+        .query_row([&x.dataset_id], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .optional()?;
+    let Some((seq, type_name, state, dstatus, held_by, old_entities)) = row else {
+        return Ok(ExtendResult::NotFound);
+    };
+    if dstatus != "leased"
+        || held_by.as_deref() != Some(x.lease_id.as_str())
+        || state != x.from_state
+    {
+        return Ok(ExtendResult::NotHolder);
+    }
+    let old: Vec<String> = serde_json::from_str(&old_entities)?;
+    for e in x.entities.iter().filter(|e| !old.contains(e)) {
+        let holder: Option<String> = conn
+            .prepare_cached("SELECT lease_id FROM entity_holds WHERE entity = ?1")?
+            .query_row([e], |r| r.get(0))
+            .optional()?;
+        match holder {
+            Some(l) if l != x.lease_id => return Ok(ExtendResult::EntityHeld(e.clone())),
+            Some(_) => {}
+            None => {
+                conn.prepare_cached(
+                    "INSERT INTO entity_holds (entity, lease_id, dataset_id) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![e, x.lease_id, x.dataset_id])?;
+            }
+        }
+    }
+    conn.prepare_cached(
+        "UPDATE datasets SET state = ?2, data = ?3, secret_fields = ?4, entities = ?5, updated_at = ?6 WHERE seq = ?1",
+    )?
+    .execute(params![
+        seq,
+        x.to_state,
+        serde_json::to_string(&x.data)?,
+        serde_json::to_string(&x.secret_fields)?,
+        serde_json::to_string(&x.entities)?,
+        now
+    ])?;
+    conn.prepare_cached("UPDATE dataset_attrs SET state = ?2 WHERE seq = ?1")?
+        .execute(params![seq, x.to_state])?;
+    bump(conn, &type_name, &state, DatasetStatus::Leased, -1)?;
+    bump(conn, &type_name, &x.to_state, DatasetStatus::Leased, 1)?;
+    conn.prepare_cached(
+        "INSERT INTO history (dataset_id, at, from_status, to_status, lease_id, holder, reason) \
+         VALUES (?1, ?2, 'leased', 'leased', ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        x.dataset_id,
+        now,
+        x.lease_id,
+        lease.holder_label,
+        format!(
+            "{}: {type_name}/{state} → {type_name}/{}",
+            x.reason, x.to_state
+        )
+    ])?;
+    match dataset_with_history(conn, &x.dataset_id)? {
+        Some(v) => Ok(ExtendResult::Done(Box::new(v))),
+        None => Ok(ExtendResult::NotFound),
+    }
+}
+
 impl Store for SqliteStore {
     fn lease(&self, attempt: LeaseAttempt) -> BoxFuture<'_, StoreResult<LeaseResult>> {
         self.write(move |conn| lease_tx(conn, &attempt))
@@ -1249,5 +1595,63 @@ impl Store for SqliteStore {
             }
             Ok(ids.len() as u64)
         })
+    }
+
+    fn begin_generation(
+        &self,
+        generation: NewGeneration,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<Option<String>>> {
+        self.write(move |conn| begin_generation_tx(conn, &generation, now_ms))
+    }
+
+    fn take_input(
+        &self,
+        pick: InputPick,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<Option<Dataset>>> {
+        self.write(move |conn| take_input_tx(conn, &pick, now_ms))
+    }
+
+    fn complete_generation(
+        &self,
+        id: String,
+        generated: Generated,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<Option<DatasetView>>> {
+        self.write(move |conn| complete_generation_tx(conn, &id, &generated, now_ms))
+    }
+
+    fn fail_generation(
+        &self,
+        id: String,
+        error: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>> {
+        self.write(move |conn| fail_generation_tx(conn, &id, &error, now_ms))
+    }
+
+    fn fail_all_generating(&self, reason: String, now_ms: i64) -> BoxFuture<'_, StoreResult<u64>> {
+        self.write(move |conn| {
+            let ids: Vec<String> = conn
+                .prepare_cached("SELECT id FROM datasets WHERE status = 'generating' ORDER BY seq")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let mut n = 0;
+            for id in &ids {
+                if fail_generation_tx(conn, id, &reason, now_ms)? {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+    }
+
+    fn extend_leased(
+        &self,
+        extension: Extension,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<ExtendResult>> {
+        self.write(move |conn| extend_leased_tx(conn, &extension, now_ms))
     }
 }

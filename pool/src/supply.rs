@@ -1,0 +1,936 @@
+//! Supply: the generators behind the pool (CONTRACT §7).
+//!
+//! - Capabilities are loaded at start and refreshed (every
+//!   [`REFRESH_EVERY`], every second while some generator has never answered,
+//!   and on `POST /api/v1/generators/refresh`). A generator that is down keeps
+//!   its last capabilities; one that never answered contributes no states, and
+//!   configured states nobody can make show as unavailable.
+//! - The catalog graph is rebuilt leniently from all answers; its problems
+//!   (a state claimed twice, unknown states, cycles) are logged at warn and
+//!   exposed in the catalog's `problems`.
+//! - Pre-generation: a state whose ready + generating falls below `min_ready`
+//!   is filled up to `max_ready` (then left alone until it falls below again), launching no more calls than each
+//!   generator's free concurrency; a `generating` row is written before each
+//!   call and the store refuses it once ready + generating reach `max_ready`.
+//! - Just in time: a lease that finds no stock asks for at most its shortfall,
+//!   made by the planner's cheapest route (`stockroom_generators::plan`).
+//! - A call that fails leaves the row `failed` with its error; the generator's
+//!   health gate then holds calls back, and the planner routes around it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use stockroom_generators::client::AnyGenerator;
+use stockroom_generators::{
+    CatalogGraph, Goal, HealthPolicy, Operation, PlanContext, PlanStep, TrackedGenerator, plan,
+};
+use stockroom_protocol::api::{CatalogState, GeneratorHealth, LeaseItem, StockCounts};
+use stockroom_protocol::generator::{Capabilities, ExtendRequest, GenerateRequest};
+use stockroom_protocol::pool_config::{GeneratorConfig, StockConfig};
+use stockroom_protocol::{Attributes, Dataset};
+use tokio::sync::Notify;
+
+use crate::catalog::CatalogSource;
+use crate::store::{
+    Generated, InputPick, ItemShortfall, NewGeneration, StockTable, Store, StoreError,
+};
+use crate::time::now_ms;
+use crate::waiting::WaitQueue;
+
+/// How often capabilities are refreshed when every generator has answered.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(30);
+/// How often stock is looked at, besides the wake-ups from leases and stock changes.
+pub const REPLENISH_EVERY: Duration = Duration::from_millis(500);
+/// The cost the planner assumes for a generator with no measured latency.
+pub const UNKNOWN_LATENCY: Duration = Duration::from_secs(1);
+/// The reason given to generations a restart interrupted.
+pub const RESTART_REASON: &str = "pool restarted during generation";
+
+/// What the pool knows from the last capabilities of each generator.
+#[derive(Default)]
+struct View {
+    graph: CatalogGraph,
+    /// Last good capabilities, by generator.
+    caps: BTreeMap<String, Capabilities>,
+    /// Why the last capabilities call failed, by generator.
+    errors: BTreeMap<String, String>,
+    problems: Vec<String>,
+}
+
+/// One generator's part of a refresh answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefreshedGenerator {
+    pub name: String,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `type/state` it produces and extensions it offers, from its last good answer.
+    pub produces: Vec<String>,
+    pub extensions: Vec<String>,
+}
+
+/// The answer of a refresh (`POST /api/v1/generators/refresh`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RefreshReport {
+    pub generators: Vec<RefreshedGenerator>,
+    pub problems: Vec<String>,
+}
+
+/// Why a dataset was not made.
+#[derive(Debug, Clone)]
+pub enum MakeError {
+    /// The state's stock reached `max_ready`; nothing was started.
+    Capped,
+    /// Nothing could be started (no route, the store failed).
+    NotStarted(String),
+    /// A generation started and failed; its row is `failed`.
+    Failed { generator: String, error: String },
+}
+
+impl std::fmt::Display for MakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MakeError::Capped => f.write_str("stock of the state is at max_ready"),
+            MakeError::NotStarted(why) => f.write_str(why),
+            MakeError::Failed { error, .. } => f.write_str(error),
+        }
+    }
+}
+
+impl From<StoreError> for MakeError {
+    fn from(e: StoreError) -> Self {
+        MakeError::NotStarted(e.to_string())
+    }
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The generators of a running pool.
+pub struct Supply {
+    store: Arc<dyn Store>,
+    queue: WaitQueue,
+    generators: Vec<Arc<TrackedGenerator>>,
+    concurrency: BTreeMap<String, usize>,
+    configured_stock: Vec<(String, String)>,
+    view: RwLock<Arc<View>>,
+    /// Calls in flight per generator (started by this pool).
+    inflight: Mutex<BTreeMap<String, usize>>,
+    /// Just-in-time generations in flight per (type, state, where).
+    jit: Mutex<BTreeMap<(String, String, String), u64>>,
+    refresh_lock: tokio::sync::Mutex<()>,
+    wake: Notify,
+    /// States being filled from below `min_ready` up to `max_ready`.
+    filling: Mutex<BTreeSet<(String, String)>>,
+}
+
+/// Counts a call in flight for its lifetime.
+struct InFlight<'a> {
+    supply: &'a Supply,
+    generator: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut m = self.supply.lock_inflight();
+        if let Some(n) = m.get_mut(&self.generator) {
+            *n = n.saturating_sub(1);
+        }
+        drop(m);
+        // A slot came free: the replenisher may start another call.
+        self.supply.wake.notify_one();
+    }
+}
+
+/// Counts a just-in-time generation for a lease item for its lifetime.
+struct JitGuard {
+    supply: Arc<Supply>,
+    key: (String, String, String),
+}
+
+impl Drop for JitGuard {
+    fn drop(&mut self) {
+        let mut m = self.supply.lock_jit();
+        if let Some(n) = m.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+fn top_generator(step: &PlanStep) -> Option<&str> {
+    match step {
+        PlanStep::TakeReady { .. } => None,
+        PlanStep::Generate { generator, .. } | PlanStep::Extend { generator, .. } => {
+            Some(generator)
+        }
+    }
+}
+
+/// The attributes of `attrs` that a state declares.
+fn declared(graph: &CatalogGraph, type_name: &str, state: &str, attrs: &Attributes) -> Attributes {
+    match graph.state(type_name, state) {
+        Some(info) => attrs
+            .iter()
+            .filter(|(k, _)| info.attributes.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        None => Attributes::new(),
+    }
+}
+
+impl Supply {
+    pub fn new(
+        store: Arc<dyn Store>,
+        queue: WaitQueue,
+        generators: &[GeneratorConfig],
+        stock: &[StockConfig],
+    ) -> Supply {
+        Supply {
+            store,
+            queue,
+            generators: generators
+                .iter()
+                .map(|c| {
+                    Arc::new(TrackedGenerator::new(
+                        AnyGenerator::from_config(c),
+                        HealthPolicy::default(),
+                    ))
+                })
+                .collect(),
+            concurrency: generators
+                .iter()
+                .map(|c| (c.name.clone(), c.concurrency.max(1) as usize))
+                .collect(),
+            configured_stock: stock
+                .iter()
+                .map(|s| (s.type_name.clone(), s.state.clone()))
+                .collect(),
+            view: RwLock::default(),
+            inflight: Mutex::default(),
+            jit: Mutex::default(),
+            refresh_lock: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
+            filling: Mutex::default(),
+        }
+    }
+
+    fn lock_inflight(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, usize>> {
+        self.inflight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_jit(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String, String), u64>> {
+        self.jit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_filling(&self) -> std::sync::MutexGuard<'_, BTreeSet<(String, String)>> {
+        self.filling
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn view(&self) -> Arc<View> {
+        match self.view.read() {
+            Ok(v) => Arc::clone(&v),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    fn generator(&self, name: &str) -> Option<&Arc<TrackedGenerator>> {
+        self.generators.iter().find(|g| g.name() == name)
+    }
+
+    /// Whether any generators are configured.
+    pub fn is_empty(&self) -> bool {
+        self.generators.is_empty()
+    }
+
+    /// The current catalog graph.
+    pub fn graph(&self) -> CatalogGraph {
+        self.view().graph.clone()
+    }
+
+    /// Problems found in the generators' capabilities, as sentences.
+    pub fn problems(&self) -> Vec<String> {
+        self.view().problems.clone()
+    }
+
+    /// Says that stock may need replenishing now (a lease drained it, a setting changed).
+    pub fn poke(&self) {
+        self.wake.notify_one();
+    }
+
+    fn free_slots(&self, generator: &str) -> usize {
+        let limit = self.concurrency.get(generator).copied().unwrap_or(1);
+        let used = self.lock_inflight().get(generator).copied().unwrap_or(0);
+        limit.saturating_sub(used)
+    }
+
+    /// A generator the planner may use: it has answered capabilities and is
+    /// not held back by its health gate.
+    fn usable(&self, view: &View, name: &str) -> bool {
+        view.caps.contains_key(name) && self.generator(name).is_some_and(|g| g.ready_to_call())
+    }
+
+    /// Asks every generator for its capabilities and rebuilds the graph.
+    pub async fn refresh(&self) -> RefreshReport {
+        let _one_at_a_time = self.refresh_lock.lock().await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, g) in self.generators.iter().enumerate() {
+            let g = Arc::clone(g);
+            tasks.spawn(async move { (i, g.capabilities().await) });
+        }
+        let mut answers = Vec::with_capacity(self.generators.len());
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(answer) = joined {
+                answers.push(answer);
+            }
+        }
+        answers.sort_by_key(|(i, _)| *i);
+        let old = self.view();
+        let mut caps = old.caps.clone();
+        let mut errors = BTreeMap::new();
+        for (i, answer) in answers {
+            let name = self.generators[i].name().to_string();
+            match answer {
+                Ok(c) => {
+                    if !caps.contains_key(&name) {
+                        tracing::info!(generator = %name, states = c.produces.len(),
+                            extensions = c.extensions.len(), "generator answered its capabilities");
+                    }
+                    caps.insert(name, c);
+                }
+                Err(e) => {
+                    if !old.errors.contains_key(&name) {
+                        tracing::warn!(generator = %name, error = %e,
+                            "cannot load capabilities; its states are unavailable until it answers");
+                    }
+                    errors.insert(name, e.to_string());
+                }
+            }
+        }
+        let ordered: Vec<(String, Capabilities)> = self
+            .generators
+            .iter()
+            .filter_map(|g| {
+                caps.get(g.name())
+                    .map(|c| (g.name().to_string(), c.clone()))
+            })
+            .collect();
+        let (graph, graph_errors) = CatalogGraph::build_lenient(ordered);
+        let problems: Vec<String> = graph_errors.iter().map(ToString::to_string).collect();
+        for p in problems.iter().filter(|p| !old.problems.contains(p)) {
+            tracing::warn!(problem = %p, "generator capabilities conflict");
+        }
+        let report = RefreshReport {
+            generators: self
+                .generators
+                .iter()
+                .map(|g| {
+                    let name = g.name().to_string();
+                    let c = caps.get(&name);
+                    RefreshedGenerator {
+                        ok: !errors.contains_key(&name),
+                        error: errors.get(&name).cloned(),
+                        produces: c.map_or_else(Vec::new, |c| {
+                            c.produces
+                                .iter()
+                                .map(|p| format!("{}/{}", p.type_name, p.state))
+                                .collect()
+                        }),
+                        extensions: c.map_or_else(Vec::new, |c| {
+                            c.extensions.iter().map(|e| e.name.clone()).collect()
+                        }),
+                        name,
+                    }
+                })
+                .collect(),
+            problems: problems.clone(),
+        };
+        let view = View {
+            graph,
+            caps,
+            errors,
+            problems,
+        };
+        match self.view.write() {
+            Ok(mut v) => *v = Arc::new(view),
+            Err(p) => *p.into_inner() = Arc::new(view),
+        }
+        self.wake.notify_one();
+        // New states may serve waiting leases.
+        self.queue.notify();
+        report
+    }
+
+    /// Health of every generator, in config order. One that never answered
+    /// its capabilities is unavailable.
+    pub fn health(&self) -> Vec<GeneratorHealth> {
+        let view = self.view();
+        self.generators
+            .iter()
+            .map(|g| {
+                let mut h = g.health();
+                if !view.caps.contains_key(g.name()) {
+                    h.available = false;
+                    if let Some(e) = view.errors.get(g.name()) {
+                        h.last_error = Some(e.clone());
+                    }
+                }
+                h
+            })
+            .collect()
+    }
+
+    fn plan_for(
+        &self,
+        view: &View,
+        stock: &StockTable,
+        type_name: &str,
+        state: &str,
+        goal: Goal,
+    ) -> Option<PlanStep> {
+        let ready = |t: &str, s: &str| {
+            stock
+                .get(&(t.to_string(), s.to_string()))
+                .map_or(0, |c| c.ready)
+        };
+        let latency = |g: &str, op: Operation| self.generator(g).and_then(|g| g.median_latency(op));
+        let available = |g: &str| self.usable(view, g);
+        let ctx = PlanContext {
+            ready: &ready,
+            latency: &latency,
+            available: &available,
+            unknown_latency: UNKNOWN_LATENCY,
+        };
+        plan(&view.graph, type_name, state, goal, &ctx).ok()
+    }
+
+    /// The cheapest plan to get one dataset of a state now (for inspection and tests).
+    pub async fn plan(&self, type_name: &str, state: &str, goal: Goal) -> Option<PlanStep> {
+        let stock = self.store.stock().await.ok()?;
+        self.plan_for(&self.view(), &stock, type_name, state, goal)
+    }
+
+    /// Makes one dataset by `step`. With `part_of`, the dataset becomes a
+    /// part of that generating dataset (input name given); otherwise it is stock.
+    fn make<'a>(
+        &'a self,
+        view: &'a View,
+        step: &'a PlanStep,
+        attrs: Attributes,
+        cap: Option<u64>,
+        part_of: Option<String>,
+    ) -> BoxFuture<'a, Result<Dataset, MakeError>> {
+        Box::pin(async move {
+            let (generator_name, type_name, state) = match step {
+                PlanStep::TakeReady { .. } => {
+                    return Err(MakeError::NotStarted(
+                        "a ready dataset is taken, not made".into(),
+                    ));
+                }
+                PlanStep::Generate {
+                    generator,
+                    type_name,
+                    state,
+                    ..
+                }
+                | PlanStep::Extend {
+                    generator,
+                    type_name,
+                    state,
+                    ..
+                } => (generator, type_name, state),
+            };
+            let Some(info) = view.graph.state(type_name, state) else {
+                return Err(MakeError::NotStarted(format!(
+                    "state {type_name}/{state} is unknown"
+                )));
+            };
+            let Some(generator) = self.generator(generator_name) else {
+                return Err(MakeError::NotStarted(format!(
+                    "generator {generator_name:?} is not configured"
+                )));
+            };
+            let attrs = declared(&view.graph, type_name, state, &attrs);
+            let request_summary = match step {
+                PlanStep::Extend {
+                    extension, source, ..
+                } => json!({"extend": extension, "type": type_name, "to": state,
+                            "from": match source.as_ref() {
+                                PlanStep::TakeReady { state, .. }
+                                | PlanStep::Generate { state, .. }
+                                | PlanStep::Extend { state, .. } => state.clone(),
+                            },
+                            "attributes": attrs}),
+                _ => json!({"type": type_name, "state": state, "attributes": attrs,
+                            "inputs": info.requires().iter().map(|r| r.name.clone()).collect::<Vec<_>>()}),
+            };
+            let Some(id) = self
+                .store
+                .begin_generation(
+                    NewGeneration {
+                        type_name: type_name.clone(),
+                        state: state.clone(),
+                        generator: generator_name.clone(),
+                        request: request_summary,
+                        reusable: info.reusable,
+                        cap,
+                    },
+                    now_ms(),
+                )
+                .await?
+            else {
+                return Err(MakeError::Capped);
+            };
+            *self
+                .lock_inflight()
+                .entry(generator_name.clone())
+                .or_default() += 1;
+            let _inflight = InFlight {
+                supply: self,
+                generator: generator_name.clone(),
+            };
+            let outcome = self.call(view, step, &id, &attrs, generator).await;
+            let (generated, error) = match outcome {
+                Ok(g) => (Some(g), None),
+                Err(e) => (None, Some(e)),
+            };
+            if let Some(error) = error {
+                tracing::warn!(dataset_id = %id, generator = %generator_name,
+                    state = %format!("{type_name}/{state}"), %error, "generation failed");
+                self.store
+                    .fail_generation(id.clone(), error.clone(), now_ms())
+                    .await?;
+                return Err(MakeError::Failed {
+                    generator: generator_name.clone(),
+                    error,
+                });
+            }
+            let Some(mut generated) = generated else {
+                return Err(MakeError::NotStarted("nothing was generated".into()));
+            };
+            generated.part_of = part_of;
+            let is_stock = generated.part_of.is_none();
+            match self
+                .store
+                .complete_generation(id.clone(), generated, now_ms())
+                .await?
+            {
+                Some(view) => {
+                    if is_stock {
+                        self.queue.notify();
+                    }
+                    Ok(view.dataset)
+                }
+                None => Err(MakeError::NotStarted(format!(
+                    "generation {id} was marked failed while running"
+                ))),
+            }
+        })
+    }
+
+    /// The generator call of one step, its inputs first. `Err` is the
+    /// failure text kept with the failed row.
+    async fn call(
+        &self,
+        view: &View,
+        step: &PlanStep,
+        id: &str,
+        attrs: &Attributes,
+        generator: &TrackedGenerator,
+    ) -> Result<Generated, String> {
+        match step {
+            PlanStep::TakeReady { .. } => Err("nothing to call".into()),
+            PlanStep::Generate {
+                type_name,
+                state,
+                inputs,
+                ..
+            } => {
+                let Some(info) = view.graph.state(type_name, state) else {
+                    return Err(format!("state {type_name}/{state} is unknown"));
+                };
+                let requires = info.requires();
+                let mut datasets = BTreeMap::new();
+                for (name, input_step) in inputs {
+                    let Some(r) = requires.iter().find(|r| &r.name == name) else {
+                        return Err(format!("input {name:?} is not required"));
+                    };
+                    let ds = self
+                        .input(view, id, name, &r.type_name, &r.state, input_step, attrs)
+                        .await
+                        .map_err(|e| {
+                            format!(
+                                "input {name:?} ({}/{}) could not be made: {e}",
+                                r.type_name, r.state
+                            )
+                        })?;
+                    datasets.insert(name.clone(), ds);
+                }
+                let request = GenerateRequest {
+                    type_name: type_name.clone(),
+                    state: state.clone(),
+                    attributes: attrs.clone(),
+                    inputs: datasets,
+                };
+                let answer = generator
+                    .generate(&info.as_produced_state(), &request)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Generated {
+                    attributes: answer.attributes,
+                    data: answer.data,
+                    secret_fields: answer.secret_fields,
+                    entities: answer.entities,
+                    reason: format!("generated by generator {:?}", generator.name()),
+                    part_of: None,
+                })
+            }
+            PlanStep::Extend {
+                extension,
+                type_name,
+                state,
+                source,
+                ..
+            } => {
+                let Some(ext) = view.graph.extension(type_name, extension) else {
+                    return Err(format!("extension {extension:?} of {type_name} is unknown"));
+                };
+                let target_fields = view
+                    .graph
+                    .state(type_name, state)
+                    .map(|s| s.fields.clone())
+                    .unwrap_or_default();
+                let src = self
+                    .input(view, id, "source", type_name, &ext.spec.from, source, attrs)
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "source {type_name}/{} could not be made: {e}",
+                            ext.spec.from
+                        )
+                    })?;
+                let source_id = src.id.clone();
+                let attributes = src.attributes.clone();
+                let request = ExtendRequest {
+                    extension: extension.clone(),
+                    dataset: src,
+                };
+                let answer = generator
+                    .extend(&ext.spec, &target_fields, &request)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Generated {
+                    attributes,
+                    data: answer.data,
+                    secret_fields: answer.secret_fields,
+                    entities: answer.entities,
+                    reason: format!(
+                        "made from {source_id} by extension {extension:?} of generator {:?}",
+                        generator.name()
+                    ),
+                    part_of: None,
+                })
+            }
+        }
+    }
+
+    /// One input of a generation: from stock where the plan says so (and
+    /// stock still has one), else made for it.
+    #[allow(clippy::too_many_arguments)]
+    async fn input(
+        &self,
+        view: &View,
+        parent: &str,
+        name: &str,
+        type_name: &str,
+        state: &str,
+        step: &PlanStep,
+        attrs: &Attributes,
+    ) -> Result<Dataset, MakeError> {
+        let where_ = declared(&view.graph, type_name, state, attrs);
+        if matches!(step, PlanStep::TakeReady { .. }) {
+            let pick = InputPick {
+                part_of: parent.to_string(),
+                input_name: name.to_string(),
+                type_name: type_name.to_string(),
+                state: state.to_string(),
+                where_: where_.clone(),
+            };
+            if let Some(ds) = self.store.take_input(pick, now_ms()).await? {
+                return Ok(ds);
+            }
+            // Stock ran out (or none matches the filter) since planning: make one.
+            let stock = self.store.stock().await?;
+            let Some(made) = self.plan_for(view, &stock, type_name, state, Goal::Produce) else {
+                return Err(MakeError::NotStarted(format!(
+                    "no route makes {type_name}/{state} with the generators available now"
+                )));
+            };
+            return self
+                .make(view, &made, where_, None, Some(parent.to_string()))
+                .await;
+        }
+        self.make(view, step, where_, None, Some(parent.to_string()))
+            .await
+    }
+
+    /// One replenishment pass: every configured state below `min_ready` is
+    /// filled toward `max_ready` within the generators' free concurrency.
+    pub async fn replenish(self: &Arc<Self>) {
+        let Ok(stock) = self.store.stock().await else {
+            return;
+        };
+        let view = self.view();
+        // Calls launched by this pass, per generator (they may not have started yet).
+        let mut launched: BTreeMap<String, usize> = BTreeMap::new();
+        for ((type_name, state), counts) in &stock {
+            let (Some(min), Some(max)) = (counts.min_ready, counts.max_ready) else {
+                continue;
+            };
+            let have = counts.ready + counts.generating;
+            let key = (type_name.clone(), state.clone());
+            {
+                // Hysteresis: below min_ready starts a fill that runs up to max_ready.
+                let mut filling = self.lock_filling();
+                if have < u64::from(min) {
+                    filling.insert(key.clone());
+                }
+                if have >= u64::from(max) {
+                    filling.remove(&key);
+                }
+                if !filling.contains(&key) || view.graph.state(type_name, state).is_none() {
+                    continue;
+                }
+            }
+            let mut want = u64::from(max).saturating_sub(have);
+            while want > 0 {
+                let Some(step) = self.plan_for(&view, &stock, type_name, state, Goal::Produce)
+                else {
+                    break;
+                };
+                let Some(g) = top_generator(&step) else { break };
+                let used = launched.get(g).copied().unwrap_or(0);
+                if self.free_slots(g) <= used {
+                    break;
+                }
+                *launched.entry(g.to_string()).or_default() += 1;
+                want -= 1;
+                let supply = Arc::clone(self);
+                let view = Arc::clone(&view);
+                let cap = Some(u64::from(max));
+                tokio::spawn(async move {
+                    let result = supply
+                        .make(&view, &step, Attributes::new(), cap, None)
+                        .await;
+                    if let Err(e @ (MakeError::NotStarted(_) | MakeError::Failed { .. })) = result {
+                        tracing::debug!(error = %e, "pre-generation did not add stock");
+                    }
+                });
+            }
+        }
+    }
+
+    /// A lease found no stock: make at most its shortfall just in time, by
+    /// the cheapest route, within `max_ready` and free concurrency.
+    pub fn on_shortfall(self: &Arc<Self>, items: &[LeaseItem], short: &[ItemShortfall]) {
+        if self.generators.is_empty() {
+            return;
+        }
+        for s in short {
+            let Some(item) = items.iter().find(|i| i.name == s.name) else {
+                continue;
+            };
+            let missing = u64::from(s.wanted).saturating_sub(s.available);
+            if missing == 0 {
+                continue;
+            }
+            let key = (
+                item.type_name.clone(),
+                item.state.clone(),
+                serde_json::to_string(&item.where_).unwrap_or_default(),
+            );
+            let in_flight = if item.where_.is_empty() {
+                s.generating
+            } else {
+                self.lock_jit().get(&key).copied().unwrap_or(0)
+            };
+            let need = missing.saturating_sub(in_flight);
+            if need == 0 {
+                continue;
+            }
+            let supply = Arc::clone(self);
+            let item = item.clone();
+            // Count them now so a quick retry does not ask again.
+            *self.lock_jit().entry(key.clone()).or_default() += need;
+            let guards: Vec<JitGuard> = (0..need)
+                .map(|_| JitGuard {
+                    supply: Arc::clone(self),
+                    key: key.clone(),
+                })
+                .collect();
+            tokio::spawn(async move { supply.produce_for(item, guards).await });
+        }
+    }
+
+    async fn produce_for(self: Arc<Self>, item: LeaseItem, guards: Vec<JitGuard>) {
+        let Ok(stock) = self.store.stock().await else {
+            return;
+        };
+        let view = self.view();
+        if view.graph.state(&item.type_name, &item.state).is_none() {
+            return;
+        }
+        let cap = stock
+            .get(&(item.type_name.clone(), item.state.clone()))
+            .and_then(|c| c.max_ready)
+            .map(u64::from);
+        let mut tasks = tokio::task::JoinSet::new();
+        for guard in guards {
+            let Some(step) =
+                self.plan_for(&view, &stock, &item.type_name, &item.state, Goal::Produce)
+            else {
+                tracing::warn!(state = %format!("{}/{}", item.type_name, item.state),
+                    "a lease waits for a state no available generator can make now");
+                return;
+            };
+            let Some(g) = top_generator(&step) else {
+                return;
+            };
+            if self.free_slots(g) == 0 {
+                break;
+            }
+            tracing::info!(state = %format!("{}/{}", item.type_name, item.state), plan = %step.to_string().trim_end(),
+                "making a dataset just in time for a waiting lease");
+            let supply = Arc::clone(&self);
+            let view = Arc::clone(&view);
+            let attrs = item.where_.clone();
+            tasks.spawn(async move {
+                let _guard = guard;
+                supply.make(&view, &step, attrs, cap, None).await
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        // Whatever happened, waiters should look again (and may ask again).
+        self.queue.notify();
+    }
+
+    /// Runs the refresh and replenish loops until the task is aborted.
+    pub async fn run(self: Arc<Self>) {
+        let refresher = {
+            let supply = Arc::clone(&self);
+            tokio::spawn(async move {
+                loop {
+                    let missing = supply.view().caps.len() < supply.generators.len();
+                    tokio::time::sleep(if missing {
+                        Duration::from_secs(1)
+                    } else {
+                        REFRESH_EVERY
+                    })
+                    .await;
+                    supply.refresh().await;
+                }
+            })
+        };
+        struct AbortOnDrop(tokio::task::JoinHandle<()>);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let _refresher = AbortOnDrop(refresher);
+        loop {
+            self.replenish().await;
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(REPLENISH_EVERY) => {}
+            }
+        }
+    }
+}
+
+impl CatalogSource for Supply {
+    fn states(&self) -> Vec<(String, CatalogState)> {
+        let view = self.view();
+        let health = self.health();
+        let catalog = view
+            .graph
+            .to_catalog(|_, _| StockCounts::default(), &health);
+        let mut out: Vec<(String, CatalogState)> = catalog
+            .types
+            .into_iter()
+            .flat_map(|t| {
+                let type_name = t.type_name;
+                t.states.into_iter().map(move |s| (type_name.clone(), s))
+            })
+            .collect();
+        // Configured states no generator offers (yet): unavailable, not "registered".
+        let known: BTreeSet<(String, String)> = out
+            .iter()
+            .map(|(t, s)| (t.clone(), s.state.clone()))
+            .collect();
+        if !self.generators.is_empty() {
+            for (t, s) in &self.configured_stock {
+                if !known.contains(&(t.clone(), s.clone())) {
+                    out.push((
+                        t.clone(),
+                        CatalogState {
+                            state: s.clone(),
+                            description: None,
+                            attributes: BTreeMap::new(),
+                            fields: Vec::new(),
+                            secret_fields: Vec::new(),
+                            reusable: false,
+                            produced_by: Vec::new(),
+                            available: false,
+                            stock: StockCounts::default(),
+                        },
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    fn generators(&self) -> Vec<GeneratorHealth> {
+        self.health()
+    }
+}
+
+impl Supply {
+    /// Calls an extension on a dataset (for `POST /leases/{id}/datasets/{id}/extend`).
+    pub async fn extend(
+        &self,
+        generator: &str,
+        spec: &stockroom_protocol::generator::ExtensionSpec,
+        target_fields: &[String],
+        dataset: Dataset,
+    ) -> Result<stockroom_protocol::generator::ExtendAnswer, stockroom_generators::GeneratorError>
+    {
+        let Some(g) = self.generator(generator) else {
+            return Err(stockroom_generators::GeneratorError::new(
+                generator,
+                Operation::Extend,
+                stockroom_generators::ErrorKind::Connect("generator is not configured".into()),
+            ));
+        };
+        let request = ExtendRequest {
+            extension: spec.name.clone(),
+            dataset,
+        };
+        g.extend(spec, target_fields, &request).await
+    }
+}
+
+/// The JSON of a refresh report, for the HTTP answer.
+pub fn report_json(report: &RefreshReport) -> Value {
+    serde_json::to_value(report).unwrap_or(Value::Null)
+}

@@ -1,0 +1,724 @@
+//! The pool with real generators: HTTP services on loopback (the demo shop and
+//! small test services) and real command generators (shell scripts), some of
+//! which hang, crash, print garbage, lie about fields or answer slowly.
+//! Readiness is polled with a cap, never slept for.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use stockroom_generators::start_demo_shop;
+use stockroom_pool::Pool;
+use stockroom_protocol::HumanDuration;
+use stockroom_protocol::pool_config::{
+    GeneratorConfig, GeneratorEndpoint, PoolConfig, StockConfig,
+};
+use tokio::sync::oneshot;
+
+const CAP: Duration = Duration::from_secs(60);
+
+struct TestPool {
+    base: String,
+    http: reqwest::Client,
+    _stop: oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestPool {
+    async fn start(generators: Vec<GeneratorConfig>, stock: Vec<StockConfig>) -> TestPool {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = PoolConfig {
+            listen: "127.0.0.1:0".into(),
+            store: format!("sqlite://{}", dir.path().join("pool.db").display()),
+            generators,
+            stock,
+            ..PoolConfig::default()
+        };
+        let pool = Pool::start(cfg).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(pool.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        TestPool {
+            base,
+            http: reqwest::Client::new(),
+            _stop: stop,
+            _dir: dir,
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn catalog(&self) -> Value {
+        self.call("GET", "/api/v1/catalog", None).await.1
+    }
+
+    async fn lease(&self, items: Value, wait: u64) -> (u16, Value) {
+        self.call(
+            "POST",
+            "/api/v1/leases",
+            Some(json!({"holder": {"job": "t"}, "wait_seconds": wait, "items": items})),
+        )
+        .await
+    }
+}
+
+fn state_of<'a>(catalog: &'a Value, t: &str, s: &str) -> Option<&'a Value> {
+    catalog["types"]
+        .as_array()?
+        .iter()
+        .find(|x| x["type"] == t)?["states"]
+        .as_array()?
+        .iter()
+        .find(|x| x["state"] == s)
+}
+
+fn count(catalog: &Value, t: &str, s: &str, status: &str) -> u64 {
+    state_of(catalog, t, s)
+        .and_then(|x| x["stock"][status].as_u64())
+        .unwrap_or(0)
+}
+
+fn generator<'a>(catalog: &'a Value, name: &str) -> &'a Value {
+    catalog["generators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == name)
+        .unwrap()
+}
+
+/// Polls `check` until it holds; panics with `what` after [`CAP`].
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + CAP;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn stock(t: &str, s: &str, min: u32, max: u32) -> StockConfig {
+    StockConfig {
+        type_name: t.into(),
+        state: s.into(),
+        min_ready: min,
+        max_ready: max,
+    }
+}
+
+fn http_gen(name: &str, url: &str) -> GeneratorConfig {
+    GeneratorConfig {
+        name: name.into(),
+        endpoint: GeneratorEndpoint::Http(url.into()),
+        timeout: HumanDuration::from_secs(10),
+        concurrency: 4,
+    }
+}
+
+/// A command generator: a shell script answering `capabilities` with `caps`
+/// and `generate` by running `generate` (the request is on stdin).
+fn cmd_gen(
+    dir: &Path,
+    name: &str,
+    caps: &Value,
+    generate: &str,
+    timeout_ms: u64,
+) -> GeneratorConfig {
+    let path = dir.join(format!("{name}.sh"));
+    let script = format!(
+        "#!/bin/sh\ncase \"$1\" in\n  capabilities) printf '%s' '{}' ;;\n  generate) cat >/dev/null; {generate} ;;\n  *) echo \"unknown command $1\" >&2; exit 2 ;;\nesac\n",
+        caps
+    );
+    std::fs::write(&path, script).unwrap();
+    GeneratorConfig {
+        name: name.into(),
+        endpoint: GeneratorEndpoint::Command(vec!["sh".into(), path.display().to_string()]),
+        timeout: HumanDuration(Duration::from_millis(timeout_ms)),
+        concurrency: 2,
+    }
+}
+
+fn produces(t: &str, s: &str, extra: Value) -> Value {
+    let mut p = json!({"type": t, "state": s, "fields": ["id"]});
+    for (k, v) in extra.as_object().unwrap() {
+        p[k] = v.clone();
+    }
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn misbehaving_command_generators_leave_failed_datasets_never_stock() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = |s: &str, extra: Value| json!({"produces": [produces("cmd", s, extra)]});
+    let good = "printf '{\"data\":{\"id\":\"%s\"},\"entities\":[\"cmd:%s\"]}' $$ $$";
+    let gens = vec![
+        cmd_gen(
+            dir.path(),
+            "garbage",
+            &one("garbage", json!({})),
+            "echo 'this is not json'",
+            10_000,
+        ),
+        cmd_gen(
+            dir.path(),
+            "crash",
+            &one("crash", json!({})),
+            "echo 'boom: database unreachable' >&2; exit 3",
+            10_000,
+        ),
+        cmd_gen(
+            dir.path(),
+            "liar",
+            &one("liar", json!({})),
+            "printf '{\"data\":{\"other\":1}}'",
+            10_000,
+        ),
+        cmd_gen(
+            dir.path(),
+            "badattr",
+            &one("badattr", json!({"attributes": {"country": ["DE"]}})),
+            "printf '{\"attributes\":{\"country\":\"XX\"},\"data\":{\"id\":1}}'",
+            10_000,
+        ),
+        cmd_gen(dir.path(), "hang", &one("hang", json!({})), "sleep 30", 500),
+        cmd_gen(
+            dir.path(),
+            "slow",
+            &one("slow", json!({})),
+            &format!("sleep 0.3; {good}"),
+            10_000,
+        ),
+    ];
+    let states = ["garbage", "crash", "liar", "badattr", "hang", "slow"];
+    let pool = TestPool::start(gens, states.iter().map(|s| stock("cmd", s, 1, 1)).collect()).await;
+
+    until(
+        "every bad generator failed once and the slow one stocked",
+        || async {
+            let c = pool.catalog().await;
+            states[..5]
+                .iter()
+                .all(|s| count(&c, "cmd", s, "failed") >= 1)
+                && count(&c, "cmd", "slow", "ready") == 1
+        },
+    )
+    .await;
+    let c = pool.catalog().await;
+    for s in &states[..5] {
+        assert_eq!(count(&c, "cmd", s, "ready"), 0, "{s} never stocked");
+    }
+    let expect = [
+        ("garbage", "answer is malformed"),
+        ("crash", "exit code 3"),
+        ("liar", "promised field `id` is missing"),
+        ("badattr", "country"),
+        ("hang", "timed out"),
+    ];
+    for (s, text) in expect {
+        let (_, list) = pool
+            .call(
+                "GET",
+                &format!("/api/v1/datasets?type=cmd&state={s}&status=failed"),
+                None,
+            )
+            .await;
+        let d = &list["datasets"][0];
+        let id = d["id"].as_str().unwrap();
+        let err = d["error"].as_str().unwrap();
+        assert!(err.contains(text), "{s}: {err}");
+        assert!(
+            err.contains(&format!("generator \"{s}\"")),
+            "{s}: the error names the generator: {err}"
+        );
+        let (_, full) = pool
+            .call("GET", &format!("/api/v1/datasets/{id}"), None)
+            .await;
+        let reasons: Vec<&str> = full["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["reason"].as_str().unwrap())
+            .collect();
+        assert!(
+            reasons[0].contains("request:") && reasons[0].contains(s),
+            "the request is kept: {reasons:?}"
+        );
+        assert!(
+            reasons.last().unwrap().starts_with("generation failed"),
+            "{reasons:?}"
+        );
+    }
+    let (_, crash) = pool
+        .call("GET", "/api/v1/datasets?state=crash&status=failed", None)
+        .await;
+    assert!(
+        crash["datasets"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("boom"),
+        "stderr is kept"
+    );
+    // A failing generator backs off instead of being hammered.
+    until("the crashing generator is held back", || async {
+        let c = pool.catalog().await;
+        generator(&c, "crash")["available"] == false
+            && state_of(&c, "cmd", "crash").unwrap()["available"] == false
+    })
+    .await;
+    let c = pool.catalog().await;
+    assert!(generator(&c, "crash")["failure_rate"].as_f64().unwrap() > 0.5);
+    assert_eq!(generator(&c, "slow")["available"], true);
+}
+
+/// A test HTTP generator that can be switched down (503 for everything).
+#[derive(Clone)]
+struct Toggle {
+    up: Arc<AtomicBool>,
+}
+
+async fn toggle_caps(State(t): State<Toggle>) -> Response {
+    if !t.up.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+    }
+    Json(json!({"produces": [{"type": "flaky", "state": "ok", "fields": ["id"]}]})).into_response()
+}
+
+async fn toggle_generate(State(t): State<Toggle>) -> Response {
+    if !t.up.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+    }
+    let id = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    Json(json!({"data": {"id": id}, "entities": [format!("flaky:{id}")]})).into_response()
+}
+
+async fn start_toggle(up: bool) -> (String, Toggle) {
+    let t = Toggle {
+        up: Arc::new(AtomicBool::new(up)),
+    };
+    let app = axum::Router::new()
+        .route("/capabilities", get(toggle_caps))
+        .route("/generate", post(toggle_generate))
+        .with_state(t.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, t)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_generator_down_at_start_is_unavailable_then_used_once_it_answers() {
+    let (url, toggle) = start_toggle(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let other = cmd_gen(
+        dir.path(),
+        "steady",
+        &json!({"produces": [produces("steady", "ok", json!({}))]}),
+        "printf '{\"data\":{\"id\":1}}'",
+        10_000,
+    );
+    let pool = TestPool::start(
+        vec![http_gen("flaky", &url), other],
+        vec![stock("flaky", "ok", 2, 3)],
+    )
+    .await;
+    let c = pool.catalog().await;
+    assert_eq!(generator(&c, "flaky")["available"], false);
+    assert!(
+        generator(&c, "flaky")["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("503")
+    );
+    assert_eq!(state_of(&c, "flaky", "ok").unwrap()["available"], false);
+    assert_eq!(
+        state_of(&c, "steady", "ok").unwrap()["available"],
+        true,
+        "the others are served"
+    );
+    let (status, body) = pool
+        .lease(json!([{"name": "f", "type": "flaky", "state": "ok"}]), 0)
+        .await;
+    assert_eq!(status, 503, "{body}");
+
+    toggle.up.store(true, Ordering::SeqCst);
+    let (status, report) = pool.call("POST", "/api/v1/generators/refresh", None).await;
+    assert_eq!(status, 200, "{report}");
+    let flaky = report["generators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "flaky")
+        .unwrap();
+    assert_eq!(flaky["ok"], true, "{report}");
+    assert_eq!(flaky["produces"], json!(["flaky/ok"]));
+    until("the recovered generator fills its stock", || async {
+        let c = pool.catalog().await;
+        count(&c, "flaky", "ok", "ready") >= 2
+    })
+    .await;
+    let c = pool.catalog().await;
+    assert_eq!(state_of(&c, "flaky", "ok").unwrap()["available"], true);
+    assert!(count(&c, "flaky", "ok", "ready") + count(&c, "flaky", "ok", "generating") <= 3);
+    let (status, body) = pool
+        .lease(json!([{"name": "f", "type": "flaky", "state": "ok"}]), 0)
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicting_capabilities_are_reported_in_the_catalog_and_readyz() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = "printf '{\"data\":{\"id\":1}}'";
+    let a = json!({"produces": [
+        produces("x", "dup", json!({})),
+        produces("x", "needs-ghost", json!({"requires": [{"name": "g", "type": "x", "state": "ghost"}]})),
+        produces("x", "one", json!({"requires": [{"name": "t", "type": "x", "state": "two"}]})),
+        produces("x", "two", json!({"requires": [{"name": "o", "type": "x", "state": "one"}]})),
+    ]});
+    let b = json!({"produces": [produces("x", "dup", json!({}))]});
+    let pool = TestPool::start(
+        vec![
+            cmd_gen(dir.path(), "first", &a, ok, 10_000),
+            cmd_gen(dir.path(), "second", &b, ok, 10_000),
+        ],
+        Vec::new(),
+    )
+    .await;
+    let c = pool.catalog().await;
+    let problems: Vec<String> = c["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("x/dup is claimed by more than one generator (first, second)")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("ghost") && p.contains("unknown")),
+        "{problems:?}"
+    );
+    assert!(problems.iter().any(|p| p.contains("cycle")), "{problems:?}");
+    let text = pool
+        .http
+        .get(format!("{}/readyz", pool.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.starts_with("ready\n") && text.contains("problem: state x/dup"),
+        "{text}"
+    );
+    assert!(
+        state_of(&c, "x", "dup").is_some(),
+        "the first claim is still served"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stock_stays_within_bounds_under_concurrent_leasing() {
+    let shop = start_demo_shop(Duration::from_millis(10)).await.unwrap();
+    let pool = Arc::new(
+        TestPool::start(
+            shop.generator_configs(),
+            vec![stock("customer", "new", 3, 6)],
+        )
+        .await,
+    );
+    until("warm", || async {
+        count(&pool.catalog().await, "customer", "new", "ready") >= 3
+    })
+    .await;
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (pool, done) = (Arc::clone(&pool), Arc::clone(&done));
+        tokio::spawn(async move {
+            let mut samples = 0;
+            while !done.load(Ordering::SeqCst) {
+                let c = pool.catalog().await;
+                let n = count(&c, "customer", "new", "ready")
+                    + count(&c, "customer", "new", "generating");
+                assert!(n <= 6, "ready + generating = {n} > max_ready");
+                samples += 1;
+            }
+            samples
+        })
+    };
+    let mut leases = Vec::new();
+    for _ in 0..16 {
+        let pool = Arc::clone(&pool);
+        leases.push(tokio::spawn(async move {
+            let (status, body) = pool
+                .lease(
+                    json!([{"name": "c", "type": "customer", "state": "new"}]),
+                    30,
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+            let id = body["lease_id"].as_str().unwrap().to_string();
+            let (s, _) = pool
+                .call(
+                    "POST",
+                    &format!("/api/v1/leases/{id}/release"),
+                    Some(json!({"outcome": "passed"})),
+                )
+                .await;
+            assert_eq!(s, 200);
+        }));
+    }
+    for l in leases {
+        l.await.unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    assert!(sampler.await.unwrap() > 0);
+    until("refilled to min_ready", || async {
+        count(&pool.catalog().await, "customer", "new", "ready") >= 3
+    })
+    .await;
+    let c = pool.catalog().await;
+    assert!(count(&c, "customer", "new", "ready") <= 6);
+    assert_eq!(count(&c, "customer", "new", "consumed"), 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn composition_extension_route_and_the_extend_endpoint() {
+    let shop = start_demo_shop(Duration::from_millis(20)).await.unwrap();
+    let pool = TestPool::start(shop.generator_configs(), Vec::new()).await;
+
+    // The extension route: a ready customer/new is extended rather than a
+    // customer/active generated (equal unmeasured costs: extend wins the tie).
+    let (s, reg) = pool
+        .call(
+            "POST",
+            "/api/v1/datasets",
+            Some(json!({"type": "customer", "state": "new", "attributes": {"country": "FR"},
+                        "data": {"customer_id": "C9", "email": "c9@x.test", "password": "pw", "country": "FR"},
+                        "secret_fields": ["password"], "entities": ["customer:C9"]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{reg}");
+    let (s, lease) = pool.lease(json!([{"name": "c", "type": "customer", "state": "active", "where": {"country": "FR"}}]), 30).await;
+    assert_eq!(s, 201, "{lease}");
+    let active = &lease["datasets"][0];
+    assert!(
+        active["entities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("customer:C9")),
+        "{active}"
+    );
+    let (_, full) = pool
+        .call(
+            "GET",
+            &format!("/api/v1/datasets/{}", active["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert!(
+        full["history"].to_string().contains("verify-email"),
+        "{full}"
+    );
+
+    // Composition across two services: order/placed needs a customer with a
+    // card (customers → payments), made just in time.
+    let (s, lease) = pool
+        .lease(
+            json!([{"name": "o", "type": "order", "state": "placed", "where": {"country": "DE"}}]),
+            30,
+        )
+        .await;
+    assert_eq!(s, 201, "{lease}");
+    let order = &lease["datasets"][0];
+    assert_eq!(order["attributes"]["country"], "DE");
+    let entities = order["entities"].to_string();
+    for kind in ["order:", "customer:", "payment_method:"] {
+        assert!(entities.contains(kind), "entities are unioned: {entities}");
+    }
+    let (_, composed) = pool
+        .call("GET", "/api/v1/datasets?status=composed", None)
+        .await;
+    assert!(!composed["datasets"].as_array().unwrap().is_empty());
+    let (_, full) = pool
+        .call(
+            "GET",
+            &format!("/api/v1/datasets/{}", order["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert!(full["history"].to_string().contains("part"), "{full}");
+
+    // Extend, for the holder only.
+    let (lid, did) = (
+        lease["lease_id"].as_str().unwrap(),
+        order["id"].as_str().unwrap(),
+    );
+    let path = format!("/api/v1/leases/{lid}/datasets/{did}/extend");
+    let (s, paid) = pool
+        .call("POST", &path, Some(json!({"extension": "pay"})))
+        .await;
+    assert_eq!(s, 200, "{paid}");
+    assert_eq!(paid["state"], "paid");
+    assert!(paid["data"]["payment_id"].is_string());
+    let (s, e) = pool
+        .call("POST", &path, Some(json!({"extension": "teleport"})))
+        .await;
+    assert_eq!(
+        (s, e["known_states"].clone()),
+        (422, json!(["ship"])),
+        "{e}"
+    );
+    assert!(e["type"].as_str().unwrap().ends_with("unknown-state"));
+    let other = lease_of_active(&pool, lid).await;
+    let (s, e) = pool
+        .call(
+            "POST",
+            &format!("/api/v1/leases/{other}/datasets/{did}/extend"),
+            Some(json!({"extension": "ship"})),
+        )
+        .await;
+    assert_eq!(s, 403, "{e}");
+    // The generator fails: 502, the dataset stays leased and unchanged.
+    shop.shutdown().await;
+    let (s, e) = pool
+        .call("POST", &path, Some(json!({"extension": "ship"})))
+        .await;
+    assert_eq!(s, 502, "{e}");
+    assert_eq!(e["generator"], "orders");
+    let (_, after) = pool
+        .call("GET", &format!("/api/v1/datasets/{did}"), None)
+        .await;
+    assert_eq!(
+        (after["state"].clone(), after["status"].clone()),
+        (json!("paid"), json!("leased"))
+    );
+}
+
+async fn lease_of_active(pool: &TestPool, not: &str) -> String {
+    let (_, l) = pool.call("GET", "/api/v1/leases?status=active", None).await;
+    l["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["lease_id"].as_str().unwrap().to_string())
+        .find(|id| id != not)
+        .unwrap()
+}
+
+#[test]
+fn the_demo_starts_warms_and_serves_the_example_manifest() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stockroom-pool"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--latency",
+            "10ms",
+            "--ready-file",
+        ])
+        .arg(&ready)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let addr = loop {
+        if let Ok(a) = std::fs::read_to_string(&ready) {
+            break a;
+        }
+        assert!(started.elapsed() < CAP, "the demo did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let base = format!("http://{addr}");
+        until("the demo warms", || async {
+            let c: Value = http.get(format!("{base}/api/v1/catalog")).send().await.unwrap().json().await.unwrap();
+            count(&c, "customer", "active-with-payment", "ready") >= 5 && count(&c, "order", "placed", "ready") >= 5
+        })
+        .await;
+        // The example manifest's items (a DE buyer may still be made just in time).
+        let resp = http
+            .post(format!("{base}/api/v1/leases"))
+            .json(&json!({"holder": {"job": "demo"}, "wait_seconds": 30, "items": [
+                {"name": "buyer", "type": "customer", "state": "active-with-payment", "where": {"country": "DE"}},
+                {"name": "orders", "type": "order", "state": "placed", "count": 2}]}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["datasets"].as_array().unwrap().len(), 3);
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        out.contains(&format!(
+            "STOCKROOM_POOL=http://{addr} stockroom run --manifest examples/stockroom.toml -- env"
+        )),
+        "{out}"
+    );
+}
