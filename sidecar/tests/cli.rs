@@ -1,0 +1,63 @@
+//! The `stockroom` binary's own smoke tests. Having an integration test here
+//! also makes `cargo test --workspace` build the binary (fresh) before any
+//! test runs, which the end-to-end tests in `tests/` rely on.
+
+use std::process::Command;
+
+fn stockroom() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stockroom"));
+    cmd.env_remove("STOCKROOM_POOL")
+        .env_remove("STOCKROOM_MANIFEST");
+    cmd
+}
+
+#[test]
+fn version_names_the_program_and_its_version() {
+    let out = stockroom()
+        .arg("--version")
+        .output()
+        .expect("run stockroom");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.trim(),
+        format!("stockroom {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn the_example_manifest_is_valid_and_a_broken_one_exits_65_with_its_position() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/stockroom.toml");
+    let out = stockroom()
+        .args([
+            "check",
+            "--manifest",
+            example,
+            "--pool",
+            "http://127.0.0.1:9",
+        ])
+        .output()
+        .expect("run stockroom");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("stockroom.toml");
+    std::fs::write(&path, "version = 1\n[[dataset]]\nname = \"buyer\"\ntype = \"customer\"\nstate = \"active\"\ncont = 2\n")
+        .expect("write manifest");
+    let out = stockroom()
+        .args(["check", "--manifest"])
+        .arg(&path)
+        .output()
+        .expect("run stockroom");
+    assert_eq!(out.status.code(), Some(65));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stockroom.toml:6:1: unknown field `cont`"),
+        "{err}"
+    );
+}
