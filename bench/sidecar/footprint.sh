@@ -51,6 +51,10 @@ TOML
 cd "$WORK"
 export STOCKROOM_LOG=warn
 
+# The machine's load matters on a small shared box: record it around the runs.
+LOAD_BEFORE="$(cat /proc/loadavg)"
+echo "load before: $LOAD_BEFORE" >&2
+
 # Start-to-command: nanoseconds between the shell's clock read just before it
 # execs the sidecar and the wrapped `date`'s own clock read.
 : > "$WORK/startup.txt"
@@ -67,12 +71,15 @@ for _ in $(seq 1 20); do
   cat "$WORK/one.txt" >> "$WORK/rss.txt"
 done
 
+LOAD_AFTER="$(cat /proc/loadavg)"
 SIZE=$(stat -c %s "$SIDECAR")
-python3 - "$WORK/startup.txt" "$WORK/rss.txt" "$SIZE" "$RUNS" <<'PY'
+python3 - "$WORK/startup.txt" "$WORK/rss.txt" "$SIZE" "$RUNS" "$LOAD_BEFORE" "$LOAD_AFTER" <<'PY'
 import statistics, sys
 us = sorted(int(l) for l in open(sys.argv[1]) if l.strip())
 rss = [int(l) for l in open(sys.argv[2]) if l.strip()]
 size, runs = int(sys.argv[3]), sys.argv[4]
+print(f"/proc/loadavg before: {sys.argv[5]}; after: {sys.argv[6]}")
+print()
 q = lambda p: us[min(len(us) - 1, int(p * len(us)))]
 print("| measure | value | budget |")
 print("|---|---|---|")

@@ -4,11 +4,12 @@
 
 use std::path::PathBuf;
 
+use stockroom_protocol::api::ProblemKind;
 use stockroom_protocol::datasets_file::{DatasetsEntry, DatasetsFile};
 
 use crate::ci::EnvSource;
 use crate::cli::{Common, ExtendArgs};
-use crate::client::PoolClient;
+use crate::client::{ClientError, PoolClient};
 use crate::config;
 use crate::errors::Error;
 use crate::inject;
@@ -126,10 +127,10 @@ pub async fn extend(
         .extend(&located.lease_id, &target.id, &args.extension)
         .await
         .map_err(|e| match e.kind() {
-            Some(
-                stockroom_protocol::api::ProblemKind::InvalidRequest
-                | stockroom_protocol::api::ProblemKind::NotFound,
-            ) => Error::Usage(format!(
+            Some(ProblemKind::UnknownState) => {
+                unknown_extension(&args.name, &args.extension, &before, &e)
+            }
+            Some(ProblemKind::InvalidRequest | ProblemKind::NotFound) => Error::Usage(format!(
                 "failed to extend {} by {:?}: {e}",
                 args.name, args.extension
             )),
@@ -152,6 +153,23 @@ pub async fn extend(
         crate::redact::print_stdout(&format!("{value}\n"));
     }
     Ok(0)
+}
+
+/// No generator offers `extension` from the dataset's state: a usage error
+/// (64) that lists the extensions the pool knows from that state.
+fn unknown_extension(name: &str, extension: &str, from: &str, error: &ClientError) -> Error {
+    let known = match error {
+        ClientError::Problem { problem, .. } => problem.known_states.clone(),
+        _ => None,
+    };
+    let known = match known {
+        Some(list) if list.is_empty() => "none".to_string(),
+        Some(list) => list.join(", "),
+        None => format!("(the pool did not say: {error})"),
+    };
+    Error::Usage(format!(
+        "unknown extension {extension:?} for {name} ({from}): no generator offers it from this state. Known extensions from {from}: {known}; `stockroom catalog` lists every extension"
+    ))
 }
 
 /// `orders.1` or `orders[1]` → (`orders`, Some(1)); `buyer` → (`buyer`, None).

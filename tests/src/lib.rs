@@ -191,6 +191,101 @@ impl Drop for Pool {
     }
 }
 
+/// `stockroom-pool demo`: three real generator services (customers, payments,
+/// orders) on loopback and a pool that keeps their states in stock, with its
+/// SQLite store in a temp dir. Each generator call takes `latency`.
+pub struct DemoPool {
+    child: Option<Child>,
+    pub addr: String,
+    /// Line 1 of the demo's stdout (`Stockroom demo pool: http://ADDR …`).
+    pub banner: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl DemoPool {
+    /// Starts the demo with a low generator latency such as `"20ms"`.
+    pub fn start(latency: &str) -> DemoPool {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ready = dir.path().join("ready");
+        let store = format!("sqlite://{}", dir.path().join("demo.db").display());
+        let log = std::fs::File::create(dir.path().join("pool.log")).expect("pool log");
+        let mut child = Command::new(pool_bin())
+            .args(["demo", "--listen", "127.0.0.1:0", "--latency", latency])
+            .arg("--store")
+            .arg(&store)
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("STOCKROOM_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start stockroom-pool demo");
+        let mut demo = DemoPool {
+            child: None,
+            addr: String::new(),
+            banner: String::new(),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "stockroom-pool demo exited with {status}; log:\n{}",
+                    demo.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stockroom-pool demo did not get ready; log:\n{}",
+                demo.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        demo.addr = std::fs::read_to_string(&ready)
+            .expect("ready file")
+            .trim()
+            .to_string();
+        // The banner follows the ready file. The rest of stdout is drained by
+        // a thread: a closed pipe would make the pool's next println fail.
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut banner = String::new();
+        stdout.read_line(&mut banner).expect("demo stdout");
+        demo.banner = banner.trim_end().to_string();
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        demo.child = Some(child);
+        demo
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pool.log")).unwrap_or_default()
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        http(&self.addr, method, path, body, token)
+    }
+}
+
+impl Drop for DemoPool {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A minimal HTTP/1.1 client (one request per connection).
 pub fn http(
     addr: &str,
