@@ -19,7 +19,8 @@ pub struct Flags {
     /// Address to listen on, overriding `listen`; port 0 picks a free port.
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<String>,
-    /// Store URL, overriding `store`: sqlite://PATH.
+    /// Store URL, overriding `store`: sqlite://PATH or
+    /// postgres://USER@HOST:PORT/DATABASE[?pool_size=N] (see docs/operations.md).
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
     /// Once listening, write the bound address (`127.0.0.1:PORT`) to this file.
@@ -119,12 +120,6 @@ pub fn validate(cfg: &PoolConfig) -> Result<(), ConfigError> {
         )));
     }
     check_store_url(&cfg.store).map_err(ConfigError)?;
-    if !cfg.store.starts_with("sqlite://") {
-        return Err(ConfigError(format!(
-            "store {:?}: this build supports only sqlite://PATH stores; PostgreSQL arrives in a later release",
-            cfg.store
-        )));
-    }
     if cfg.tokens.is_empty() && !cfg.listens_on_loopback() {
         return Err(ConfigError(format!(
             "refusing to listen on non-loopback address {} without tokens: add [[tokens]] entries (name, role, sha256) \
@@ -157,6 +152,11 @@ mod tests {
             store: Some("postgres://h/db".into()),
             ..Flags::default()
         };
-        assert!(settings(&flags).unwrap_err().0.contains("PostgreSQL"));
+        assert_eq!(settings(&flags).unwrap().store, "postgres://h/db");
+        let flags = Flags {
+            store: Some("mysql://h/db".into()),
+            ..Flags::default()
+        };
+        assert!(settings(&flags).unwrap_err().0.contains("postgres://"));
     }
 }

@@ -19,6 +19,7 @@ pub mod reaper;
 pub mod store;
 pub mod supply;
 pub mod time;
+pub mod ui;
 pub mod waiting;
 
 use std::future::Future;
@@ -76,7 +77,7 @@ pub struct Pool {
 impl Pool {
     /// Opens the store and applies the `[[stock]]` settings of the config.
     pub async fn start(config: PoolConfig) -> Result<Pool, PoolError> {
-        let store = store::open(&config.store)?;
+        let store = store::open(&config.store).await?;
         for s in &config.stock {
             store
                 .set_stock(
@@ -158,6 +159,20 @@ impl Pool {
             state.config.consumed_retention.map(|d| d.0),
         ));
         let supply_task = tokio::spawn(Arc::clone(&state.supply).run());
+        // Stock can also grow through other replicas sharing the database:
+        // while anyone waits, wake the waiters at the store's interval.
+        let waker = state.store.wake_interval().map(|every| {
+            let queue = state.queue.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    if !queue.is_empty() {
+                        queue.notify();
+                    }
+                }
+            })
+        });
         let mut stopping = state.shutdown.clone();
         tokio::spawn(async move {
             shutdown.await;
@@ -185,6 +200,9 @@ impl Pool {
         };
         reaper.abort();
         supply_task.abort();
+        if let Some(waker) = waker {
+            waker.abort();
+        }
         result
     }
 }

@@ -1,4 +1,7 @@
-//! The shared store conformance suite against the SQLite backend, on a real file.
+//! The shared store conformance suite against every backend: SQLite on a real
+//! file always; PostgreSQL in a fresh database (created, then dropped) when
+//! STOCKROOM_TEST_POSTGRES names an admin URL.
+#![allow(clippy::unwrap_used)]
 
 use stockroom_pool::store::{conformance, sqlite::SqliteStore};
 
@@ -29,4 +32,164 @@ async fn sqlite_keeps_everything_across_reopen() {
             .len(),
         1
     );
+}
+
+/// A fresh PostgreSQL database for one test, dropped afterwards; `None`
+/// (with a line saying so) when STOCKROOM_TEST_POSTGRES is not set.
+pub struct FreshDb {
+    admin: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl FreshDb {
+    pub async fn create(test: &str) -> Option<FreshDb> {
+        let Ok(admin) = std::env::var("STOCKROOM_TEST_POSTGRES") else {
+            println!("{test}: not run (set STOCKROOM_TEST_POSTGRES=postgres://USER@HOST:PORT/DB)");
+            return None;
+        };
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).unwrap();
+        let name = format!(
+            "stockroom_test_{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .expect("connect to STOCKROOM_TEST_POSTGRES");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        Some(FreshDb { admin, name, url })
+    }
+
+    pub async fn drop_db(self) {
+        let (client, conn) = tokio_postgres::connect(&self.admin, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+/// A test that panics still drops its database.
+impl Drop for FreshDb {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&admin, tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_passes_the_store_conformance_suite() {
+    let Some(db) = FreshDb::create("postgres_passes_the_store_conformance_suite").await else {
+        return;
+    };
+    {
+        let store = stockroom_pool::store::postgres::PostgresStore::open(&db.url)
+            .await
+            .unwrap();
+        conformance::run_all(&store).await;
+    }
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_migrations_are_safe_when_replicas_start_together() {
+    let Some(db) =
+        FreshDb::create("postgres_migrations_are_safe_when_replicas_start_together").await
+    else {
+        return;
+    };
+    {
+        use stockroom_pool::store::postgres::PostgresStore;
+        let (a, b, c) = tokio::join!(
+            PostgresStore::open(&db.url),
+            PostgresStore::open(&db.url),
+            PostgresStore::open(&db.url)
+        );
+        let (a, b, _c) = (a.unwrap(), b.unwrap(), c.unwrap());
+        conformance::all_or_nothing(&a).await;
+        use stockroom_pool::store::Store;
+        let table = b.stock().await.unwrap();
+        assert_eq!(table[&("c_aon".to_string(), "a".to_string())].leased, 1);
+    }
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_generation_cap_holds_across_store_instances() {
+    let Some(db) = FreshDb::create("postgres_generation_cap_holds_across_store_instances").await
+    else {
+        return;
+    };
+    {
+        use std::sync::Arc;
+        use stockroom_pool::store::postgres::PostgresStore;
+        use stockroom_pool::store::{NewGeneration, Store};
+        let mut stores = Vec::new();
+        for _ in 0..3 {
+            stores.push(Arc::new(PostgresStore::open(&db.url).await.unwrap()));
+        }
+        let tasks: Vec<_> = (0..30)
+            .map(|i| {
+                let store = Arc::clone(&stores[i % 3]);
+                tokio::spawn(async move {
+                    store
+                        .begin_generation(
+                            NewGeneration {
+                                type_name: "cap".into(),
+                                state: "s".into(),
+                                generator: "g".into(),
+                                request: serde_json::json!({}),
+                                reusable: false,
+                                cap: Some(5),
+                            },
+                            1_700_000_000_000,
+                        )
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut started = 0;
+        for t in tasks {
+            started += usize::from(t.await.unwrap().is_some());
+        }
+        assert_eq!(started, 5, "the cap holds across replicas");
+        let table = stores[0].stock().await.unwrap();
+        assert_eq!(table[&("cap".to_string(), "s".to_string())].generating, 5);
+    }
+    db.drop_db().await;
 }

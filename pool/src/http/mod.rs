@@ -318,7 +318,7 @@ pub fn router(state: AppState) -> Router {
     }
     Router::new()
         .nest(API_PREFIX, api)
-        .route("/", get(ops::index))
+        .merge(crate::ui::routes(&state))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::problem::{Admin, ApiError};
@@ -52,8 +52,4 @@ pub async fn metrics(State(app): State<AppState>) -> Result<Response, ApiError> 
 
 pub async fn openapi() -> Json<serde_json::Value> {
     Json(crate::openapi::document())
-}
-
-pub async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
 }

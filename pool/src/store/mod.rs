@@ -15,6 +15,7 @@
 //! shared [`conformance`] suite can test TTLs without sleeping.
 
 pub mod conformance;
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -351,19 +352,32 @@ pub trait Store: Send + Sync + 'static {
         extension: Extension,
         now_ms: i64,
     ) -> BoxFuture<'_, StoreResult<ExtendResult>>;
+
+    /// How often this replica's waiters must re-try on their own, when stock
+    /// can also grow through other processes sharing the database (`None`: the
+    /// process sees every change itself, its own events wake the waiters).
+    fn wake_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
-/// Opens the backend named by a store URL (`sqlite://PATH`).
-pub fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+/// Opens the backend named by a store URL (`sqlite://PATH`, or
+/// `postgres://…` / `postgresql://…`), chosen once from the scheme.
+pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         Ok(std::sync::Arc::new(sqlite::SqliteStore::open(
             std::path::Path::new(path),
         )?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(
+            postgres::PostgresStore::open(url).await?,
+        ))
     } else {
         Err(StoreError::Open {
             url: url.to_string(),
-            message: "only sqlite:// stores are built into this version; PostgreSQL arrives in a later release"
-                .to_string(),
+            message:
+                "unknown store scheme; use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE"
+                    .to_string(),
         })
     }
 }

@@ -31,9 +31,18 @@ pub struct Pool {
 
 /// Starts the pool with `config` text on `db`; returns once the ready file names its address.
 pub fn start(dir: &Path, db: &Path, config: &str) -> Pool {
-    let cfg = dir.join("pool.toml");
+    let mut pool = start_store(dir, &format!("sqlite://{}", db.display()), config);
+    pool.db = db.to_path_buf();
+    pool
+}
+
+/// Starts the pool with `config` text on any store URL (several may run at once).
+pub fn start_store(dir: &Path, store: &str, config: &str) -> Pool {
+    static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let cfg = dir.join(format!("pool-{n}.toml"));
     std::fs::write(&cfg, config).unwrap();
-    let ready = dir.join(format!("ready-{}", std::process::id()));
+    let ready = dir.join(format!("ready-{}-{n}", std::process::id()));
     let _ = std::fs::remove_file(&ready);
     let mut child = Command::new(env!("CARGO_BIN_EXE_stockroom-pool"))
         .args([
@@ -43,7 +52,7 @@ pub fn start(dir: &Path, db: &Path, config: &str) -> Pool {
             "127.0.0.1:0",
             "--store",
         ])
-        .arg(format!("sqlite://{}", db.display()))
+        .arg(store)
         .arg("--ready-file")
         .arg(&ready)
         .stderr(Stdio::piped())
@@ -76,7 +85,7 @@ pub fn start(dir: &Path, db: &Path, config: &str) -> Pool {
     Pool {
         child,
         base: format!("http://{addr}"),
-        db: db.to_path_buf(),
+        db: PathBuf::new(),
         http: reqwest::Client::new(),
     }
 }
