@@ -3,6 +3,9 @@
 //! STOCKROOM_TEST_POSTGRES names an admin URL.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::FreshDb;
 use stockroom_pool::store::{conformance, sqlite::SqliteStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,83 +35,6 @@ async fn sqlite_keeps_everything_across_reopen() {
             .len(),
         1
     );
-}
-
-/// A fresh PostgreSQL database for one test, dropped afterwards; `None`
-/// (with a line saying so) when STOCKROOM_TEST_POSTGRES is not set.
-pub struct FreshDb {
-    admin: String,
-    pub name: String,
-    pub url: String,
-}
-
-impl FreshDb {
-    pub async fn create(test: &str) -> Option<FreshDb> {
-        let Ok(admin) = std::env::var("STOCKROOM_TEST_POSTGRES") else {
-            println!("{test}: not run (set STOCKROOM_TEST_POSTGRES=postgres://USER@HOST:PORT/DB)");
-            return None;
-        };
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).unwrap();
-        let name = format!(
-            "stockroom_test_{}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
-        let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-            .await
-            .expect("connect to STOCKROOM_TEST_POSTGRES");
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        let url = format!("{base}/{name}");
-        Some(FreshDb { admin, name, url })
-    }
-
-    pub async fn drop_db(self) {
-        let (client, conn) = tokio_postgres::connect(&self.admin, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .await
-            .unwrap();
-    }
-}
-
-/// A test that panics still drops its database.
-impl Drop for FreshDb {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&admin, tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

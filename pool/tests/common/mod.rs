@@ -1,6 +1,11 @@
 //! Starts the real `stockroom-pool` binary on port 0 and talks HTTP to it.
 #![allow(dead_code, clippy::unwrap_used)]
 
+mod fresh_db;
+
+#[allow(unused_imports)] // only the PostgreSQL-backed tests use it
+pub use fresh_db::FreshDb;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

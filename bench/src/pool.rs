@@ -1,0 +1,168 @@
+//! A real `stockroom-pool` process on a temporary SQLite file, seeded with
+//! ready datasets once it listens.
+//!
+//! Seeding uses the public admin API, `POST /api/v1/datasets` with a list of
+//! `batch` datasets per request (kept under the 1 MiB body limit), a few
+//! requests in flight at once. Each request is one `Store::register` call,
+//! i.e. one savepoint in the SQLite writer's group commit, so the rows are
+//! exactly what the pool writes for any registration (dataset, attribute,
+//! history row, status counts). The pool library has no bulk-SQL path, and
+//! going through HTTP keeps the bench independent of the library's Rust API.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+/// Type and state of the benchmark's datasets.
+pub const TYPE: &str = "bench-account";
+pub const STATE: &str = "ready-to-use";
+
+fn dataset(i: u64) -> Value {
+    json!({
+        "type": TYPE,
+        "state": STATE,
+        "attributes": {"tier": "basic"},
+        "data": {"login": format!("bench-{i}@example.invalid"), "password": "not-a-secret"},
+        "secret_fields": ["password"],
+        "entities": [format!("bench-account-{i}")],
+        // Released `passed`, a reusable dataset goes back to `ready`: the stock
+        // never drains, so every run leases from exactly `n` ready datasets.
+        "reusable": true,
+    })
+}
+
+/// Registers datasets `from..n` (reusable, ready) through `POST /api/v1/datasets`.
+pub async fn seed(addr: SocketAddr, from: u64, n: u64, batch: u64) -> Result<Duration, String> {
+    const IN_FLIGHT: u64 = 4;
+    let started = Instant::now();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let url = format!("http://{addr}/api/v1/datasets");
+    let mut next = from;
+    while next < n {
+        let mut requests = Vec::new();
+        for _ in 0..IN_FLIGHT {
+            if next >= n {
+                break;
+            }
+            let k = batch.min(n - next);
+            let body = Value::Array((next..next + k).map(dataset).collect());
+            next += k;
+            let request = client.post(&url).json(&body).send();
+            requests.push(async move {
+                let resp = request.await.map_err(|e| format!("seeding: {e}"))?;
+                let status = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                if status.as_u16() != 201 {
+                    return Err(format!(
+                        "seeding: POST /api/v1/datasets answered {status}: {text}"
+                    ));
+                }
+                Ok::<(), String>(())
+            });
+        }
+        for r in futures_join(requests).await {
+            r?;
+        }
+    }
+    Ok(started.elapsed())
+}
+
+/// Awaits every future concurrently (a tiny `join_all` on tokio tasks).
+async fn futures_join<F>(futures: Vec<F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        match h.await {
+            Ok(v) => out.push(v),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    out
+}
+
+/// A running pool process; stopped with SIGTERM on [`PoolProcess::stop`].
+pub struct PoolProcess {
+    child: Child,
+    pub pid: u32,
+    pub addr: SocketAddr,
+}
+
+impl PoolProcess {
+    /// Starts `bin` on `db`, logging to `dir/pool.log`, and waits for its ready file.
+    pub async fn start(
+        bin: &Path,
+        db: &Path,
+        dir: &Path,
+        log_filter: &str,
+    ) -> Result<PoolProcess, String> {
+        let ready: PathBuf = dir.join("ready");
+        let log = std::fs::File::create(dir.join("pool.log"))
+            .map_err(|e| format!("cannot create the pool log: {e}"))?;
+        let mut child = Command::new(bin)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--store")
+            .arg(format!("sqlite://{}", db.display()))
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("STOCKROOM_LOG", log_filter)
+            .env_remove("STOCKROOM_LOG_FORMAT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| "the pool exited at once".to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                let addr = text
+                    .trim()
+                    .parse()
+                    .map_err(|e| format!("ready file holds {text:?}: {e}"))?;
+                return Ok(PoolProcess { child, pid, addr });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("pool.log")).unwrap_or_default();
+                return Err(format!(
+                    "the pool exited with {status} before it was ready:\n{log}"
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err("the pool did not write its ready file within 120 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM, then waits for the exit (SIGKILL after 20 s).
+    pub async fn stop(mut self) -> Result<(), String> {
+        let pid = nix::unistd::Pid::from_raw(
+            i32::try_from(self.pid).map_err(|_| "pid out of range".to_string())?,
+        );
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        match tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => Err(format!("the pool exited with {status}")),
+            Ok(Err(e)) => Err(format!("cannot wait for the pool: {e}")),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                Err("the pool did not stop within 20 s of SIGTERM; killed".into())
+            }
+        }
+    }
+}
