@@ -67,7 +67,7 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
          PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768;",
     )
     .map_err(err)?;
-    conn.set_prepared_statement_cache_capacity(64);
+    conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }
 
@@ -89,6 +89,13 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     Ok(())
 }
 
+/// Runs one statement that returns no rows through the statement cache
+/// (transaction control included: parsed once per connection, not per call).
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
 fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
@@ -98,7 +105,7 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = exec_cached(&conn, "BEGIN IMMEDIATE") {
             let msg = e.to_string();
             for job in batch {
                 // Run nothing; answer every caller with the failure.
@@ -109,7 +116,7 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
         }
         let mut replies = Vec::with_capacity(batch.len());
         for job in batch {
-            if let Err(e) = conn.execute_batch("SAVEPOINT op") {
+            if let Err(e) = exec_cached(&conn, "SAVEPOINT op") {
                 tracing::error!(error = %e, "cannot open a savepoint");
                 continue;
             }
@@ -119,11 +126,11 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
                 Err(_) => false,
             };
             let end = if ok {
-                "RELEASE op"
+                exec_cached(&conn, "RELEASE op")
             } else {
-                "ROLLBACK TO op; RELEASE op"
+                exec_cached(&conn, "ROLLBACK TO op").and_then(|()| exec_cached(&conn, "RELEASE op"))
             };
-            if let Err(e) = conn.execute_batch(end) {
+            if let Err(e) = end {
                 tracing::error!(error = %e, "cannot close a savepoint");
             }
             match ran {
@@ -131,9 +138,9 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
                 Err(_) => tracing::error!("a store operation panicked; it was rolled back"),
             }
         }
-        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        let commit = exec_cached(&conn, "COMMIT").map_err(|e| e.to_string());
         if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = exec_cached(&conn, "ROLLBACK");
         }
         for reply in replies {
             reply(commit.clone());
@@ -563,7 +570,10 @@ fn pick(
     entities_taken: &mut HashSet<String>,
 ) -> StoreResult<Vec<Picked>> {
     let want = item.count as usize;
-    let batch = (want + 16).min(1024) as i64;
+    // Fetch what is needed plus one; widen only when candidates were skipped
+    // (taken by an earlier item, other attributes, held entities).
+    let mut batch = (want + 1).min(1024) as i64;
+    let check_attrs = item.where_.len() > 1;
     let mut out = Vec::with_capacity(want);
     let mut cursor = 0i64;
     let first = item.where_.iter().next();
@@ -575,7 +585,7 @@ fn pick(
                      WHERE type = ?1 AND state = ?2 AND status = 'ready' AND seq > ?3 ORDER BY seq LIMIT ?4",
                 )?
                 .query_map(params![item.type_name, item.state, cursor, batch], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    Ok((r.get(0)?, r.get(1)?, if check_attrs { r.get(2)? } else { String::new() }, r.get(3)?))
                 })?
                 .collect::<Result<_, _>>()?,
             Some((name, value)) => conn
@@ -585,7 +595,7 @@ fn pick(
                      AND d.status = 'ready' ORDER BY a.seq LIMIT ?4",
                 )?
                 .query_map(params![item.type_name, item.state, cursor, batch, name, value.as_str()], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    Ok((r.get(0)?, r.get(1)?, if check_attrs { r.get(2)? } else { String::new() }, r.get(3)?))
                 })?
                 .collect::<Result<_, _>>()?,
         };
@@ -595,7 +605,7 @@ fn pick(
             if taken.contains(&seq) {
                 continue;
             }
-            if item.where_.len() > 1 {
+            if check_attrs {
                 let attrs: Attributes = serde_json::from_str(&attributes)?;
                 if !item.where_.iter().all(|(k, v)| attrs.get(k) == Some(v)) {
                     continue;
@@ -626,6 +636,7 @@ fn pick(
         if !full {
             return Ok(out);
         }
+        batch = (batch * 8).min(1024);
     }
 }
 
@@ -1417,9 +1428,9 @@ impl Store for SqliteStore {
 
     fn get_dataset(&self, id: String) -> BoxFuture<'_, StoreResult<Option<DatasetView>>> {
         self.read(move |conn| {
-            conn.execute_batch("BEGIN")?;
+            exec_cached(conn, "BEGIN")?;
             let out = dataset_with_history(conn, &id);
-            conn.execute_batch("COMMIT")?;
+            exec_cached(conn, "COMMIT")?;
             out
         })
     }
@@ -1459,13 +1470,13 @@ impl Store for SqliteStore {
 
     fn get_lease(&self, id: String) -> BoxFuture<'_, StoreResult<Option<LeaseView>>> {
         self.read(move |conn| {
-            conn.execute_batch("BEGIN")?;
+            exec_cached(conn, "BEGIN")?;
             let out = match find_lease(conn, &id) {
                 Ok(Some(l)) => lease_view(conn, l).map(Some),
                 Ok(None) => Ok(None),
                 Err(e) => Err(e),
             };
-            conn.execute_batch("COMMIT")?;
+            exec_cached(conn, "COMMIT")?;
             out
         })
     }
@@ -1476,7 +1487,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> BoxFuture<'_, StoreResult<Vec<LeaseView>>> {
         self.read(move |conn| {
-            conn.execute_batch("BEGIN")?;
+            exec_cached(conn, "BEGIN")?;
             let out = (|| {
                 let rows: Vec<LeaseRow> = match status {
                     Some(s) => conn
@@ -1492,7 +1503,7 @@ impl Store for SqliteStore {
                 };
                 rows.into_iter().map(|l| lease_view(conn, l)).collect::<StoreResult<Vec<_>>>()
             })();
-            conn.execute_batch("COMMIT")?;
+            exec_cached(conn, "COMMIT")?;
             out
         })
     }
@@ -1508,7 +1519,7 @@ impl Store for SqliteStore {
 
     fn stock(&self) -> BoxFuture<'_, StoreResult<StockTable>> {
         self.read(|conn| {
-            conn.execute_batch("BEGIN")?;
+            exec_cached(conn, "BEGIN")?;
             let out = (|| {
                 let mut table = StockTable::new();
                 let mut stmt =
@@ -1555,7 +1566,7 @@ impl Store for SqliteStore {
                 }
                 Ok(table)
             })();
-            conn.execute_batch("COMMIT")?;
+            exec_cached(conn, "COMMIT")?;
             out
         })
     }
