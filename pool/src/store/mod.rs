@@ -16,6 +16,7 @@
 
 pub mod conformance;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use std::collections::BTreeMap;

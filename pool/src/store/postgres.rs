@@ -285,16 +285,10 @@ macro_rules! in_tx {
 
 // ---------------------------------------------------------------- helpers
 
+use super::rows::{DS_COLS, RawDataset, parse_lease_status, parse_status};
+
 fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize) -> PgResult<T> {
     Ok(row.try_get(i)?)
-}
-
-fn parse_status(s: &str) -> PgResult<DatasetStatus> {
-    s.parse().map_err(|e| PgError::Store(StoreError::Query(e)))
-}
-
-fn parse_lease_status(s: &str) -> PgResult<LeaseStatus> {
-    s.parse().map_err(|e| PgError::Store(StoreError::Query(e)))
 }
 
 struct Change<'a> {
@@ -356,23 +350,6 @@ async fn know_state(tx: &Transaction<'_>, type_name: &str, state: &str) -> PgRes
     Ok(())
 }
 
-const DS_COLS: &str = "d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at";
-
-struct RawDataset {
-    id: String,
-    type_name: String,
-    state: String,
-    status: String,
-    attributes: String,
-    data: String,
-    secret_fields: String,
-    entities: String,
-    lease_id: Option<String>,
-    error: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-}
-
 fn raw_dataset(row: &Row, at: usize) -> PgResult<RawDataset> {
     Ok(RawDataset {
         id: get(row, at)?,
@@ -388,32 +365,6 @@ fn raw_dataset(row: &Row, at: usize) -> PgResult<RawDataset> {
         created_at: get(row, at + 10)?,
         updated_at: get(row, at + 11)?,
     })
-}
-
-impl RawDataset {
-    fn dataset(&self) -> PgResult<Dataset> {
-        Ok(Dataset {
-            id: self.id.clone(),
-            type_name: self.type_name.clone(),
-            state: self.state.clone(),
-            attributes: serde_json::from_str(&self.attributes)?,
-            data: serde_json::from_str(&self.data)?,
-            secret_fields: serde_json::from_str(&self.secret_fields)?,
-            entities: serde_json::from_str(&self.entities)?,
-        })
-    }
-
-    fn view(&self) -> PgResult<DatasetView> {
-        Ok(DatasetView {
-            dataset: self.dataset()?,
-            status: parse_status(&self.status)?,
-            created_at: rfc3339(self.created_at),
-            updated_at: rfc3339(self.updated_at),
-            lease_id: self.lease_id.clone(),
-            error: self.error.clone(),
-            history: Vec::new(),
-        })
-    }
 }
 
 async fn history_of(tx: &Transaction<'_>, id: &str) -> PgResult<Vec<HistoryEntry>> {

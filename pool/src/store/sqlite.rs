@@ -233,13 +233,7 @@ impl SqliteStore {
 
 // ---------------------------------------------------------------- helpers
 
-fn parse_status(s: &str) -> StoreResult<DatasetStatus> {
-    s.parse().map_err(StoreError::Query)
-}
-
-fn parse_lease_status(s: &str) -> StoreResult<LeaseStatus> {
-    s.parse().map_err(StoreError::Query)
-}
+use super::rows::{DS_COLS, RawDataset, parse_lease_status, parse_status};
 
 fn bump(
     conn: &Connection,
@@ -311,23 +305,6 @@ fn count_of(
     Ok(n.unwrap_or(0).max(0) as u64)
 }
 
-const DS_COLS: &str = "d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at";
-
-struct RawDataset {
-    id: String,
-    type_name: String,
-    state: String,
-    status: String,
-    attributes: String,
-    data: String,
-    secret_fields: String,
-    entities: String,
-    lease_id: Option<String>,
-    error: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-}
-
 fn raw_dataset(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<RawDataset> {
     Ok(RawDataset {
         id: row.get(at)?,
@@ -343,32 +320,6 @@ fn raw_dataset(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<RawDatase
         created_at: row.get(at + 10)?,
         updated_at: row.get(at + 11)?,
     })
-}
-
-impl RawDataset {
-    fn dataset(&self) -> StoreResult<Dataset> {
-        Ok(Dataset {
-            id: self.id.clone(),
-            type_name: self.type_name.clone(),
-            state: self.state.clone(),
-            attributes: serde_json::from_str(&self.attributes)?,
-            data: serde_json::from_str(&self.data)?,
-            secret_fields: serde_json::from_str(&self.secret_fields)?,
-            entities: serde_json::from_str(&self.entities)?,
-        })
-    }
-
-    fn view(&self) -> StoreResult<DatasetView> {
-        Ok(DatasetView {
-            dataset: self.dataset()?,
-            status: parse_status(&self.status)?,
-            created_at: rfc3339(self.created_at),
-            updated_at: rfc3339(self.updated_at),
-            lease_id: self.lease_id.clone(),
-            error: self.error.clone(),
-            history: Vec::new(),
-        })
-    }
 }
 
 fn history_of(conn: &Connection, id: &str) -> StoreResult<Vec<HistoryEntry>> {

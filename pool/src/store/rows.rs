@@ -1,0 +1,62 @@
+//! What both backends read back the same way: a dataset row as stored text,
+//! turned into the contract's types. Each backend only knows how to read the
+//! columns of its own driver's row into [`RawDataset`].
+
+use stockroom_protocol::api::DatasetView;
+use stockroom_protocol::{Dataset, DatasetStatus, LeaseStatus};
+
+use super::{StoreError, StoreResult};
+use crate::time::rfc3339;
+
+/// The dataset columns every query selects, in [`RawDataset`]'s order.
+pub(crate) const DS_COLS: &str = "d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at";
+
+/// A dataset row as stored: JSON columns as text, times in ms since the epoch.
+pub(crate) struct RawDataset {
+    pub id: String,
+    pub type_name: String,
+    pub state: String,
+    pub status: String,
+    pub attributes: String,
+    pub data: String,
+    pub secret_fields: String,
+    pub entities: String,
+    pub lease_id: Option<String>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl RawDataset {
+    pub fn dataset(&self) -> StoreResult<Dataset> {
+        Ok(Dataset {
+            id: self.id.clone(),
+            type_name: self.type_name.clone(),
+            state: self.state.clone(),
+            attributes: serde_json::from_str(&self.attributes)?,
+            data: serde_json::from_str(&self.data)?,
+            secret_fields: serde_json::from_str(&self.secret_fields)?,
+            entities: serde_json::from_str(&self.entities)?,
+        })
+    }
+
+    pub fn view(&self) -> StoreResult<DatasetView> {
+        Ok(DatasetView {
+            dataset: self.dataset()?,
+            status: parse_status(&self.status)?,
+            created_at: rfc3339(self.created_at),
+            updated_at: rfc3339(self.updated_at),
+            lease_id: self.lease_id.clone(),
+            error: self.error.clone(),
+            history: Vec::new(),
+        })
+    }
+}
+
+pub(crate) fn parse_status(s: &str) -> StoreResult<DatasetStatus> {
+    s.parse().map_err(StoreError::Query)
+}
+
+pub(crate) fn parse_lease_status(s: &str) -> StoreResult<LeaseStatus> {
+    s.parse().map_err(StoreError::Query)
+}
