@@ -171,7 +171,7 @@ impl PostgresStore {
         let mut cfg: tokio_postgres::Config = base
             .parse()
             .map_err(|e: tokio_postgres::Error| open_err(e.to_string()))?;
-        let replica = ids::lease_id().chars().take(16).collect::<String>();
+        let replica = ids::replica_tag();
         cfg.application_name(format!("{APP_PREFIX}{replica}"));
         cfg.connect_timeout(Duration::from_secs(10));
         migrate(&cfg)

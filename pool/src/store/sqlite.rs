@@ -10,12 +10,18 @@
 //!   (WAL lets them read while the writer writes).
 //! - WAL, `synchronous = NORMAL` (a crash loses no committed transaction that
 //!   reached the WAL; a power cut may lose the last few), `busy_timeout` 5 s.
+//! - Checkpoints run off the writer's path (see [`checkpointer_loop`]): the
+//!   writer never copies the WAL into the database file or waits for an
+//!   `fsync` inside a commit, except for a short catch-up when the WAL is
+//!   due to restart.
 //! - Migrations are embedded and applied at open, tracked by `PRAGMA user_version`.
 
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use stockroom_protocol::api::{
@@ -39,6 +45,29 @@ const MIGRATIONS: &[&str] = &[
 ];
 const READERS: usize = 2;
 const MAX_BATCH: usize = 256;
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// WAL frames (pages) past which the writer finishes a checkpoint itself, so
+/// that its next transaction starts the WAL over (about 16 MiB of WAL).
+const WAL_RESTART_FRAMES: i64 = 4096;
+
+/// When the WAL is copied into the database file and restarted.
+#[derive(Debug, Clone, Copy)]
+struct WalPolicy {
+    checkpoint_every: Duration,
+    restart_frames: i64,
+}
+
+impl Default for WalPolicy {
+    fn default() -> Self {
+        WalPolicy {
+            checkpoint_every: CHECKPOINT_EVERY,
+            restart_frames: WAL_RESTART_FRAMES,
+        }
+    }
+}
+/// The WAL file is truncated to this size when it restarts.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
@@ -48,6 +77,8 @@ type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 pub struct SqliteStore {
     writer: mpsc::Sender<WriteJob>,
     readers: mpsc::Sender<ReadJob>,
+    /// Dropped with the store: the checkpointer stops when it disconnects.
+    _checkpointer: mpsc::Sender<()>,
 }
 
 fn open_connection(path: &Path) -> StoreResult<Connection> {
@@ -96,7 +127,60 @@ fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
+/// `PRAGMA wal_checkpoint(PASSIVE)`: (could not finish, WAL frames, frames copied).
+fn checkpoint_passive(conn: &Connection) -> rusqlite::Result<(bool, i64, i64)> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get::<_, i64>(0)? != 0, r.get(1)?, r.get(2)?))
+    })
+}
+
+/// Copies the WAL into the database file every `checkpoint_every`, on its
+/// own connection, so that the writer does not (its automatic checkpoint is
+/// off): a checkpoint `fsync`s the WAL and the database file, which in a
+/// commit would stall every operation queued behind it.
+///
+/// A PASSIVE checkpoint never waits for the writer, but it also never
+/// catches up with one that keeps appending, and SQLite only starts the WAL
+/// over when a write transaction begins with every frame copied. So once the
+/// WAL holds `restart_frames`, this asks the writer (through `restart`)
+/// to run one more PASSIVE checkpoint between two batches: it only has the
+/// frames written since this one to copy, and its next transaction restarts
+/// the WAL. The WAL stays bounded under any load.
+fn checkpointer_loop(
+    conn: Connection,
+    policy: WalPolicy,
+    restart: Arc<AtomicBool>,
+    stop: mpsc::Receiver<()>,
+) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(policy.checkpoint_every) {
+        match checkpoint_passive(&conn) {
+            Ok((_, frames, copied)) => {
+                if frames >= policy.restart_frames {
+                    restart.store(true, Ordering::Release);
+                }
+                tracing::trace!(frames, copied, "checkpoint");
+            }
+            Err(e) => tracing::warn!(error = %e, "background checkpoint failed"),
+        }
+    }
+}
+
+/// The writer's half of the WAL restart (see [`checkpointer_loop`]).
+fn finish_checkpoint(conn: &Connection, restart: &AtomicBool) {
+    if !restart.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    match checkpoint_passive(conn) {
+        Ok((busy, frames, copied)) if busy || copied < frames => {
+            // A reader still uses old frames (or the checkpointer is busy): next batch.
+            restart.store(true, Ordering::Release);
+        }
+        Ok((_, frames, _)) => tracing::debug!(frames, "WAL copied; it restarts"),
+        Err(e) => tracing::warn!(error = %e, "checkpoint before a WAL restart failed"),
+    }
+}
+
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>, restart: Arc<AtomicBool>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -145,6 +229,7 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<WriteJob>) {
         for reply in replies {
             reply(commit.clone());
         }
+        finish_checkpoint(&conn, &restart);
     }
 }
 
@@ -164,6 +249,10 @@ fn reader_loop(conn: Connection, jobs: Arc<Mutex<mpsc::Receiver<ReadJob>>>) {
 impl SqliteStore {
     /// Opens (creating if missing) the database file and runs its migrations.
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        SqliteStore::open_with(path, WalPolicy::default())
+    }
+
+    fn open_with(path: &Path, policy: WalPolicy) -> StoreResult<SqliteStore> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
                 url: format!("sqlite://{}", path.display()),
@@ -172,10 +261,21 @@ impl SqliteStore {
         }
         let mut conn = open_connection(path)?;
         migrate(&mut conn)?;
+        conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
+        ))?;
+        let restart = Arc::new(AtomicBool::new(false));
+        let checkpoint_conn = open_connection(path)?;
+        let (checkpointer, stop_rx) = mpsc::channel::<()>();
+        let flag = Arc::clone(&restart);
+        std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || checkpointer_loop(checkpoint_conn, policy, flag, stop_rx))
+            .map_err(|e| StoreError::Query(format!("cannot start the checkpoint thread: {e}")))?;
         let (writer, write_rx) = mpsc::channel::<WriteJob>();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, write_rx))
+            .spawn(move || writer_loop(conn, write_rx, restart))
             .map_err(|e| StoreError::Query(format!("cannot start the writer thread: {e}")))?;
         let (readers, read_rx) = mpsc::channel::<ReadJob>();
         let read_rx = Arc::new(Mutex::new(read_rx));
@@ -187,7 +287,11 @@ impl SqliteStore {
                 .spawn(move || reader_loop(conn, rx))
                 .map_err(|e| StoreError::Query(format!("cannot start a reader thread: {e}")))?;
         }
-        Ok(SqliteStore { writer, readers })
+        Ok(SqliteStore {
+            writer,
+            readers,
+            _checkpointer: checkpointer,
+        })
     }
 
     fn write<T, F>(&self, op: F) -> BoxFuture<'_, StoreResult<T>>
@@ -1615,5 +1719,133 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> BoxFuture<'_, StoreResult<ExtendResult>> {
         self.write(move |conn| extend_leased_tx(conn, &extension, now_ms))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use serde_json::json;
+    use stockroom_protocol::api::NewDataset;
+
+    use super::{SqliteStore, WalPolicy, checkpoint_passive, finish_checkpoint, open_connection};
+    use crate::store::Store;
+
+    fn blob_rows(conn: &rusqlite::Connection, n: usize) {
+        for _ in 0..n {
+            conn.execute("INSERT INTO t VALUES (zeroblob(4000))", [])
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn the_writers_checkpoint_lets_the_wal_start_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal.db");
+        let conn = open_connection(&path).unwrap();
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x BLOB);")
+            .unwrap();
+        blob_rows(&conn, 50);
+
+        // Not asked: nothing happens, the flag stays down.
+        let restart = AtomicBool::new(false);
+        finish_checkpoint(&conn, &restart);
+        blob_rows(&conn, 1);
+        let reader = open_connection(&path).unwrap();
+        let (_, frames, _) = checkpoint_passive(&reader).unwrap();
+        assert!(frames > 50, "the WAL keeps growing: {frames} frames");
+
+        // A reader holding a snapshot in the middle of the WAL: not every
+        // frame can be copied, so the request stays pending.
+        reader
+            .execute_batch("BEGIN; SELECT count(*) FROM t;")
+            .unwrap();
+        blob_rows(&conn, 5);
+        restart.store(true, Ordering::Release);
+        finish_checkpoint(&conn, &restart);
+        assert!(restart.load(Ordering::Acquire), "retried after the reader");
+        reader.execute_batch("COMMIT").unwrap();
+
+        // Asked with no reader in the way: every frame is copied and the
+        // next write transaction starts the WAL over.
+        finish_checkpoint(&conn, &restart);
+        assert!(!restart.load(Ordering::Acquire));
+        blob_rows(&conn, 1);
+        let (_, frames, _) = checkpoint_passive(&reader).unwrap();
+        assert!(frames <= 3, "the WAL started over: {frames} frames");
+        let n: i64 = reader
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 57, "no row lost");
+    }
+
+    fn wal_len(path: &std::path::Path) -> u64 {
+        std::fs::metadata(path.with_extension("db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    /// 16 writers registering 4 KiB datasets without pause; returns the
+    /// largest WAL file seen and checks that every dataset is there.
+    async fn register_under_load(policy: WalPolicy) -> u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool.db");
+        let store = Arc::new(SqliteStore::open_with(&path, policy).unwrap());
+        let max = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for t in 0..16 {
+            let store = Arc::clone(&store);
+            let max = Arc::clone(&max);
+            let path = path.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..100 {
+                    let d = NewDataset {
+                        type_name: "blob".into(),
+                        state: "big".into(),
+                        attributes: Default::default(),
+                        data: json!({ "pad": "x".repeat(4000), "t": t, "i": i }),
+                        secret_fields: Vec::new(),
+                        entities: Vec::new(),
+                        reusable: false,
+                    };
+                    store.register(vec![d], "test".into(), 0).await.unwrap();
+                    max.fetch_max(wal_len(&path), Ordering::Relaxed);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let stock = store.stock().await.unwrap();
+        assert_eq!(stock[&("blob".into(), "big".into())].ready, 1600);
+        max.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_wal_stays_bounded_under_continuous_writes() {
+        // Control: with checkpoints held off, the same writes grow the WAL
+        // past 6 MiB (1 600 datasets of more than a page each).
+        let unbounded = register_under_load(WalPolicy {
+            checkpoint_every: Duration::from_secs(3600),
+            restart_frames: 64,
+        })
+        .await;
+        assert!(unbounded > 6 << 20, "control WAL only {unbounded} bytes");
+        // Checkpoints every 5 ms, restart past 64 frames (256 KiB): the WAL
+        // stays a fraction of that, whatever the scheduling.
+        let bounded = register_under_load(WalPolicy {
+            checkpoint_every: Duration::from_millis(5),
+            restart_frames: 64,
+        })
+        .await;
+        eprintln!("largest WAL: {bounded} bytes with checkpoints, {unbounded} without");
+        assert!(
+            bounded < unbounded / 2,
+            "WAL reached {bounded} bytes with checkpoints, {unbounded} without"
+        );
     }
 }
