@@ -128,6 +128,7 @@ impl Pool {
             catalog,
             supply,
             shutdown: shutdown_rx,
+            store_states: Arc::default(),
         };
         Ok(Pool { state, shutdown_tx })
     }

@@ -156,6 +156,50 @@ async fn lease_lifecycle_with_history_and_every_error() {
         .await;
     assert_eq!((s, kind(&v)), (422, "unknown-state"));
     assert_eq!(v["known_states"], json!(["customer/active"]));
+    // A request naming a known and an unknown state names only the unknown
+    // one; a state is known from its first dataset on (a refusal is not
+    // remembered by the pool's cache of known states).
+    let (s, v) = pool
+        .ci(
+            "POST",
+            "/api/v1/leases",
+            Some(lease_body(json!([
+                {"name": "a", "type": "customer", "state": "active"},
+                {"name": "b", "type": "customer", "state": "later"}
+            ]))),
+        )
+        .await;
+    assert_eq!((s, kind(&v)), (422, "unknown-state"));
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("knows no customer/later;"),
+        "{v}"
+    );
+    let (s, v) = pool
+        .admin("POST", "/api/v1/datasets", Some(ds("later", &[], "FR")))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, g) = pool
+        .ci(
+            "POST",
+            "/api/v1/leases",
+            Some(lease_body(
+                json!([{"name": "b", "type": "customer", "state": "later"}]),
+            )),
+        )
+        .await;
+    assert_eq!(s, 201, "{g}");
+    let later = g["lease_id"].as_str().unwrap();
+    let (s, v) = pool
+        .ci(
+            "POST",
+            &format!("/api/v1/leases/{later}/release"),
+            Some(json!({"outcome": "passed"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
 
     // Lease with a where filter; real data in the 201.
     let (s, g) = pool.ci("POST", "/api/v1/leases", Some(lease_body(json!([{"name": "b", "type": "customer", "state": "active", "where": {"country": "US"}}])))).await;

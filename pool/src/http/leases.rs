@@ -27,14 +27,12 @@ pub async fn create(
     Body(req): Body<LeaseRequest>,
 ) -> Result<Response, ApiError> {
     leasing::validate(&req).map_err(|m| ApiError::new(ProblemKind::InvalidRequest, m))?;
-    let known = app.known_states().await?;
-    let unknown: Vec<String> = req
+    let wanted = req
         .items
         .iter()
-        .filter(|i| !known.contains(&(i.type_name.clone(), i.state.clone())))
-        .map(|i| format!("{}/{}", i.type_name, i.state))
+        .map(|i| (i.type_name.clone(), i.state.clone()))
         .collect();
-    if !unknown.is_empty() {
+    if let Some((unknown, known)) = app.unknown_states(&wanted).await? {
         let mut e = ApiError::new(
             ProblemKind::UnknownState,
             format!(

@@ -8,7 +8,7 @@ pub mod ops;
 pub mod problem;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -40,6 +40,10 @@ pub struct AppState {
     pub supply: Arc<Supply>,
     /// Becomes true when shutdown starts: long polls end, /readyz answers 503.
     pub shutdown: watch::Receiver<bool>,
+    /// `(type, state)` pairs the store has reported. The store never forgets
+    /// a state (its status counts and stock settings are never deleted), so
+    /// a pair in here is known for good and a lease for it needs no read.
+    pub store_states: Arc<RwLock<BTreeSet<(String, String)>>>,
 }
 
 impl AppState {
@@ -47,6 +51,9 @@ impl AppState {
     /// stock settings, `[[stock]]` included) and from catalog sources.
     pub async fn known_states(&self) -> Result<BTreeSet<(String, String)>, StoreError> {
         let stock = self.store.stock().await?;
+        if let Ok(mut seen) = self.store_states.write() {
+            seen.extend(stock.keys().cloned());
+        }
         let catalog = self.catalog.build(&stock);
         Ok(catalog
             .types
@@ -57,6 +64,28 @@ impl AppState {
                     .map(move |s| (t.type_name.clone(), s.state.clone()))
             })
             .collect())
+    }
+
+    /// Which of `wanted` the pool does not know, with every state it knows
+    /// (for the error) when some are unknown. Without a store read when all
+    /// of `wanted` were seen in the store before: on the path of every lease,
+    /// a `Store::stock()` read per request was a reader round trip on SQLite
+    /// and a count over all datasets on PostgreSQL.
+    pub async fn unknown_states(
+        &self,
+        wanted: &BTreeSet<(String, String)>,
+    ) -> Result<Option<(Vec<String>, BTreeSet<(String, String)>)>, StoreError> {
+        if let Ok(seen) = self.store_states.read()
+            && wanted.is_subset(&seen)
+        {
+            return Ok(None);
+        }
+        let known = self.known_states().await?;
+        let unknown: Vec<String> = wanted
+            .difference(&known)
+            .map(|(t, s)| format!("{t}/{s}"))
+            .collect();
+        Ok((!unknown.is_empty()).then_some((unknown, known)))
     }
 }
 

@@ -25,14 +25,15 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
 use stockroom_protocol::api::{
     DatasetView, HistoryEntry, Holder, LeaseGranted, LeaseItem, LeaseView, LeasedDataset,
     NewDataset, ReleaseAnswer, ReleasedDataset, StockSettings,
 };
 use stockroom_protocol::{Attributes, Dataset, DatasetStatus, LeaseStatus, OnFailure, Outcome};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Row, Transaction};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
 
 use super::{
     BoxFuture, DatasetFilter, ExpiredLease, ExtendResult, Extension, Generated, HeartbeatResult,
@@ -283,6 +284,72 @@ macro_rules! in_tx {
     }};
 }
 
+// ---------------------------------------------------------------- statements
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// Statements through the connection's statement cache (deadpool keeps one
+/// per connection): each is parsed and planned once per connection, then
+/// costs one round trip. A `&str` handed to tokio-postgres is prepared anew
+/// on every call: one more round trip per statement.
+trait CachedStatements {
+    async fn query_cached(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Vec<Row>, tokio_postgres::Error>;
+    async fn query_one_cached(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Row, tokio_postgres::Error>;
+    async fn query_opt_cached(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, tokio_postgres::Error>;
+    async fn execute_cached(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<u64, tokio_postgres::Error>;
+}
+
+impl CachedStatements for Transaction<'_> {
+    async fn query_cached(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let st = self.prepare_cached(sql).await?;
+        self.query(&st, params).await
+    }
+    async fn query_one_cached(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Row, tokio_postgres::Error> {
+        let st = self.prepare_cached(sql).await?;
+        self.query_one(&st, params).await
+    }
+    async fn query_opt_cached(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let st = self.prepare_cached(sql).await?;
+        self.query_opt(&st, params).await
+    }
+    async fn execute_cached(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<u64, tokio_postgres::Error> {
+        let st = self.prepare_cached(sql).await?;
+        self.execute(&st, params).await
+    }
+}
+
 // ---------------------------------------------------------------- helpers
 
 use super::rows::{DS_COLS, RawDataset, parse_lease_status, parse_status};
@@ -303,13 +370,13 @@ struct Change<'a> {
 }
 
 async fn change(tx: &Transaction<'_>, c: Change<'_>) -> PgResult<()> {
-    tx.execute(
+    tx.execute_cached(
         "UPDATE datasets SET status = $1, updated_at = $2, \
          lease_id = CASE WHEN $1 = 'ready' THEN NULL ELSE COALESCE($3, lease_id) END WHERE seq = $4",
         &[&c.to.as_str(), &c.now_ms, &c.lease_id, &c.seq],
     )
     .await?;
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO history (dataset_id, at, from_status, to_status, lease_id, holder, reason) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[
@@ -333,7 +400,7 @@ async fn count_of(
     status: DatasetStatus,
 ) -> PgResult<u64> {
     let row = tx
-        .query_one(
+        .query_one_cached(
             "SELECT count(*) FROM datasets WHERE type = $1 AND state = $2 AND status = $3",
             &[&type_name, &state, &status.as_str()],
         )
@@ -342,7 +409,7 @@ async fn count_of(
 }
 
 async fn know_state(tx: &Transaction<'_>, type_name: &str, state: &str) -> PgResult<()> {
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO known_states (type, state) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         &[&type_name, &state],
     )
@@ -369,7 +436,7 @@ fn raw_dataset(row: &Row, at: usize) -> PgResult<RawDataset> {
 
 async fn history_of(tx: &Transaction<'_>, id: &str) -> PgResult<Vec<HistoryEntry>> {
     let rows = tx
-        .query(
+        .query_cached(
             "SELECT at, from_status, to_status, lease_id, holder, reason FROM history WHERE dataset_id = $1 ORDER BY seq",
             &[&id],
         )
@@ -392,7 +459,7 @@ async fn history_of(tx: &Transaction<'_>, id: &str) -> PgResult<Vec<HistoryEntry
 
 async fn dataset_with_history(tx: &Transaction<'_>, id: &str) -> PgResult<Option<DatasetView>> {
     let row = tx
-        .query_opt(
+        .query_opt_cached(
             &format!("SELECT {DS_COLS} FROM datasets d WHERE d.id = $1"),
             &[&id],
         )
@@ -439,7 +506,7 @@ fn lease_row(r: &Row) -> PgResult<LeaseRow> {
 
 /// The lease row, locked for the rest of the transaction.
 async fn find_lease_for_update(tx: &Transaction<'_>, id: &str) -> PgResult<Option<LeaseRow>> {
-    tx.query_opt(
+    tx.query_opt_cached(
         &format!("SELECT {LEASE_COLS} FROM leases WHERE id = $1 FOR UPDATE"),
         &[&id],
     )
@@ -450,7 +517,7 @@ async fn find_lease_for_update(tx: &Transaction<'_>, id: &str) -> PgResult<Optio
 }
 
 async fn find_lease(tx: &Transaction<'_>, id: &str) -> PgResult<Option<LeaseRow>> {
-    tx.query_opt(
+    tx.query_opt_cached(
         &format!("SELECT {LEASE_COLS} FROM leases WHERE id = $1"),
         &[&id],
     )
@@ -462,7 +529,7 @@ async fn find_lease(tx: &Transaction<'_>, id: &str) -> PgResult<Option<LeaseRow>
 
 async fn lease_datasets(tx: &Transaction<'_>, lease_id: &str) -> PgResult<Vec<LeasedDataset>> {
     let rows = tx
-        .query(
+        .query_cached(
             &format!(
                 "SELECT li.name, li.idx, {DS_COLS} FROM lease_items li JOIN datasets d ON d.id = li.dataset_id \
                  WHERE li.lease_id = $1 ORDER BY li.pos"
@@ -518,7 +585,7 @@ async fn expire_lease(
     now_ms: i64,
 ) -> PgResult<Vec<String>> {
     let rows = tx
-        .query(
+        .query_cached(
             "SELECT d.seq, d.id FROM lease_items li JOIN datasets d ON d.id = li.dataset_id \
              WHERE li.lease_id = $1 AND d.status = 'leased' AND d.lease_id = $1 ORDER BY li.pos FOR UPDATE OF d",
             &[&lease.id],
@@ -545,7 +612,7 @@ async fn expire_lease(
         ids.push(id);
     }
     free_entities(tx, &lease.id, now_ms).await?;
-    tx.execute(
+    tx.execute_cached(
         "UPDATE leases SET status = 'expired', ended_at = $2, reason = 'expired without heartbeat' WHERE id = $1",
         &[&lease.id, &now_ms],
     )
@@ -555,7 +622,7 @@ async fn expire_lease(
 
 /// Frees a lease's entities, remembering when (see `entity_released`).
 async fn free_entities(tx: &Transaction<'_>, lease_id: &str, now: i64) -> PgResult<()> {
-    tx.execute(
+    tx.execute_cached(
         "WITH gone AS (DELETE FROM entity_holds WHERE lease_id = $1 RETURNING entity) \
          INSERT INTO entity_released (entity, at) SELECT entity, $2 FROM gone \
          ON CONFLICT (entity) DO UPDATE SET at = GREATEST(entity_released.at, excluded.at)",
@@ -577,7 +644,7 @@ async fn not_before(tx: &Transaction<'_>, picks: &[&Picked], now: i64) -> PgResu
     }
     if !entities.is_empty() {
         let row = tx
-            .query_one(
+            .query_one_cached(
                 "SELECT COALESCE(max(at), 0) FROM entity_released WHERE entity = ANY($1)",
                 &[&entities],
             )
@@ -596,7 +663,7 @@ struct Picked {
 
 async fn entity_held(tx: &Transaction<'_>, entity: &str) -> PgResult<bool> {
     Ok(tx
-        .query_opt("SELECT 1 FROM entity_holds WHERE entity = $1", &[&entity])
+        .query_opt_cached("SELECT 1 FROM entity_holds WHERE entity = $1", &[&entity])
         .await?
         .is_some())
 }
@@ -611,14 +678,17 @@ async fn pick(
     entities_taken: &mut HashSet<String>,
 ) -> PgResult<Vec<Picked>> {
     let want = item.count as usize;
-    let batch = (want + 16).min(1024) as i64;
+    // Every row fetched stays locked until the transaction ends, and other
+    // replicas skip it: fetch what is needed and widen only when candidates
+    // were skipped (taken by an earlier item, other attributes, held entities).
+    let mut batch = want.clamp(1, 1024) as i64;
     let mut out = Vec::with_capacity(want);
     let mut cursor = 0i64;
     let first = item.where_.iter().next();
     loop {
         let rows = match first {
             None => {
-                tx.query(
+                tx.query_cached(
                     "SELECT seq, id, attributes, entities, updated_at FROM datasets \
                      WHERE type = $1 AND state = $2 AND status = 'ready' AND seq > $3 ORDER BY seq LIMIT $4 \
                      FOR UPDATE SKIP LOCKED",
@@ -627,7 +697,7 @@ async fn pick(
                 .await?
             }
             Some((name, value)) => {
-                tx.query(
+                tx.query_cached(
                     "SELECT d.seq, d.id, d.attributes, d.entities, d.updated_at FROM dataset_attrs a JOIN datasets d ON d.seq = a.seq \
                      WHERE a.type = $1 AND a.state = $2 AND a.name = $5 AND a.value = $6 AND a.seq > $3 \
                      AND d.status = 'ready' AND d.type = $1 AND d.state = $2 ORDER BY a.seq LIMIT $4 \
@@ -684,6 +754,7 @@ async fn pick(
         if !full {
             return Ok(out);
         }
+        batch = (batch * 8).min(1024);
     }
 }
 
@@ -702,7 +773,7 @@ async fn shortfall(
         }
         Some((name, value)) => {
             let row = tx
-                .query_one(
+                .query_one_cached(
                     "SELECT count(*) FROM dataset_attrs a JOIN datasets d ON d.seq = a.seq \
                      WHERE a.type = $1 AND a.state = $2 AND a.name = $3 AND a.value = $4 \
                      AND d.status IN ('ready', 'generating', 'leased')",
@@ -726,7 +797,7 @@ async fn lease_tx(tx: &Transaction<'_>, a: &LeaseAttempt) -> PgResult<LeaseResul
     let now = a.now_ms;
     if let Some(key) = &a.idempotency_key {
         let existing = tx
-            .query_opt(
+            .query_opt_cached(
                 &format!(
                     "SELECT {LEASE_COLS} FROM leases WHERE idempotency_key = $1 AND status = 'active' FOR UPDATE"
                 ),
@@ -764,7 +835,7 @@ async fn lease_tx(tx: &Transaction<'_>, a: &LeaseAttempt) -> PgResult<LeaseResul
     // when that holder was just releasing, succeed once the release commits.
     for p in picks.iter().flatten() {
         for e in &p.entities {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO entity_holds (entity, lease_id, dataset_id) VALUES ($1, $2, $3)",
                 &[e, &id, &p.id],
             )
@@ -778,7 +849,7 @@ async fn lease_tx(tx: &Transaction<'_>, a: &LeaseAttempt) -> PgResult<LeaseResul
     let expires_at = now + a.ttl_ms;
     // A unique violation here (a concurrent lease of the same key) rolls the
     // attempt back; the retry then finds that lease and answers `Existing`.
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO leases (id, status, holder, holder_label, idempotency_key, ttl_ms, created_at, expires_at) \
          VALUES ($1, 'active', $2, $3, $4, $5, $6, $7)",
         &[
@@ -809,7 +880,7 @@ async fn lease_tx(tx: &Transaction<'_>, a: &LeaseAttempt) -> PgResult<LeaseResul
                 },
             )
             .await?;
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO lease_items (lease_id, dataset_id, name, idx, pos, on_failure) VALUES ($1, $2, $3, $4, $5, $6)",
                 &[&id, &p.id, &item.name, &(idx as i64), &pos, &item.on_failure.as_str()],
             )
@@ -842,7 +913,7 @@ async fn heartbeat_tx(
     }
     let ttl = ttl_ms.unwrap_or(lease.ttl_ms);
     let expires_at = now + ttl;
-    tx.execute(
+    tx.execute_cached(
         "UPDATE leases SET expires_at = $2, ttl_ms = $3 WHERE id = $1",
         &[&id, &expires_at, &ttl],
     )
@@ -881,7 +952,7 @@ async fn release_tx(
         LeaseStatus::Active => {}
     }
     let rows = tx
-        .query(
+        .query_cached(
             "SELECT li.name, li.on_failure, d.seq, d.id, d.reusable, d.status \
              FROM lease_items li JOIN datasets d ON d.id = li.dataset_id WHERE li.lease_id = $1 ORDER BY li.pos \
              FOR UPDATE OF d",
@@ -942,7 +1013,7 @@ async fn release_tx(
         outcome: Some(outcome),
         datasets,
     };
-    tx.execute(
+    tx.execute_cached(
         "UPDATE leases SET status = 'released', ended_at = $2, outcome = $3, reason = $4, details_url = $5, answer = $6 \
          WHERE id = $1",
         &[&id, &now, &outcome.as_str(), reason, details_url, &serde_json::to_string(&answer)?],
@@ -961,7 +1032,7 @@ async fn register_tx(
     for d in datasets {
         let id = ids::dataset_id();
         let row = tx
-            .query_one(
+            .query_one_cached(
                 "INSERT INTO datasets (id, type, state, status, attributes, data, secret_fields, entities, reusable, \
                  created_at, updated_at) VALUES ($1, $2, $3, 'ready', $4, $5, $6, $7, $8, $9, $9) RETURNING seq",
                 &[
@@ -980,13 +1051,13 @@ async fn register_tx(
         let seq: i64 = get(&row, 0)?;
         know_state(tx, &d.type_name, &d.state).await?;
         for (name, value) in &d.attributes {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO dataset_attrs (type, state, name, value, seq) VALUES ($1, $2, $3, $4, $5)",
                 &[&d.type_name, &d.state, name, &value.as_str(), &seq],
             )
             .await?;
         }
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO history (dataset_id, at, from_status, to_status, lease_id, holder, reason) \
              VALUES ($1, $2, NULL, 'ready', NULL, $3, 'registered by hand')",
             &[&id, &now, &by],
@@ -1027,7 +1098,7 @@ async fn row_of(
     id: &str,
 ) -> PgResult<Option<(i64, String, String, DatasetStatus)>> {
     let row = tx
-        .query_opt(
+        .query_opt_cached(
             "SELECT seq, type, state, status FROM datasets WHERE id = $1 FOR UPDATE",
             &[&id],
         )
@@ -1091,7 +1162,7 @@ async fn note(
     reason: &str,
     now: i64,
 ) -> PgResult<()> {
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO history (dataset_id, at, from_status, to_status, lease_id, holder, reason) \
          VALUES ($1, $2, $3, $3, NULL, $4, $5)",
         &[&id, &now, &status.as_str(), &by, &reason],
@@ -1110,7 +1181,7 @@ async fn begin_generation_tx(
         // One generation start per (type, state) at a time across all
         // replicas: the count below sees every committed start before it.
         let key = format!("stockroom-generation:{}/{}", g.type_name, g.state);
-        tx.execute(
+        tx.execute_cached(
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
             &[&key],
         )
@@ -1118,7 +1189,7 @@ async fn begin_generation_tx(
         // One statement, one snapshot: a generation completing meanwhile
         // (generating → ready) is counted once, never zero times.
         let row = tx
-            .query_one(
+            .query_one_cached(
                 "SELECT count(*) FROM datasets WHERE type = $1 AND state = $2 AND status IN ('ready', 'generating')",
                 &[&g.type_name, &g.state],
             )
@@ -1131,7 +1202,7 @@ async fn begin_generation_tx(
     }
     know_state(tx, &g.type_name, &g.state).await?;
     let id = ids::dataset_id();
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO datasets (id, type, state, status, attributes, data, secret_fields, entities, reusable, \
          created_at, updated_at, generator, request, owner) \
          VALUES ($1, $2, $3, 'generating', '{}', 'null', '[]', '[]', $4, $5, $5, $6, $7, $8)",
@@ -1147,7 +1218,7 @@ async fn begin_generation_tx(
         ],
     )
     .await?;
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO history (dataset_id, at, from_status, to_status, lease_id, holder, reason) \
          VALUES ($1, $2, NULL, 'generating', NULL, $3, $4)",
         &[
@@ -1185,7 +1256,7 @@ async fn take_input_tx(tx: &Transaction<'_>, p: &InputPick, now: i64) -> PgResul
         return Ok(None);
     };
     let now = not_before(tx, &[&picked], now).await?;
-    tx.execute(
+    tx.execute_cached(
         "UPDATE datasets SET part_of = $2 WHERE seq = $1",
         &[&picked.seq, &p.part_of],
     )
@@ -1220,7 +1291,7 @@ async fn take_input_tx(tx: &Transaction<'_>, p: &InputPick, now: i64) -> PgResul
     )
     .await?;
     let row = tx
-        .query_one(
+        .query_one_cached(
             &format!("SELECT {DS_COLS} FROM datasets d WHERE d.seq = $1"),
             &[&picked.seq],
         )
@@ -1239,7 +1310,7 @@ async fn complete_generation_tx(
     };
     let mut entities = g.entities.clone();
     let parts = tx
-        .query(
+        .query_cached(
             "SELECT entities FROM datasets WHERE part_of = $1 ORDER BY seq",
             &[&id],
         )
@@ -1252,7 +1323,7 @@ async fn complete_generation_tx(
             }
         }
     }
-    tx.execute(
+    tx.execute_cached(
         "UPDATE datasets SET attributes = $2, data = $3, secret_fields = $4, entities = $5, part_of = $6, owner = NULL WHERE seq = $1",
         &[
             &seq,
@@ -1265,7 +1336,7 @@ async fn complete_generation_tx(
     )
     .await?;
     for (name, value) in &g.attributes {
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO dataset_attrs (type, state, name, value, seq) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             &[&type_name, &state, name, &value.as_str(), &seq],
         )
@@ -1334,7 +1405,7 @@ async fn fail_one(
     let Some((seq, _, _, DatasetStatus::Generating)) = row_of(tx, id).await? else {
         return Ok(false);
     };
-    tx.execute(
+    tx.execute_cached(
         "UPDATE datasets SET error = $2, owner = NULL WHERE seq = $1",
         &[&seq, &error],
     )
@@ -1354,7 +1425,7 @@ async fn fail_one(
     )
     .await?;
     let parts = tx
-        .query(
+        .query_cached(
             "SELECT seq, id, status FROM datasets WHERE part_of = $1 AND status IN ('composed', 'generating') \
              ORDER BY seq FOR UPDATE",
             &[&id],
@@ -1409,7 +1480,7 @@ async fn extend_leased_tx(tx: &Transaction<'_>, x: &Extension, now: i64) -> PgRe
         return Ok(ExtendResult::Gone(LeaseStatus::Expired));
     }
     let row = tx
-        .query_opt(
+        .query_opt_cached(
             "SELECT seq, type, state, status, lease_id, entities FROM datasets WHERE id = $1 FOR UPDATE",
             &[&x.dataset_id],
         )
@@ -1432,7 +1503,7 @@ async fn extend_leased_tx(tx: &Transaction<'_>, x: &Extension, now: i64) -> PgRe
     let old: Vec<String> = serde_json::from_str(&old_entities)?;
     for e in x.entities.iter().filter(|e| !old.contains(e)) {
         let holder = tx
-            .query_opt("SELECT lease_id FROM entity_holds WHERE entity = $1", &[e])
+            .query_opt_cached("SELECT lease_id FROM entity_holds WHERE entity = $1", &[e])
             .await?;
         match holder {
             Some(r) => {
@@ -1442,7 +1513,7 @@ async fn extend_leased_tx(tx: &Transaction<'_>, x: &Extension, now: i64) -> PgRe
                 }
             }
             None => {
-                tx.execute(
+                tx.execute_cached(
                     "INSERT INTO entity_holds (entity, lease_id, dataset_id) VALUES ($1, $2, $3)",
                     &[e, &x.lease_id, &x.dataset_id],
                 )
@@ -1450,7 +1521,7 @@ async fn extend_leased_tx(tx: &Transaction<'_>, x: &Extension, now: i64) -> PgRe
             }
         }
     }
-    tx.execute(
+    tx.execute_cached(
         "UPDATE datasets SET state = $2, data = $3, secret_fields = $4, entities = $5, updated_at = $6 WHERE seq = $1",
         &[
             &seq,
@@ -1463,12 +1534,12 @@ async fn extend_leased_tx(tx: &Transaction<'_>, x: &Extension, now: i64) -> PgRe
     )
     .await?;
     know_state(tx, &type_name, &x.to_state).await?;
-    tx.execute(
+    tx.execute_cached(
         "UPDATE dataset_attrs SET state = $2 WHERE seq = $1",
         &[&seq, &x.to_state],
     )
     .await?;
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO history (dataset_id, at, from_status, to_status, lease_id, holder, reason) \
          VALUES ($1, $2, 'leased', 'leased', $3, $4, $5)",
         &[
@@ -1542,7 +1613,7 @@ impl Store for PostgresStore {
                 // SKIP LOCKED + the status re-check under the row lock: two
                 // replicas' reapers never expire one lease twice.
                 let rows = tx
-                    .query(
+                    .query_cached(
                         &format!(
                             "SELECT {LEASE_COLS} FROM leases WHERE status = 'active' AND expires_at <= $1 \
                              ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED"
@@ -1636,12 +1707,13 @@ impl Store for PostgresStore {
                     args.push(s.as_str().to_string());
                     sql.push_str(&format!(" AND d.status = ${}", args.len()));
                 }
-                sql.push_str(&format!(" ORDER BY d.seq LIMIT {}", filter.limit));
-                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = args
-                    .iter()
-                    .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync))
-                    .collect();
-                let rows = tx.query(&sql, &params).await?;
+                // The limit is a parameter too: one cached statement per filter shape.
+                sql.push_str(&format!(" ORDER BY d.seq LIMIT ${}", args.len() + 1));
+                let limit = i64::from(filter.limit);
+                let mut params: Vec<&(dyn ToSql + Sync)> =
+                    args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+                params.push(&limit);
+                let rows = tx.query_cached(&sql, &params).await?;
                 let mut out = Vec::with_capacity(rows.len());
                 for r in &rows {
                     out.push(raw_dataset(r, 0)?.view()?);
@@ -1676,7 +1748,7 @@ impl Store for PostgresStore {
                 let limit = i64::from(limit);
                 let rows = match status {
                     Some(s) => {
-                        tx.query(
+                        tx.query_cached(
                             &format!(
                                 "SELECT {LEASE_COLS} FROM leases WHERE status = $1 ORDER BY created_at DESC LIMIT $2"
                             ),
@@ -1685,7 +1757,7 @@ impl Store for PostgresStore {
                         .await?
                     }
                     None => {
-                        tx.query(
+                        tx.query_cached(
                             &format!("SELECT {LEASE_COLS} FROM leases ORDER BY created_at DESC LIMIT $1"),
                             &[&limit],
                         )
@@ -1705,7 +1777,7 @@ impl Store for PostgresStore {
         Box::pin(async move {
             in_tx!(self, |tx| async {
                 let row = tx
-                    .query_one("SELECT count(*) FROM leases WHERE status = 'active'", &[])
+                    .query_one_cached("SELECT count(*) FROM leases WHERE status = 'active'", &[])
                     .await?;
                 PgResult::Ok(get::<i64>(&row, 0)?.max(0) as u64)
             })
@@ -1717,7 +1789,7 @@ impl Store for PostgresStore {
             in_tx!(self, |tx| async {
                 let mut table = StockTable::new();
                 let rows = tx
-                    .query(
+                    .query_cached(
                         "SELECT type, state, status, count(*) FROM datasets GROUP BY type, state, status",
                         &[],
                     )
@@ -1729,13 +1801,13 @@ impl Store for PostgresStore {
                     fill_count(counts, parse_status(&status)?, n.max(0) as u64);
                 }
                 let rows = tx
-                    .query("SELECT type, state FROM known_states", &[])
+                    .query_cached("SELECT type, state FROM known_states", &[])
                     .await?;
                 for r in &rows {
                     table.entry((get(r, 0)?, get(r, 1)?)).or_default();
                 }
                 let rows = tx
-                    .query(
+                    .query_cached(
                         "SELECT type, state, min_ready, max_ready FROM stock_settings",
                         &[],
                     )
@@ -1758,7 +1830,7 @@ impl Store for PostgresStore {
     ) -> BoxFuture<'_, StoreResult<()>> {
         Box::pin(async move {
             in_tx!(self, |tx| async {
-                tx.execute(
+                tx.execute_cached(
                     "INSERT INTO stock_settings (type, state, min_ready, max_ready) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (type, state) DO UPDATE SET min_ready = excluded.min_ready, max_ready = excluded.max_ready",
                     &[
@@ -1778,7 +1850,7 @@ impl Store for PostgresStore {
         Box::pin(async move {
             in_tx!(self, |tx| async {
                 let rows = tx
-                    .query(
+                    .query_cached(
                         "SELECT id FROM datasets WHERE status = 'consumed' AND updated_at < $1 AND data != 'null' \
                          LIMIT 1000 FOR UPDATE SKIP LOCKED",
                         &[&before_ms],
@@ -1786,12 +1858,12 @@ impl Store for PostgresStore {
                     .await?;
                 for r in &rows {
                     let id: String = get(r, 0)?;
-                    tx.execute(
+                    tx.execute_cached(
                         "UPDATE datasets SET data = 'null', updated_at = $2 WHERE id = $1",
                         &[&id, &now_ms],
                     )
                     .await?;
-                    tx.execute(
+                    tx.execute_cached(
                         "INSERT INTO history (dataset_id, at, from_status, to_status, lease_id, holder, reason) \
                          VALUES ($1, $2, 'consumed', 'consumed', NULL, 'pool', 'data erased after consumed_retention')",
                         &[&id, &now_ms],
@@ -1855,7 +1927,7 @@ impl Store for PostgresStore {
         Box::pin(async move {
             in_tx!(self, |tx| async {
                 let rows = tx
-                    .query(
+                    .query_cached(
                         "SELECT d.id FROM datasets d WHERE d.status = 'generating' AND (d.owner IS NULL OR d.owner = $1 \
                          OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = $2 || d.owner)) \
                          ORDER BY d.seq",
