@@ -690,6 +690,10 @@ impl Supply {
     /// One replenishment pass: every configured state below `min_ready` is
     /// filled toward `max_ready` within the generators' free concurrency.
     pub async fn replenish(self: &Arc<Self>) {
+        if self.generators.is_empty() {
+            // Nothing could make stock: spare the store the count of every state.
+            return;
+        }
         let Ok(stock) = self.store.stock().await else {
             return;
         };
