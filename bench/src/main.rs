@@ -15,12 +15,20 @@
 //! arrives, removed just before the release is sent). After each
 //! configuration the catalog must show `n` ready and 0 leased. Any error is
 //! counted and shown in the row; the exit code is 1 if there was any.
+//!
+//! With `--store postgres://…` the same runs against PostgreSQL: per
+//! `--replicas` count a fresh database, that many pool replicas on it (client
+//! `i` talks to replica `i % R`), and with `--raw-sql` the ceiling — the
+//! store's lease-cycle statements sent straight through tokio-postgres on as
+//! many connections as the replicas have (see `pg.rs`).
 
 mod http;
+mod pg;
 mod pool;
 mod sys;
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +40,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::http::{ClientKind, Http};
+use crate::pg::{RawVariant, ServerUrl};
 use crate::sys::CpuSnapshot;
 
 #[derive(Debug, Parser)]
@@ -78,11 +87,41 @@ struct Args {
     /// Print one JSON object per configuration instead of Markdown rows.
     #[arg(long)]
     json: bool,
+    /// PostgreSQL server instead of SQLite: `postgres://USER@HOST:PORT[/ADMIN_DB]`.
+    /// Every configuration gets a fresh database `stockroom_bench_<pid>_<n>`
+    /// (created through ADMIN_DB, default `postgres`; dropped afterwards
+    /// unless --keep).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// PostgreSQL: pool replicas sharing the database, one configuration each;
+    /// client i talks to replica i % R.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    replicas: Vec<usize>,
+    /// PostgreSQL: `pool_size` of each replica's store URL (its connections).
+    #[arg(long, default_value_t = 16)]
+    pg_pool_size: usize,
+    /// PostgreSQL: after each replica count, the raw-SQL ceiling on
+    /// R × --pg-pool-size connections (default variant: prepared).
+    #[arg(long, value_delimiter = ',', num_args = 0..=1, default_missing_value = "prepared")]
+    raw_sql: Vec<RawVariant>,
+    /// PostgreSQL: only the raw-SQL ceiling, no pool rows (needs --raw-sql).
+    #[arg(long)]
+    raw_sql_only: bool,
+    /// PostgreSQL: sample pg_stat_activity of the bench database every 20 ms
+    /// while measuring and print what the backends did (stderr).
+    #[arg(long)]
+    pg_activity: bool,
+    /// PostgreSQL: `VACUUM ANALYZE` the bench database before each client
+    /// count (clears the dead row versions earlier counts left when the
+    /// server's autovacuum is off; but statistics taken while no lease
+    /// exists can give the ceiling's prepared statements worse generic plans).
+    #[arg(long)]
+    pg_vacuum: bool,
 }
 
 /// What one simulated CI job measured.
 #[derive(Default)]
-struct ClientResult {
+pub(crate) struct ClientResult {
     acquire_us: Vec<u32>,
     heartbeat_us: Vec<u32>,
     release_us: Vec<u32>,
@@ -91,19 +130,19 @@ struct ClientResult {
 }
 
 impl ClientResult {
-    fn error(&mut self, kind: String) {
+    pub(crate) fn error(&mut self, kind: String) {
         *self.errors.entry(kind).or_default() += 1;
     }
 }
 
 /// Shared by the clients of one configuration: who holds which dataset.
 #[derive(Default)]
-struct Holders {
-    held: Mutex<HashMap<String, usize>>,
-    double_leases: AtomicU64,
+pub(crate) struct Holders {
+    pub(crate) held: Mutex<HashMap<String, usize>>,
+    pub(crate) double_leases: AtomicU64,
 }
 
-fn micros(d: Duration) -> u32 {
+pub(crate) fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
@@ -250,8 +289,23 @@ fn quantile_ms(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[rank.clamp(1, sorted.len()) - 1]) / 1000.0
 }
 
+/// What a PostgreSQL configuration ran: pool replicas or a raw-SQL variant.
+#[derive(Debug, Clone, PartialEq)]
+struct PgSetup {
+    /// `pool ×R` or the raw-SQL variant's name.
+    label: String,
+    /// Pool replicas (0 for the raw-SQL ceiling).
+    replicas: usize,
+    /// Database connections at most: R × pool_size, or the ceiling's pool size.
+    conns: usize,
+    /// The bench database.
+    db: String,
+}
+
 /// One configuration's figures.
 struct Row {
+    /// PostgreSQL mode: what ran (None: SQLite, the original table).
+    setup: Option<PgSetup>,
     ready: u64,
     clients: usize,
     client: ClientKind,
@@ -265,6 +319,8 @@ struct Row {
     cpu: CpuSnapshot,
     load1: f64,
     rustc: (usize, usize),
+    /// PostgreSQL: `pg_stat_database` counts per cycle over the measurement.
+    db_stats: Option<pg::DbStats>,
 }
 
 impl Row {
@@ -278,7 +334,8 @@ impl Row {
         cpu_seconds * 1e6 / self.cycles.max(1) as f64
     }
     fn other_cores(&self) -> f64 {
-        (self.cpu.machine - self.cpu.pool - self.cpu.bench).max(0.0) / self.seconds
+        (self.cpu.machine - self.cpu.pool - self.cpu.bench - self.cpu.postgres).max(0.0)
+            / self.seconds
     }
 
     /// Cores used by each pool thread name over the measurement.
@@ -298,8 +355,21 @@ impl Row {
             .filter(|(_, c)| **c >= 0.005)
             .map(|(k, c)| format!("{k} {c:.2}"))
             .collect();
+        let postgres = match &self.setup {
+            None => String::new(),
+            Some(s) => format!(
+                ", postgres {:.2} (backends of {} {:.2}, other postgres processes {:.2})",
+                self.cpu.postgres / self.seconds,
+                s.db,
+                self.cpu.postgres_ours / self.seconds,
+                (self.cpu.postgres - self.cpu.postgres_ours) / self.seconds
+            ),
+        };
+        let setup = self.setup.as_ref().map_or(String::new(), |s| {
+            format!("{} ({} conns) ", s.label, s.conns)
+        });
         format!(
-            "pool-bench: ready {} clients {}: cores used: pool {:.2} ({}), bench {:.2}, other {:.2}",
+            "pool-bench: {setup}ready {} clients {}: cores used: pool {:.2} ({}), bench {:.2}{postgres}, other {:.2}",
             self.ready,
             self.clients,
             self.cpu.pool / self.seconds,
@@ -309,13 +379,13 @@ impl Row {
         )
     }
 
-    fn markdown_header() -> &'static str {
-        "| ready | clients | client | cycles/s | acquire p50 | acquire p99 | acquire max | heartbeat p50 | release p50 | errors | pool CPU/cycle | bench CPU/cycle | other CPU | load1 | rustc |\n\
-         |---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+    fn pg_markdown_header() -> &'static str {
+        "| setup | db conns | ready | clients | cycles/s | acquire p50 | acquire p99 | acquire max | heartbeat p50 | release p50 | errors | pool CPU/cycle | postgres CPU/cycle | bench CPU/cycle | other CPU | load1 | rustc |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
     }
 
-    fn markdown(&self) -> String {
-        let errors = if self.error_count() == 0 {
+    fn errors_cell(&self) -> String {
+        if self.error_count() == 0 {
             "0".to_string()
         } else {
             format!(
@@ -323,7 +393,43 @@ impl Row {
                 self.error_count(),
                 self.double_leases
             )
-        };
+        }
+    }
+
+    fn pg_markdown(&self, s: &PgSetup) -> String {
+        format!(
+            "| {} | {} | {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.1} ms | {:.2} ms | {:.2} ms | {} | {:.0} µs | {:.0} µs | {:.0} µs | {:.2} cores | {:.2} | {}/{} |",
+            s.label,
+            s.conns,
+            self.ready,
+            self.clients,
+            self.cycles_per_s(),
+            quantile_ms(&self.acquire, 0.50),
+            quantile_ms(&self.acquire, 0.99),
+            quantile_ms(&self.acquire, 1.0),
+            quantile_ms(&self.heartbeat, 0.50),
+            quantile_ms(&self.release, 0.50),
+            self.errors_cell(),
+            self.per_cycle_us(self.cpu.pool),
+            self.per_cycle_us(self.cpu.postgres),
+            self.per_cycle_us(self.cpu.bench),
+            self.other_cores(),
+            self.load1,
+            self.rustc.0,
+            self.rustc.1,
+        )
+    }
+
+    fn markdown_header() -> &'static str {
+        "| ready | clients | client | cycles/s | acquire p50 | acquire p99 | acquire max | heartbeat p50 | release p50 | errors | pool CPU/cycle | bench CPU/cycle | other CPU | load1 | rustc |\n\
+         |---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+    }
+
+    fn markdown(&self) -> String {
+        if let Some(s) = &self.setup {
+            return self.pg_markdown(s);
+        }
+        let errors = self.errors_cell();
         format!(
             "| {} | {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.1} ms | {:.2} ms | {:.2} ms | {} | {:.0} µs | {:.0} µs | {:.2} cores | {:.2} | {}/{} |",
             self.ready,
@@ -347,7 +453,7 @@ impl Row {
 
     fn json(&self) -> Value {
         let ms = |v: &[u32], p| quantile_ms(v, p);
-        json!({
+        let mut out = json!({
             "ready": self.ready,
             "clients": self.clients,
             "client": self.client.name(),
@@ -369,7 +475,30 @@ impl Row {
             "other_cpu_cores": self.other_cores(),
             "loadavg1": self.load1,
             "rustc_processes": [self.rustc.0, self.rustc.1],
-        })
+        });
+        if let (Some(s), Some(o)) = (&self.setup, out.as_object_mut()) {
+            o.insert("setup".into(), json!(s.label));
+            o.insert("replicas".into(), json!(s.replicas));
+            o.insert("db_connections".into(), json!(s.conns));
+            o.insert("database".into(), json!(s.db));
+            o.insert(
+                "postgres_cpu_seconds".into(),
+                json!({"all": self.cpu.postgres, "backends_of_the_bench_db": self.cpu.postgres_ours}),
+            );
+            o.insert(
+                "postgres_cpu_us_per_cycle".into(),
+                json!(self.per_cycle_us(self.cpu.postgres)),
+            );
+            if let Some(d) = &self.db_stats {
+                o.insert(
+                    "pg_stat_database_per_cycle".into(),
+                    json!({"commits": d.commits, "rollbacks": d.rollbacks,
+                           "tup_returned": d.returned, "tup_fetched": d.fetched,
+                           "tup_written": d.written}),
+                );
+            }
+        }
+        out
     }
 }
 
@@ -399,12 +528,38 @@ async fn stock_counts(http: &Http) -> Result<(u64, u64), String> {
     Ok((n("ready"), n("leased")))
 }
 
+/// What the clients of one configuration talk to.
+enum Target {
+    /// Pool processes over HTTP: client `i` talks to `addrs[i % addrs.len()]`.
+    Pools {
+        addrs: Vec<SocketAddr>,
+        pids: Vec<u32>,
+    },
+    /// The raw-SQL ceiling: the store's statements on a connection pool.
+    Raw {
+        db: deadpool_postgres::Pool,
+        variant: RawVariant,
+        /// The bench database's URL (for the final counts).
+        url: String,
+    },
+}
+
+/// Numbers the raw-SQL runs of this process, so their lease ids never repeat.
+static RAW_RUNS: AtomicU64 = AtomicU64::new(0);
+
 async fn run_configuration(
     args: &Args,
-    p: &pool::PoolProcess,
+    target: &Target,
+    setup: Option<PgSetup>,
+    server: Option<&ServerUrl>,
     ready: u64,
     clients: usize,
 ) -> Result<Row, String> {
+    if let (Some(s), Some(server)) = (&setup, server)
+        && args.pg_vacuum
+    {
+        pg::vacuum(&server.db_url(&s.db)).await?;
+    }
     let rustc_before = sys::rustc_count();
     let holders = Arc::new(Holders::default());
     // Connections are made by the first request, before the measurement starts.
@@ -412,23 +567,69 @@ async fn run_configuration(
     let measure_from = start + args.warmup;
     let end = measure_from + args.duration;
     let mut tasks = Vec::with_capacity(clients);
+    let run_no = RAW_RUNS.fetch_add(1, Ordering::Relaxed);
     for i in 0..clients {
-        let http = Http::new(args.client, p.addr)?;
         let holders = Arc::clone(&holders);
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep_until(start).await;
-            run_client(i, http, measure_from, end, holders).await
-        }));
+        match target {
+            Target::Pools { addrs, .. } => {
+                let addr = addrs
+                    .get(i % addrs.len().max(1))
+                    .copied()
+                    .ok_or("no pool address")?;
+                let http = Http::new(args.client, addr)?;
+                tasks.push(tokio::spawn(async move {
+                    tokio::time::sleep_until(start).await;
+                    run_client(i, http, measure_from, end, holders).await
+                }));
+            }
+            Target::Raw { db, variant, .. } => {
+                let (db, variant) = (db.clone(), *variant);
+                tasks.push(tokio::spawn(async move {
+                    tokio::time::sleep_until(start).await;
+                    pg::run_raw_client(i, run_no, db, variant, measure_from, end, holders).await
+                }));
+            }
+        }
     }
-    let pid = p.pid;
+    let pids = match target {
+        Target::Pools { pids, .. } => pids.clone(),
+        Target::Raw { .. } => Vec::new(),
+    };
+    let pg_db = setup.as_ref().map(|s| s.db.clone());
     let sampler = tokio::spawn(async move {
         tokio::time::sleep_until(measure_from).await;
-        let a = CpuSnapshot::take(pid);
+        let a = CpuSnapshot::take(&pids, pg_db.as_deref());
         tokio::time::sleep_until(end).await;
-        let b = CpuSnapshot::take(pid);
+        let b = CpuSnapshot::take(&pids, pg_db.as_deref());
         (a.until(&b), sys::loadavg1().unwrap_or(f64::NAN))
     });
+    let activity = match (&setup, server) {
+        (Some(s), Some(server)) if args.pg_activity => {
+            Some(tokio::spawn(pg::ActivitySampler::run(
+                server.db_url(&s.db),
+                s.db.clone(),
+                Duration::from_millis(20),
+                measure_from,
+                end,
+            )))
+        }
+        _ => None,
+    };
+    let stats = match (&setup, server) {
+        (Some(s), Some(server)) => {
+            let (url, db) = (server.db_url(&s.db), s.db.clone());
+            Some(tokio::spawn(async move {
+                tokio::time::sleep_until(measure_from).await;
+                let a = pg::DbStats::take(&url, &db).await?;
+                tokio::time::sleep_until(end).await;
+                let b = pg::DbStats::take(&url, &db).await?;
+                Ok::<_, String>((a, b))
+            }))
+        }
+        _ => None,
+    };
     let mut row = Row {
+        setup,
         ready,
         clients,
         client: args.client,
@@ -442,6 +643,7 @@ async fn run_configuration(
         cpu: CpuSnapshot::default(),
         load1: f64::NAN,
         rustc: (rustc_before, 0),
+        db_stats: None,
     };
     for t in tasks {
         let r = t.await.map_err(|e| format!("a client task failed: {e}"))?;
@@ -461,16 +663,67 @@ async fn run_configuration(
     row.acquire.sort_unstable();
     row.heartbeat.sort_unstable();
     row.release.sort_unstable();
+    if let Some(s) = stats {
+        match s.await {
+            Ok(Ok((a, b))) => row.db_stats = Some(a.per_cycle(&b, row.cycles)),
+            Ok(Err(e)) => eprintln!("pool-bench: pg_stat_database: {e}"),
+            Err(e) => eprintln!("pool-bench: pg_stat_database reader failed: {e}"),
+        }
+    }
+    if let Some(a) = activity {
+        match a.await {
+            Ok(Ok((counts, samples))) => {
+                eprintln!(
+                    "pool-bench: pg_stat_activity, {samples} samples (average client backends per state):"
+                );
+                for l in pg::activity_lines(&counts, samples) {
+                    eprintln!("{l}");
+                }
+            }
+            Ok(Err(e)) => eprintln!("pool-bench: activity sampler: {e}"),
+            Err(e) => eprintln!("pool-bench: activity sampler failed: {e}"),
+        }
+    }
     // Nothing may stay leased, and the stock is whole again.
-    let (r, l) = stock_counts(&Http::new(args.client, p.addr)?).await?;
-    if r != ready || l != 0 {
-        *row.errors
-            .entry(format!(
+    let after = match target {
+        Target::Pools { addrs, .. } => {
+            let addr = addrs.first().copied().ok_or("no pool address")?;
+            let (r, l) = stock_counts(&Http::new(args.client, addr)?).await?;
+            (r == ready && l == 0).then_some(()).ok_or(format!(
                 "after the run: {r} ready, {l} leased (expected {ready}, 0)"
             ))
-            .or_default() += 1;
+        }
+        Target::Raw { url, .. } => {
+            let (r, l, a, h) = pg::sql_counts(url).await?;
+            (r == ready && l == 0 && a == 0 && h == 0)
+                .then_some(())
+                .ok_or(format!(
+                    "after the run: {r} ready, {l} leased, {a} active leases, {h} entity holds (expected {ready}, 0, 0, 0)"
+                ))
+        }
+    };
+    if let Err(e) = after {
+        *row.errors.entry(e).or_default() += 1;
     }
     Ok(row)
+}
+
+/// Prints a row as configured; false when it had errors.
+fn emit(args: &Args, row: &Row) -> bool {
+    let clean = row.error_count() == 0;
+    if !clean {
+        eprintln!("pool-bench: errors: {:?}", row.errors);
+    }
+    eprintln!("{}", row.cpu_line());
+    if let Some(s) = &row.db_stats {
+        eprintln!("pool-bench: pg_stat_database {}", s.line());
+    }
+    if args.json {
+        println!("{}", row.json());
+    } else {
+        println!("{}", row.markdown());
+    }
+    clean
 }
 
 async fn run(args: &Args) -> Result<bool, String> {
@@ -479,6 +732,20 @@ async fn run(args: &Args) -> Result<bool, String> {
             "{} not found; build it with `cargo build --release -p stockroom-pool` or pass --pool-bin",
             args.pool_bin.display()
         ));
+    }
+    if let Some(url) = &args.store {
+        return run_pg(args, &ServerUrl::parse(url)?).await;
+    }
+    if args.replicas != [1]
+        || !args.raw_sql.is_empty()
+        || args.raw_sql_only
+        || args.pg_activity
+        || args.pg_vacuum
+    {
+        return Err(
+            "--replicas, --raw-sql, --raw-sql-only, --pg-activity and --pg-vacuum need --store postgres://…"
+                .into(),
+        );
     }
     let tmp = match &args.work_dir {
         Some(d) => d.clone(),
@@ -537,18 +804,13 @@ async fn run(args: &Args) -> Result<bool, String> {
                 "after seeding the catalog shows {r} ready, {l} leased; expected {ready}, 0"
             ));
         }
+        let target = Target::Pools {
+            addrs: vec![p.addr],
+            pids: vec![p.pid],
+        };
         for &clients in &args.clients {
-            let row = run_configuration(args, &p, ready, clients).await?;
-            if row.error_count() > 0 {
-                clean = false;
-                eprintln!("pool-bench: errors: {:?}", row.errors);
-            }
-            eprintln!("{}", row.cpu_line());
-            if args.json {
-                println!("{}", row.json());
-            } else {
-                println!("{}", row.markdown());
-            }
+            let row = run_configuration(args, &target, None, None, ready, clients).await?;
+            clean &= emit(args, &row);
         }
         let stopped = p.stop().await;
         if let Some(d) = dir
@@ -559,6 +821,244 @@ async fn run(args: &Args) -> Result<bool, String> {
         stopped?;
     }
     Ok(clean)
+}
+
+/// Starts `replicas` pool processes on database `db` (each in `dir/replica-K`)
+/// and seeds `ready` datasets through the first.
+async fn start_seeded(
+    args: &Args,
+    server: &ServerUrl,
+    db: &str,
+    replicas: usize,
+    ready: u64,
+    dir: &std::path::Path,
+) -> Result<Vec<pool::PoolProcess>, String> {
+    let store = server.store_url(db, args.pg_pool_size);
+    let mut procs = Vec::with_capacity(replicas);
+    for k in 0..replicas {
+        let d = dir.join(format!("replica-{k}"));
+        std::fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+        let p = pool::PoolProcess::start_store(&args.pool_bin, &store, &d, &args.pool_log).await?;
+        eprintln!(
+            "pool-bench: replica {k} pid {} on {}, store {store}",
+            p.pid, p.addr
+        );
+        procs.push(p);
+    }
+    let first = procs.first().ok_or("no replica")?.addr;
+    let took = pool::seed(first, 0, ready, args.seed_batch.max(1)).await?;
+    eprintln!(
+        "pool-bench: seeded {ready} reusable ready datasets in {:.1} s",
+        took.as_secs_f64()
+    );
+    let (r, l) = stock_counts(&Http::new(args.client, first)?).await?;
+    if r != ready || l != 0 {
+        return Err(format!(
+            "after seeding the catalog shows {r} ready, {l} leased; expected {ready}, 0"
+        ));
+    }
+    Ok(procs)
+}
+
+async fn stop_all(procs: Vec<pool::PoolProcess>) -> Result<(), String> {
+    let mut result = Ok(());
+    for p in procs {
+        if let Err(e) = p.stop().await {
+            result = Err(e);
+        }
+    }
+    result
+}
+
+/// One PostgreSQL configuration on its fresh database: `replicas` pools, or
+/// (with `variant`) the raw-SQL ceiling on `replicas × pool_size` connections.
+async fn pg_configuration(
+    args: &Args,
+    server: &ServerUrl,
+    db: &str,
+    ready: u64,
+    replicas: usize,
+    variant: Option<RawVariant>,
+    rows: &mut Vec<Row>,
+) -> Result<bool, String> {
+    let tmp = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::Builder::new()
+        .prefix("pool-bench-pg-")
+        .tempdir_in(&tmp)
+        .map_err(|e| format!("cannot create a directory in {}: {e}", tmp.display()))?;
+    let conns = replicas * args.pg_pool_size;
+    let result = async {
+        let mut clean = true;
+        match variant {
+            None => {
+                let procs = start_seeded(args, server, db, replicas, ready, dir.path()).await?;
+                let target = Target::Pools {
+                    addrs: procs.iter().map(|p| p.addr).collect(),
+                    pids: procs.iter().map(|p| p.pid).collect(),
+                };
+                let setup = PgSetup {
+                    label: format!("pool ×{replicas}"),
+                    replicas,
+                    conns,
+                    db: db.to_string(),
+                };
+                for &clients in &args.clients {
+                    let row = run_configuration(
+                        args,
+                        &target,
+                        Some(setup.clone()),
+                        Some(server),
+                        ready,
+                        clients,
+                    )
+                    .await?;
+                    clean &= emit(args, &row);
+                    rows.push(row);
+                }
+                stop_all(procs).await?;
+            }
+            Some(variant) => {
+                // Seeded through one replica (the rows the pool writes), which then stops.
+                let procs = start_seeded(args, server, db, 1, ready, dir.path()).await?;
+                stop_all(procs).await?;
+                let url = server.db_url(db);
+                let target = Target::Raw {
+                    db: pg::build_pool(&url, conns)?,
+                    variant,
+                    url,
+                };
+                let setup = PgSetup {
+                    label: variant.name().to_string(),
+                    replicas: 0,
+                    conns,
+                    db: db.to_string(),
+                };
+                for &clients in &args.clients {
+                    let row = run_configuration(
+                        args,
+                        &target,
+                        Some(setup.clone()),
+                        Some(server),
+                        ready,
+                        clients,
+                    )
+                    .await?;
+                    clean &= emit(args, &row);
+                    rows.push(row);
+                }
+                if let Target::Raw { db, .. } = target {
+                    db.close();
+                }
+            }
+        }
+        Ok::<bool, String>(clean)
+    }
+    .await;
+    if args.keep {
+        eprintln!(
+            "pool-bench: kept database {db} and {}",
+            dir.keep().display()
+        );
+    } else if let Err(e) = pg::drop_db(server, db).await {
+        eprintln!("pool-bench: {e}");
+    }
+    result
+}
+
+/// `--store postgres://…`: pools ×R and the raw-SQL ceiling, each on a fresh database.
+async fn run_pg(args: &Args, server: &ServerUrl) -> Result<bool, String> {
+    if args.store_dir.is_some() {
+        return Err("--store-dir is for SQLite; PostgreSQL runs use fresh databases".into());
+    }
+    if args.replicas.contains(&0) || args.pg_pool_size == 0 {
+        return Err("--replicas and --pg-pool-size must be positive".into());
+    }
+    if args.raw_sql_only && args.raw_sql.is_empty() {
+        return Err("--raw-sql-only needs --raw-sql".into());
+    }
+    if !args.json {
+        println!("{}", Row::pg_markdown_header());
+    }
+    let mut clean = true;
+    let mut rows = Vec::new();
+    let mut n = 0u32;
+    let mut variants = args.raw_sql.clone();
+    variants.sort();
+    variants.dedup();
+    for &ready in &args.ready {
+        for &replicas in &args.replicas {
+            let runs = (!args.raw_sql_only)
+                .then_some(None)
+                .into_iter()
+                .chain(variants.iter().map(|v| Some(*v)));
+            for variant in runs {
+                n += 1;
+                let db = pg::db_name(std::process::id(), n);
+                pg::create_db(server, &db).await?;
+                eprintln!("pool-bench: database {db}");
+                clean &= pg_configuration(args, server, &db, ready, replicas, variant, &mut rows)
+                    .await?;
+            }
+        }
+    }
+    if !args.json {
+        let summary = side_by_side(&rows);
+        if !summary.is_empty() {
+            println!();
+            println!("{summary}");
+        }
+    }
+    Ok(clean)
+}
+
+/// Pool ×R next to the ceiling on the same number of connections, per client count.
+fn side_by_side(rows: &[Row]) -> String {
+    let mut out = vec![
+        "| ready | replicas | db conns | clients | pool cycles/s | ceiling cycles/s | pool / ceiling | pool acquire p50 | ceiling acquire p50 | pool acquire p99 | ceiling acquire p99 | ≥ 50 % |".to_string(),
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|".to_string(),
+    ];
+    for p in rows {
+        let Some(ps) = p.setup.as_ref().filter(|s| s.replicas > 0) else {
+            continue;
+        };
+        // The ceiling: prepared statements if run, else the first variant run.
+        let ceiling = rows
+            .iter()
+            .filter(|c| {
+                c.ready == p.ready
+                    && c.clients == p.clients
+                    && c.setup
+                        .as_ref()
+                        .is_some_and(|cs| cs.replicas == 0 && cs.conns == ps.conns)
+            })
+            .min_by_key(|c| {
+                c.setup
+                    .as_ref()
+                    .map(|cs| cs.label != RawVariant::Prepared.name())
+            });
+        let Some(c) = ceiling else { continue };
+        let ratio = p.cycles_per_s() / c.cycles_per_s();
+        out.push(format!(
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} % | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} |",
+            p.ready,
+            ps.replicas,
+            ps.conns,
+            p.clients,
+            p.cycles_per_s(),
+            c.cycles_per_s(),
+            ratio * 100.0,
+            quantile_ms(&p.acquire, 0.5),
+            quantile_ms(&c.acquire, 0.5),
+            quantile_ms(&p.acquire, 0.99),
+            quantile_ms(&c.acquire, 0.99),
+            if ratio >= 0.5 { "met" } else { "**not met**" },
+        ));
+    }
+    if out.len() == 2 {
+        String::new()
+    } else {
+        out.join("\n")
+    }
 }
 
 #[tokio::main]
@@ -588,6 +1088,90 @@ mod tests {
         assert_eq!(quantile_ms(&v, 0.99), 99.0);
         assert_eq!(quantile_ms(&v, 1.0), 100.0);
         assert!(quantile_ms(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn postgres_flags_parse() {
+        let a = Args::try_parse_from([
+            "pool-bench",
+            "--store",
+            "postgres://postgres@127.0.0.1:5432",
+            "--replicas",
+            "1,2",
+            "--raw-sql",
+        ])
+        .expect("parses");
+        assert_eq!(a.replicas, vec![1, 2]);
+        assert_eq!(a.raw_sql, vec![RawVariant::Prepared]);
+        assert_eq!(a.pg_pool_size, 16);
+        assert!(!a.pg_vacuum && !a.pg_activity && !a.raw_sql_only);
+        let a = Args::try_parse_from([
+            "pool-bench",
+            "--raw-sql",
+            "per-call,with-stock",
+            "--pg-pool-size",
+            "8",
+        ])
+        .expect("parses");
+        assert_eq!(a.raw_sql, vec![RawVariant::PerCall, RawVariant::WithStock]);
+        assert_eq!(a.pg_pool_size, 8);
+        // SQLite defaults are unchanged.
+        let a = Args::try_parse_from(["pool-bench"]).expect("parses");
+        assert!(a.store.is_none() && a.raw_sql.is_empty());
+        assert_eq!(a.replicas, vec![1]);
+        assert_eq!(a.clients, vec![1, 16, 64, 256]);
+    }
+
+    fn row(setup: Option<PgSetup>, clients: usize, cycles: u64, acquire: Vec<u32>) -> Row {
+        Row {
+            setup,
+            ready: 10,
+            clients,
+            client: ClientKind::Reqwest,
+            seconds: 10.0,
+            cycles,
+            acquire,
+            heartbeat: Vec::new(),
+            release: Vec::new(),
+            errors: BTreeMap::new(),
+            double_leases: 0,
+            cpu: CpuSnapshot::default(),
+            load1: 0.0,
+            rustc: (0, 0),
+            db_stats: None,
+        }
+    }
+
+    fn setup(label: &str, replicas: usize, conns: usize) -> Option<PgSetup> {
+        Some(PgSetup {
+            label: label.into(),
+            replicas,
+            conns,
+            db: "d".into(),
+        })
+    }
+
+    #[test]
+    fn side_by_side_pairs_pools_with_the_ceiling_on_as_many_connections() {
+        let rows = vec![
+            row(setup("pool ×1", 1, 16), 64, 6_000, vec![1000, 2000]),
+            row(setup("pool ×2", 2, 32), 64, 4_000, vec![1000]),
+            row(setup("raw SQL per-call", 0, 16), 64, 9_000, vec![500]),
+            row(setup("raw SQL", 0, 16), 64, 10_000, vec![500]),
+            row(setup("raw SQL", 0, 32), 64, 10_000, vec![500]),
+        ];
+        let t = side_by_side(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert!(
+            lines[2].starts_with("| 10 | 1 | 16 | 64 | 600 | 1000 | 60 % | 1.00 ms | 0.50 ms | 2.00 ms | 0.50 ms | met |"),
+            "{t}"
+        );
+        assert!(
+            lines[3].contains("| 40 % |") && lines[3].ends_with("**not met** |"),
+            "{t}"
+        );
+        assert!(side_by_side(&rows[..2]).is_empty());
     }
 
     #[test]

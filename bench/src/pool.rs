@@ -1,4 +1,5 @@
-//! A real `stockroom-pool` process on a temporary SQLite file, seeded with
+//! A real `stockroom-pool` process on a temporary SQLite file (or, with
+//! `--store postgres://…`, on a PostgreSQL database: see `pg.rs`), seeded with
 //! ready datasets once it listens.
 //!
 //! Seeding uses the public admin API, `POST /api/v1/datasets` with a list of
@@ -106,14 +107,26 @@ impl PoolProcess {
         dir: &Path,
         log_filter: &str,
     ) -> Result<PoolProcess, String> {
+        Self::start_store(bin, &format!("sqlite://{}", db.display()), dir, log_filter).await
+    }
+
+    /// Starts `bin` on the store URL `store` (SQLite or PostgreSQL), logging
+    /// to `dir/pool.log`, and waits for its ready file.
+    pub async fn start_store(
+        bin: &Path,
+        store: &str,
+        dir: &Path,
+        log_filter: &str,
+    ) -> Result<PoolProcess, String> {
         let ready: PathBuf = dir.join("ready");
+        let _ = std::fs::remove_file(&ready);
         let log = std::fs::File::create(dir.join("pool.log"))
             .map_err(|e| format!("cannot create the pool log: {e}"))?;
         let mut child = Command::new(bin)
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--store")
-            .arg(format!("sqlite://{}", db.display()))
+            .arg(store)
             .arg("--ready-file")
             .arg(&ready)
             .env("STOCKROOM_LOG", log_filter)

@@ -102,28 +102,96 @@ pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// CPU seconds of every process named `postgres` (the server and its
+/// backends), by pid, with whether its command line names database `db`
+/// (`postgres: USER DB HOST(PORT) STATE`: a backend of the bench's database).
+pub fn postgres_cpu_seconds(db: Option<&str>) -> BTreeMap<u32, (f64, bool)> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.filter_map(Result::ok) {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if !std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "postgres") {
+            continue;
+        }
+        let ours = db.is_some_and(|db| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c)
+                    .split_whitespace()
+                    .any(|w| w == db)
+            })
+        });
+        if let Some(s) = process_cpu_seconds(&pid.to_string()) {
+            out.insert(pid, (s, ours));
+        }
+    }
+    out
+}
+
 /// One snapshot of the counters above.
 #[derive(Debug, Clone, Default)]
 pub struct CpuSnapshot {
+    /// The pool processes' CPU seconds (all replicas).
     pub pool: f64,
     pub bench: f64,
     pub machine: f64,
-    /// The pool's CPU seconds per thread name.
+    /// The pool's CPU seconds per thread name (all replicas).
     pub pool_threads: BTreeMap<String, f64>,
+    /// Every `postgres` process (PostgreSQL mode; 0 otherwise).
+    pub postgres: f64,
+    /// The backends of the bench's database (part of `postgres`).
+    pub postgres_ours: f64,
+    postgres_pids: BTreeMap<u32, (f64, bool)>,
 }
 
 impl CpuSnapshot {
-    pub fn take(pool_pid: u32) -> CpuSnapshot {
+    /// A snapshot of the pool processes `pool_pids` (none in the raw-SQL mode)
+    /// and, when `pg_db` is given, of the PostgreSQL processes.
+    pub fn take(pool_pids: &[u32], pg_db: Option<&str>) -> CpuSnapshot {
+        let mut pool_threads = BTreeMap::new();
+        for &pid in pool_pids {
+            for (k, v) in thread_cpu_seconds(pid) {
+                *pool_threads.entry(k).or_insert(0.0) += v;
+            }
+        }
+        let postgres_pids = match pg_db {
+            Some(db) => postgres_cpu_seconds(Some(db)),
+            None => BTreeMap::new(),
+        };
         CpuSnapshot {
-            pool: process_cpu_seconds(&pool_pid.to_string()).unwrap_or(f64::NAN),
+            pool: pool_pids
+                .iter()
+                .map(|p| process_cpu_seconds(&p.to_string()).unwrap_or(f64::NAN))
+                .sum(),
             bench: process_cpu_seconds("self").unwrap_or(f64::NAN),
             machine: machine_busy_seconds().unwrap_or(f64::NAN),
-            pool_threads: thread_cpu_seconds(pool_pid),
+            pool_threads,
+            postgres: postgres_pids.values().map(|(s, _)| s).sum(),
+            postgres_ours: postgres_pids
+                .values()
+                .filter(|(_, o)| *o)
+                .map(|(s, _)| s)
+                .sum(),
+            postgres_pids,
         }
     }
 
-    /// CPU seconds used between `self` and a later snapshot.
+    /// CPU seconds used between `self` and a later snapshot. A `postgres`
+    /// process that started in between counts with all its CPU time; one that
+    /// ended in between is lost.
     pub fn until(&self, later: &CpuSnapshot) -> CpuSnapshot {
+        let mut postgres = 0.0;
+        let mut postgres_ours = 0.0;
+        for (pid, (s, ours)) in &later.postgres_pids {
+            let d = s - self.postgres_pids.get(pid).map_or(0.0, |(s0, _)| *s0);
+            postgres += d;
+            if *ours {
+                postgres_ours += d;
+            }
+        }
         CpuSnapshot {
             pool: later.pool - self.pool,
             bench: later.bench - self.bench,
@@ -138,6 +206,9 @@ impl CpuSnapshot {
                     )
                 })
                 .collect(),
+            postgres,
+            postgres_ours,
+            postgres_pids: BTreeMap::new(),
         }
     }
 }
@@ -151,5 +222,20 @@ mod tests {
         assert!(process_cpu_seconds("self").is_some_and(|s| s >= 0.0));
         assert!(machine_busy_seconds().is_some_and(|s| s > 0.0));
         assert!(loadavg1().is_some());
+    }
+
+    #[test]
+    fn snapshots_subtract_per_postgres_process() {
+        let mut a = CpuSnapshot::default();
+        a.postgres_pids.insert(10, (1.0, true));
+        a.postgres_pids.insert(11, (5.0, false));
+        let mut b = CpuSnapshot::default();
+        b.postgres_pids.insert(10, (1.5, true));
+        b.postgres_pids.insert(11, (5.25, false));
+        // Started during the window: all of its time counts.
+        b.postgres_pids.insert(12, (0.5, true));
+        let d = a.until(&b);
+        assert!((d.postgres - 1.25).abs() < 1e-9);
+        assert!((d.postgres_ours - 1.0).abs() < 1e-9);
     }
 }
