@@ -142,6 +142,31 @@ pub(crate) struct Holders {
     pub(crate) double_leases: AtomicU64,
 }
 
+impl Holders {
+    /// Client `index` was just handed `dataset_id`: a double lease if
+    /// another client still holds it (counted and recorded in `r`).
+    pub(crate) fn take(&self, dataset_id: &str, index: usize, r: &mut ClientResult) {
+        if let Ok(mut held) = self.held.lock()
+            && let Some(other) = held.insert(dataset_id.to_string(), index)
+        {
+            self.double_leases.fetch_add(1, Ordering::Relaxed);
+            r.error(format!(
+                "double lease: {dataset_id} handed to client {index} while client {other} held it"
+            ));
+        }
+    }
+
+    /// Client `index` is about to release `dataset_id`: forget the hold
+    /// first, so the next holder never races the removal.
+    pub(crate) fn give_back(&self, dataset_id: &str, index: usize) {
+        if let Ok(mut held) = self.held.lock()
+            && held.get(dataset_id) == Some(&index)
+        {
+            held.remove(dataset_id);
+        }
+    }
+}
+
 pub(crate) fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
@@ -210,14 +235,7 @@ async fn run_client(
         if t0 >= measure_from && t1 < end {
             r.acquire_us.push(micros(t1 - t0));
         }
-        if let Ok(mut held) = holders.held.lock()
-            && let Some(other) = held.insert(dataset_id.clone(), index)
-        {
-            holders.double_leases.fetch_add(1, Ordering::Relaxed);
-            r.error(format!(
-                "double lease: {dataset_id} handed to client {index} while client {other} held it"
-            ));
-        }
+        holders.take(&dataset_id, index, &mut r);
         let mut ok = true;
 
         // Heartbeat.
@@ -242,12 +260,8 @@ async fn run_client(
             }
         }
 
-        // Release: forget the hold first, so the next holder never races our removal.
-        if let Ok(mut held) = holders.held.lock()
-            && held.get(&dataset_id) == Some(&index)
-        {
-            held.remove(&dataset_id);
-        }
+        // Release: forget the hold first (see `Holders::give_back`).
+        holders.give_back(&dataset_id, index);
         let t4 = Instant::now();
         let answer = http
             .post(&format!("/api/v1/leases/{lease_id}/release"), release_body)
@@ -870,6 +884,32 @@ async fn stop_all(procs: Vec<pool::PoolProcess>) -> Result<(), String> {
     result
 }
 
+/// Runs `target` at every `--clients` count; false if any row had errors.
+async fn every_client_count(
+    args: &Args,
+    target: &Target,
+    setup: &PgSetup,
+    server: &ServerUrl,
+    ready: u64,
+    rows: &mut Vec<Row>,
+) -> Result<bool, String> {
+    let mut clean = true;
+    for &clients in &args.clients {
+        let row = run_configuration(
+            args,
+            target,
+            Some(setup.clone()),
+            Some(server),
+            ready,
+            clients,
+        )
+        .await?;
+        clean &= emit(args, &row);
+        rows.push(row);
+    }
+    Ok(clean)
+}
+
 /// One PostgreSQL configuration on its fresh database: `replicas` pools, or
 /// (with `variant`) the raw-SQL ceiling on `replicas × pool_size` connections.
 async fn pg_configuration(
@@ -902,19 +942,7 @@ async fn pg_configuration(
                     conns,
                     db: db.to_string(),
                 };
-                for &clients in &args.clients {
-                    let row = run_configuration(
-                        args,
-                        &target,
-                        Some(setup.clone()),
-                        Some(server),
-                        ready,
-                        clients,
-                    )
-                    .await?;
-                    clean &= emit(args, &row);
-                    rows.push(row);
-                }
+                clean &= every_client_count(args, &target, &setup, server, ready, rows).await?;
                 stop_all(procs).await?;
             }
             Some(variant) => {
@@ -933,19 +961,7 @@ async fn pg_configuration(
                     conns,
                     db: db.to_string(),
                 };
-                for &clients in &args.clients {
-                    let row = run_configuration(
-                        args,
-                        &target,
-                        Some(setup.clone()),
-                        Some(server),
-                        ready,
-                        clients,
-                    )
-                    .await?;
-                    clean &= emit(args, &row);
-                    rows.push(row);
-                }
+                clean &= every_client_count(args, &target, &setup, server, ready, rows).await?;
                 if let Target::Raw { db, .. } = target {
                     db.close();
                 }
@@ -1080,6 +1096,26 @@ async fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dataset_handed_to_a_second_holder_is_a_double_lease() {
+        let holders = Holders::default();
+        let mut r = ClientResult::default();
+        holders.take("ds_a", 1, &mut r);
+        holders.take("ds_b", 2, &mut r);
+        assert!(r.errors.is_empty());
+        holders.take("ds_a", 3, &mut r);
+        assert_eq!(holders.double_leases.load(Ordering::Relaxed), 1);
+        assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+        // Client 1 giving back what client 3 now holds does not clear 3's hold.
+        holders.give_back("ds_a", 1);
+        holders.take("ds_a", 4, &mut r);
+        assert_eq!(holders.double_leases.load(Ordering::Relaxed), 2);
+        // Given back by its holder, the next holder is fine.
+        holders.give_back("ds_b", 2);
+        holders.take("ds_b", 5, &mut r);
+        assert_eq!(holders.double_leases.load(Ordering::Relaxed), 2);
+    }
 
     #[test]
     fn quantiles_are_nearest_rank() {

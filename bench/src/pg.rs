@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
@@ -597,14 +596,7 @@ pub async fn run_raw_client(
         if t0 >= measure_from && t1 < end {
             r.acquire_us.push(micros(t1 - t0));
         }
-        if let Ok(mut held) = holders.held.lock()
-            && let Some(other) = held.insert(dataset_id.clone(), index)
-        {
-            holders.double_leases.fetch_add(1, Ordering::Relaxed);
-            r.error(format!(
-                "double lease: {dataset_id} handed to client {index} while client {other} held it"
-            ));
-        }
+        holders.take(&dataset_id, index, &mut r);
         let mut ok = true;
         let t2 = Instant::now();
         match in_tx!(db, |tx| heartbeat_tx(&tx, &c)) {
@@ -619,11 +611,7 @@ pub async fn run_raw_client(
                 r.error(format!("heartbeat: {e}"));
             }
         }
-        if let Ok(mut held) = holders.held.lock()
-            && held.get(&dataset_id) == Some(&index)
-        {
-            held.remove(&dataset_id);
-        }
+        holders.give_back(&dataset_id, index);
         let t4 = Instant::now();
         let answer = in_tx!(db, |tx| release_tx(&tx, &c));
         let t5 = Instant::now();
