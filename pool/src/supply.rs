@@ -46,10 +46,6 @@ use crate::waiting::WaitQueue;
 pub const REFRESH_EVERY: Duration = Duration::from_secs(30);
 /// How often stock is looked at, besides the wake-ups from leases and stock changes.
 pub const REPLENISH_EVERY: Duration = Duration::from_millis(500);
-/// The least time between two replenishment passes. Every granted lease
-/// wakes the loop; under load that would be one `Store::stock()` read per
-/// lease (on PostgreSQL a count over all datasets).
-pub const REPLENISH_GAP: Duration = Duration::from_millis(100);
 /// The cost the planner assumes for a generator with no measured latency.
 pub const UNKNOWN_LATENCY: Duration = Duration::from_secs(1);
 /// The reason given to generations a restart interrupted.
@@ -856,14 +852,11 @@ impl Supply {
         }
         let _refresher = AbortOnDrop(refresher);
         loop {
-            let pass = tokio::time::Instant::now();
             self.replenish().await;
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(REPLENISH_EVERY) => {}
             }
-            // Wake-ups meanwhile are kept by the Notify (one permit): none is lost.
-            tokio::time::sleep_until(pass + REPLENISH_GAP).await;
         }
     }
 }
