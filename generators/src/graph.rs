@@ -612,7 +612,11 @@ impl CatalogGraph {
                     })
             })
             .collect();
-        Catalog { types, generators }
+        Catalog {
+            types,
+            generators,
+            problems: Vec::new(),
+        }
     }
 }
 

@@ -78,6 +78,7 @@ impl CatalogRegistry {
                 .map(|(type_name, states)| CatalogType { type_name, states })
                 .collect(),
             generators,
+            problems: Vec::new(),
         }
     }
 }

@@ -12,10 +12,10 @@ pub mod catalog;
 pub mod config;
 pub mod http;
 pub mod ids;
-pub mod leasing;
 pub mod metrics;
 pub mod openapi;
 pub mod reaper;
+pub mod service;
 pub mod store;
 pub mod supply;
 pub mod time;
@@ -31,8 +31,9 @@ use stockroom_protocol::pool_config::PoolConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::catalog::{CatalogRegistry, CatalogSource};
+use crate::catalog::CatalogSource;
 use crate::http::AppState;
+use crate::service::{Clock, PoolService, SystemClock};
 use crate::store::StoreError;
 
 /// Why the pool did not start or stopped with an error.
@@ -77,6 +78,14 @@ pub struct Pool {
 impl Pool {
     /// Opens the store and applies the `[[stock]]` settings of the config.
     pub async fn start(config: PoolConfig) -> Result<Pool, PoolError> {
+        Pool::start_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Pool::start`] with another clock (tests move a [`service::ManualClock`]).
+    pub async fn start_with_clock(
+        config: PoolConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Pool, PoolError> {
         let store = store::open(&config.store).await?;
         for s in &config.stock {
             store
@@ -91,7 +100,7 @@ impl Pool {
                 .await?;
         }
         let failed = store
-            .fail_all_generating(supply::RESTART_REASON.to_string(), time::now_ms())
+            .fail_all_generating(supply::RESTART_REASON.to_string(), clock.now_ms())
             .await?;
         if failed > 0 {
             tracing::warn!(
@@ -103,6 +112,7 @@ impl Pool {
         let supply = Arc::new(supply::Supply::new(
             Arc::clone(&store),
             queue.clone(),
+            Arc::clone(&clock),
             &config.generators,
             &config.stock,
         ));
@@ -117,30 +127,34 @@ impl Pool {
             }
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let catalog = CatalogRegistry::default();
-        catalog.add_source(Arc::clone(&supply) as Arc<dyn CatalogSource>);
-        let state = AppState {
+        let tokens = Arc::new(auth::Tokens::new(&config.tokens));
+        let service = PoolService::new(service::Parts {
             store,
-            tokens: Arc::new(auth::Tokens::new(&config.tokens)),
             config: Arc::new(config),
-            metrics: Arc::default(),
             queue,
-            catalog,
             supply,
+            clock,
             shutdown: shutdown_rx,
-            store_states: Arc::default(),
-        };
-        Ok(Pool { state, shutdown_tx })
+        });
+        Ok(Pool {
+            state: AppState { service, tokens },
+            shutdown_tx,
+        })
+    }
+
+    /// The pool service every adapter (API, page, reaper) calls.
+    pub fn service(&self) -> &PoolService {
+        &self.state.service
     }
 
     /// The pool's generators.
     pub fn supply(&self) -> &Arc<supply::Supply> {
-        &self.state.supply
+        self.state.service.supply()
     }
 
     /// Plugs another producer of catalog states in.
     pub fn add_catalog_source(&self, source: Arc<dyn CatalogSource>) {
-        self.state.catalog.add_source(source);
+        self.state.service.add_catalog_source(source);
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish
@@ -151,19 +165,19 @@ impl Pool {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), PoolError> {
         let Pool { state, shutdown_tx } = self;
-        let grace = state.config.shutdown_grace.0;
+        let service = state.service.clone();
+        let cfg = service.config();
+        let grace = cfg.shutdown_grace.0;
         let reaper = tokio::spawn(reaper::run(
-            Arc::clone(&state.store),
-            state.queue.clone(),
-            Arc::clone(&state.metrics),
-            state.config.reaper_interval.0,
-            state.config.consumed_retention.map(|d| d.0),
+            service.clone(),
+            cfg.reaper_interval.0,
+            cfg.consumed_retention.map(|d| d.0),
         ));
-        let supply_task = tokio::spawn(Arc::clone(&state.supply).run());
+        let supply_task = tokio::spawn(Arc::clone(service.supply()).run());
         // Stock can also grow through other replicas sharing the database:
         // while anyone waits, wake the waiters at the store's interval.
-        let waker = state.store.wake_interval().map(|every| {
-            let queue = state.queue.clone();
+        let waker = service.store().wake_interval().map(|every| {
+            let queue = service.queue().clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 loop {
@@ -174,7 +188,7 @@ impl Pool {
                 }
             })
         });
-        let mut stopping = state.shutdown.clone();
+        let mut stopping = service.shutdown_signal();
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutdown requested; finishing in-flight requests");

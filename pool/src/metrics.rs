@@ -38,7 +38,13 @@ impl Metrics {
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
 
-    pub fn render(&self, active: u64, waiting: usize, stock: &StockTable) -> String {
+    pub fn render(
+        &self,
+        active: u64,
+        waiting: usize,
+        replenish_requests: u64,
+        stock: &StockTable,
+    ) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
             let _ = writeln!(
@@ -78,6 +84,10 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# HELP stockroom_acquire_waiting Lease requests waiting for stock now.\n# TYPE stockroom_acquire_waiting gauge\nstockroom_acquire_waiting {waiting}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP stockroom_replenish_requests_total Times pre-generation was asked to refill stock (a lease, a setting or a settle changed it).\n# TYPE stockroom_replenish_requests_total counter\nstockroom_replenish_requests_total {replenish_requests}"
         );
         let _ = writeln!(
             out,

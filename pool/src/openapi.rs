@@ -299,6 +299,7 @@ pub mod examples {
                 failure_rate: Some(0.0),
                 median_latency_ms: Some(12),
             }],
+            problems: Vec::new(),
         })
     }
 

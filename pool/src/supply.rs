@@ -23,8 +23,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use stockroom_generators::client::AnyGenerator;
 use stockroom_generators::{
     CatalogGraph, Goal, HealthPolicy, Operation, PlanContext, PlanStep, TrackedGenerator, plan,
@@ -36,10 +35,10 @@ use stockroom_protocol::{Attributes, Dataset};
 use tokio::sync::Notify;
 
 use crate::catalog::CatalogSource;
+use crate::service::Clock;
 use crate::store::{
     Generated, InputPick, ItemShortfall, NewGeneration, StockTable, Store, StoreError,
 };
-use crate::time::now_ms;
 use crate::waiting::WaitQueue;
 
 /// How often capabilities are refreshed when every generator has answered.
@@ -62,24 +61,9 @@ struct View {
     problems: Vec<String>,
 }
 
-/// One generator's part of a refresh answer.
-#[derive(Debug, Clone, Serialize)]
-pub struct RefreshedGenerator {
-    pub name: String,
-    pub ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// `type/state` it produces and extensions it offers, from its last good answer.
-    pub produces: Vec<String>,
-    pub extensions: Vec<String>,
-}
-
 /// The answer of a refresh (`POST /api/v1/generators/refresh`).
-#[derive(Debug, Clone, Serialize)]
-pub struct RefreshReport {
-    pub generators: Vec<RefreshedGenerator>,
-    pub problems: Vec<String>,
-}
+pub type RefreshReport = stockroom_protocol::api::RefreshAnswer;
+use stockroom_protocol::api::RefreshedGenerator;
 
 /// Why a dataset was not made.
 #[derive(Debug, Clone)]
@@ -114,6 +98,7 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct Supply {
     store: Arc<dyn Store>,
     queue: WaitQueue,
+    clock: Arc<dyn Clock>,
     generators: Vec<Arc<TrackedGenerator>>,
     concurrency: BTreeMap<String, usize>,
     configured_stock: Vec<(String, String)>,
@@ -124,6 +109,8 @@ pub struct Supply {
     jit: Mutex<BTreeMap<(String, String, String), u64>>,
     refresh_lock: tokio::sync::Mutex<()>,
     wake: Notify,
+    /// How often replenishment was asked for (`poke`), for metrics and tests.
+    replenish_requests: std::sync::atomic::AtomicU64,
     /// States being filled from below `min_ready` up to `max_ready`.
     filling: Mutex<BTreeSet<(String, String)>>,
 }
@@ -186,12 +173,14 @@ impl Supply {
     pub fn new(
         store: Arc<dyn Store>,
         queue: WaitQueue,
+        clock: Arc<dyn Clock>,
         generators: &[GeneratorConfig],
         stock: &[StockConfig],
     ) -> Supply {
         Supply {
             store,
             queue,
+            clock,
             generators: generators
                 .iter()
                 .map(|c| {
@@ -214,6 +203,7 @@ impl Supply {
             jit: Mutex::default(),
             refresh_lock: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
+            replenish_requests: Default::default(),
             filling: Mutex::default(),
         }
     }
@@ -264,7 +254,15 @@ impl Supply {
 
     /// Says that stock may need replenishing now (a lease drained it, a setting changed).
     pub fn poke(&self) {
+        self.replenish_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.wake.notify_one();
+    }
+
+    /// How many times replenishment was asked for since start.
+    pub fn replenish_requests(&self) -> u64 {
+        self.replenish_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn free_slots(&self, generator: &str) -> usize {
@@ -484,7 +482,7 @@ impl Supply {
                         reusable: info.reusable,
                         cap,
                     },
-                    now_ms(),
+                    self.clock.now_ms(),
                 )
                 .await?
             else {
@@ -507,7 +505,7 @@ impl Supply {
                 tracing::warn!(dataset_id = %id, generator = %generator_name,
                     state = %format!("{type_name}/{state}"), %error, "generation failed");
                 self.store
-                    .fail_generation(id.clone(), error.clone(), now_ms())
+                    .fail_generation(id.clone(), error.clone(), self.clock.now_ms())
                     .await?;
                 return Err(MakeError::Failed {
                     generator: generator_name.clone(),
@@ -521,7 +519,7 @@ impl Supply {
             let is_stock = generated.part_of.is_none();
             match self
                 .store
-                .complete_generation(id.clone(), generated, now_ms())
+                .complete_generation(id.clone(), generated, self.clock.now_ms())
                 .await?
             {
                 Some(view) => {
@@ -665,7 +663,7 @@ impl Supply {
                 state: state.to_string(),
                 where_: where_.clone(),
             };
-            if let Some(ds) = self.store.take_input(pick, now_ms()).await? {
+            if let Some(ds) = self.store.take_input(pick, self.clock.now_ms()).await? {
                 return Ok(ds);
             }
             // Stock ran out (or none matches the filter) since planning: make one.
@@ -932,9 +930,4 @@ impl Supply {
         };
         g.extend(spec, target_fields, &request).await
     }
-}
-
-/// The JSON of a refresh report, for the HTTP answer.
-pub fn report_json(report: &RefreshReport) -> Value {
-    serde_json::to_value(report).unwrap_or(Value::Null)
 }

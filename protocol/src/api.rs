@@ -365,6 +365,31 @@ pub struct Catalog {
     pub types: Vec<CatalogType>,
     #[serde(default)]
     pub generators: Vec<GeneratorHealth>,
+    /// What is wrong in the generators' capabilities (the pool still serves what works).
+    #[serde(default)]
+    pub problems: Vec<String>,
+}
+
+/// One generator's part of a refresh answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefreshedGenerator {
+    pub name: String,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `type/state` it produces and extensions it offers, from its last good answer.
+    #[serde(default)]
+    pub produces: Vec<String>,
+    #[serde(default)]
+    pub extensions: Vec<String>,
+}
+
+/// `POST /generators/refresh`: each generator's answer, and the problems found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RefreshAnswer {
+    pub generators: Vec<RefreshedGenerator>,
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
 impl Catalog {

@@ -1,4 +1,4 @@
-//! The HTTP API of CONTRACT §6 on axum: routes, shared state, serving and
+//! The HTTP API (docs/pool.md) on axum: routes, shared state, serving and
 //! graceful shutdown. Every route of `/api/v1` is declared once in
 //! [`api_routes`], which both builds the router and feeds `openapi`.
 
@@ -7,86 +7,25 @@ pub mod leases;
 pub mod ops;
 pub mod problem;
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, get, post, put};
 use serde_json::Value;
 use stockroom_protocol::api::{API_PREFIX, MAX_BODY_BYTES, ProblemKind};
-use stockroom_protocol::pool_config::{PoolConfig, Role};
-use tokio::sync::watch;
+use stockroom_protocol::pool_config::Role;
 
 use crate::auth::Tokens;
-use crate::catalog::CatalogRegistry;
-use crate::metrics::Metrics;
 use crate::openapi::examples as ex;
-use crate::store::{Store, StoreError};
-use crate::supply::Supply;
-use crate::waiting::WaitQueue;
+use crate::service::PoolService;
 use problem::ApiError;
 
-/// What every handler shares.
+/// What every handler shares: the pool service and the tokens that guard it.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub config: Arc<PoolConfig>,
+    pub service: PoolService,
     pub tokens: Arc<Tokens>,
-    pub metrics: Arc<Metrics>,
-    pub queue: WaitQueue,
-    pub catalog: CatalogRegistry,
-    /// The generators: capabilities, pre-generation, just-in-time production.
-    pub supply: Arc<Supply>,
-    /// Becomes true when shutdown starts: long polls end, /readyz answers 503.
-    pub shutdown: watch::Receiver<bool>,
-    /// `(type, state)` pairs the store has reported. The store never forgets
-    /// a state (its status counts and stock settings are never deleted), so
-    /// a pair in here is known for good and a lease for it needs no read.
-    pub store_states: Arc<RwLock<BTreeSet<(String, String)>>>,
-}
-
-impl AppState {
-    /// Every `(type, state)` the pool knows: from the store (datasets and
-    /// stock settings, `[[stock]]` included) and from catalog sources.
-    pub async fn known_states(&self) -> Result<BTreeSet<(String, String)>, StoreError> {
-        let stock = self.store.stock().await?;
-        if let Ok(mut seen) = self.store_states.write() {
-            seen.extend(stock.keys().cloned());
-        }
-        let catalog = self.catalog.build(&stock);
-        Ok(catalog
-            .types
-            .iter()
-            .flat_map(|t| {
-                t.states
-                    .iter()
-                    .map(move |s| (t.type_name.clone(), s.state.clone()))
-            })
-            .collect())
-    }
-
-    /// Which of `wanted` the pool does not know, with every state it knows
-    /// (for the error) when some are unknown. Without a store read when all
-    /// of `wanted` were seen in the store before: on the path of every lease,
-    /// a `Store::stock()` read per request was a reader round trip on SQLite
-    /// and a count over all datasets on PostgreSQL.
-    pub async fn unknown_states(
-        &self,
-        wanted: &BTreeSet<(String, String)>,
-    ) -> Result<Option<(Vec<String>, BTreeSet<(String, String)>)>, StoreError> {
-        if let Ok(seen) = self.store_states.read()
-            && wanted.is_subset(&seen)
-        {
-            return Ok(None);
-        }
-        let known = self.known_states().await?;
-        let unknown: Vec<String> = wanted
-            .difference(&known)
-            .map(|(t, s)| format!("{t}/{s}"))
-            .collect();
-        Ok((!unknown.is_empty()).then_some((unknown, known)))
-    }
 }
 
 /// One API route: its documentation and its handler.

@@ -5,6 +5,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use stockroom_protocol::api::RefreshAnswer;
+
 use super::AppState;
 use super::problem::{Admin, ApiError};
 
@@ -16,11 +18,11 @@ pub async fn healthz() -> &'static str {
 /// begins. Problems in the generators' capabilities follow as `problem:` lines
 /// (the pool still serves what works).
 pub async fn readyz(State(app): State<AppState>) -> Response {
-    if *app.shutdown.borrow() {
+    if app.service.shutting_down() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
     } else {
         let mut body = String::from("ready\n");
-        for p in app.supply.problems() {
+        for p in app.service.problems() {
             body.push_str(&format!("problem: {p}\n"));
         }
         body.into_response()
@@ -31,15 +33,12 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
 pub async fn refresh_generators(
     State(app): State<AppState>,
     Admin(_): Admin,
-) -> Json<serde_json::Value> {
-    let report = app.supply.refresh().await;
-    Json(crate::supply::report_json(&report))
+) -> Json<RefreshAnswer> {
+    Json(app.service.refresh_generators().await)
 }
 
 pub async fn metrics(State(app): State<AppState>) -> Result<Response, ApiError> {
-    let active = app.store.active_lease_count().await?;
-    let stock = app.store.stock().await?;
-    let text = app.metrics.render(active, app.queue.len(), &stock);
+    let text = app.service.metrics_text().await?;
     Ok((
         [(
             header::CONTENT_TYPE,

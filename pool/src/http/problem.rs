@@ -11,6 +11,7 @@ use stockroom_protocol::pool_config::Role;
 
 use super::AppState;
 use crate::auth::Caller;
+use crate::service::ServiceError;
 use crate::store::StoreError;
 
 /// An error answer: a problem, and a `Retry-After` for 503s.
@@ -43,6 +44,59 @@ impl From<StoreError> for ApiError {
             ProblemKind::Internal,
             "the pool's store failed; the error is in the pool's log",
         )
+    }
+}
+
+/// The one mapping from a refused or failed pool operation to its answer.
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> ApiError {
+        let detail = e.to_string();
+        match e {
+            ServiceError::Invalid(_) => ApiError::new(ProblemKind::InvalidRequest, detail),
+            ServiceError::UnknownState { known, .. } => {
+                let mut a = ApiError::new(ProblemKind::UnknownState, detail);
+                a.problem.known_states = Some(known);
+                a
+            }
+            ServiceError::NotFound(_) => ApiError::new(ProblemKind::NotFound, detail),
+            ServiceError::LeaseGone { lease_id, .. } => {
+                let mut a = ApiError::new(ProblemKind::LeaseGone, detail);
+                a.problem.lease_id = Some(lease_id);
+                a
+            }
+            ServiceError::NotHolder(_) => ApiError::new(ProblemKind::NotHolder, detail),
+            ServiceError::WrongStatus { .. } => ApiError::new(ProblemKind::Conflict, detail),
+            ServiceError::UnknownExtension { known, .. } => {
+                let mut a = ApiError::new(ProblemKind::UnknownState, detail);
+                a.problem.known_states = Some(known);
+                a
+            }
+            ServiceError::GeneratorFailed { generator, .. } => {
+                let mut a = ApiError::new(ProblemKind::GeneratorFailed, detail);
+                a.problem.generator = Some(generator);
+                a
+            }
+            ServiceError::NoStock {
+                shortfall,
+                queued_behind,
+            } => {
+                let detail = if queued_behind {
+                    "not enough stock for this request: earlier waiting requests for the same states are served first"
+                } else {
+                    "not enough stock for this request; nothing is held"
+                };
+                let mut a = ApiError::new(ProblemKind::NoStock, detail);
+                a.problem.shortfall = Some(shortfall);
+                a.retry_after = Some(5);
+                a
+            }
+            ServiceError::ShuttingDown => {
+                let mut a = ApiError::new(ProblemKind::Unavailable, detail);
+                a.retry_after = Some(2);
+                a
+            }
+            ServiceError::Store(e) => e.into(),
+        }
     }
 }
 

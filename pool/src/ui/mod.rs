@@ -14,7 +14,6 @@ pub mod session;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -23,14 +22,11 @@ use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use stockroom_protocol::api::{Holder, LeaseItem, LeaseRequest};
 use stockroom_protocol::pool_config::Role;
-use stockroom_protocol::{AttrValue, Attributes, DatasetStatus, LeaseStatus, Outcome};
+use stockroom_protocol::{AttrValue, Attributes, LeaseStatus, Outcome};
 
 use crate::auth::Caller;
 use crate::http::AppState;
-use crate::leasing::{self, Acquired};
-use crate::metrics::Metrics;
-use crate::store::{DatasetFilter, ReleaseResult, SettleResult, StoreError};
-use crate::time::now_ms;
+use crate::service::{ServiceError, Settle};
 use pages::{Page, esc};
 use samples::Samples;
 use session::{Session, Sessions};
@@ -53,8 +49,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     if tokio::runtime::Handle::try_current().is_ok() {
         tokio::spawn(samples::run(
             Arc::clone(&ui.samples),
-            Arc::clone(&state.store),
-            state.shutdown.clone(),
+            Arc::clone(state.service.store()),
+            state.service.shutdown_signal(),
         ));
     }
     Router::new()
@@ -193,7 +189,31 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     )
 }
 
-fn store_failed(e: StoreError) -> Response {
+/// The page for a refused or failed operation; the one mapping of
+/// [`ServiceError`] for the web page (the API's is in `http::problem`).
+fn failed(who: &Who, e: ServiceError) -> Response {
+    let (status, title) = match &e {
+        ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
+        ServiceError::Invalid(_) | ServiceError::UnknownState { .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "Not done")
+        }
+        ServiceError::WrongStatus { .. } | ServiceError::NotHolder(_) => {
+            (StatusCode::CONFLICT, "Not done")
+        }
+        ServiceError::LeaseGone { .. } => (StatusCode::GONE, "Lease ended"),
+        ServiceError::NoStock { .. } => (StatusCode::CONFLICT, "Not enough stock"),
+        ServiceError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "Shutting down"),
+        ServiceError::UnknownExtension { .. } | ServiceError::GeneratorFailed { .. } => {
+            (StatusCode::BAD_GATEWAY, "Generator failed")
+        }
+        ServiceError::Store(_) => return store_failed(e),
+    };
+    let mut r = render(who, Page::message(title, &e.to_string()));
+    *r.status_mut() = status;
+    r
+}
+
+fn store_failed(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "store failure while rendering the web page");
     pages::bare(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -299,12 +319,10 @@ async fn catalog(
         Ok(w) => w,
         Err(r) => return r,
     };
-    let stock = match app.store.stock().await {
-        Ok(s) => s,
-        Err(e) => return store_failed(e),
-    };
-    let cat = app.catalog.build(&stock);
-    render(&who, pages::catalog(&cat, &app.supply.problems()))
+    match app.service.catalog().await {
+        Ok(cat) => render(&who, pages::catalog(&cat, &cat.problems)),
+        Err(e) => failed(&who, e),
+    }
 }
 
 async fn lease_form(
@@ -317,12 +335,10 @@ async fn lease_form(
         Ok(w) => w,
         Err(r) => return r,
     };
-    let stock = match app.store.stock().await {
-        Ok(s) => s,
-        Err(e) => return store_failed(e),
-    };
-    let cat = app.catalog.build(&stock);
-    render(&who, pages::lease_form(&who, &cat, &q, None))
+    match app.service.catalog().await {
+        Ok(cat) => render(&who, pages::lease_form(&who, &cat, &q, None)),
+        Err(e) => failed(&who, e),
+    }
 }
 
 /// `a=1, b=2` (commas or new lines) → attributes.
@@ -355,11 +371,10 @@ async fn lease_create(
         Ok(w) => w,
         Err(r) => return r,
     };
-    let stock = match app.store.stock().await {
-        Ok(s) => s,
-        Err(e) => return store_failed(e),
+    let cat = match app.service.catalog().await {
+        Ok(c) => c,
+        Err(e) => return failed(&who, e),
     };
-    let cat = app.catalog.build(&stock);
     let fail = |status: StatusCode, msg: String| {
         let mut r = render(&who, pages::lease_form(&who, &cat, &form, Some(&msg)));
         *r.status_mut() = status;
@@ -428,29 +443,14 @@ async fn lease_create(
             on_failure: Default::default(),
         }],
     };
-    if let Err(m) = leasing::validate(&req) {
-        return fail(StatusCode::UNPROCESSABLE_ENTITY, m);
-    }
-    let ttl = leasing::ttl_ms(&app.config, req.ttl_seconds);
-    let wait = Duration::from_secs(15).min(app.config.max_wait.0);
-    let outcome = leasing::acquire(
-        &app.store,
-        &app.queue,
-        &app.metrics,
-        app.shutdown.clone(),
-        req,
-        ttl,
-        wait,
-        Some(&app.supply),
-    )
-    .await;
-    match outcome {
-        Ok(Acquired::New(g) | Acquired::Existing(g)) => {
-            tracing::info!(lease_id = %g.lease_id, token = %who.session.caller.name, "lease taken by hand on the web page");
-            ui.sessions.add_lease(&who.session.id, &g.lease_id);
-            redirect(&format!("/ui/leases/{}", g.lease_id))
+    match app.service.lease(req).await {
+        Ok(leased) => {
+            let id = leased.granted.lease_id;
+            tracing::info!(lease_id = %id, token = %who.session.caller.name, "lease taken by hand on the web page");
+            ui.sessions.add_lease(&who.session.id, &id);
+            redirect(&format!("/ui/leases/{id}"))
         }
-        Ok(Acquired::NoStock { shortfall, .. }) => {
+        Err(ServiceError::NoStock { shortfall, .. }) => {
             let s: Vec<String> = shortfall
                 .iter()
                 .map(|s| {
@@ -465,11 +465,12 @@ async fn lease_create(
                 format!("Not enough stock; nothing is held ({}).", s.join("; ")),
             )
         }
-        Ok(Acquired::ShuttingDown) => fail(
+        Err(ServiceError::ShuttingDown) => fail(
             StatusCode::SERVICE_UNAVAILABLE,
             "The pool is shutting down.".into(),
         ),
-        Err(e) => store_failed(e),
+        Err(ServiceError::Invalid(m)) => fail(StatusCode::UNPROCESSABLE_ENTITY, m),
+        Err(e) => failed(&who, e),
     }
 }
 
@@ -478,9 +479,9 @@ async fn leases(State(app): State<AppState>, Extension(ui): UiExt, headers: Head
         Ok(w) => w,
         Err(r) => return r,
     };
-    match app.store.list_leases(Some(LeaseStatus::Active), 500).await {
-        Ok(list) => render(&who, pages::leases(&list, now_ms())),
-        Err(e) => store_failed(e),
+    match app.service.leases(Some(LeaseStatus::Active), 500).await {
+        Ok(list) => render(&who, pages::leases(&list.leases, app.service.now_ms())),
+        Err(e) => failed(&who, e),
     }
 }
 
@@ -494,18 +495,24 @@ async fn lease(
         Ok(w) => w,
         Err(r) => return r,
     };
-    match app.store.get_lease(id.clone()).await {
-        Ok(Some(mut lease)) => {
-            // Real data only for the session that took the lease, while active.
-            let mine = who.session.leases.contains(&id) && lease.status == LeaseStatus::Active;
-            if !mine {
+    // Real data only for the session that took the lease, while active.
+    let taken_here = who.session.leases.contains(&id);
+    let found = if taken_here {
+        app.service.lease_with_secrets(id.clone()).await
+    } else {
+        app.service.lease_view(id.clone()).await
+    };
+    match found {
+        Ok(mut lease) => {
+            let mine = taken_here && lease.status == LeaseStatus::Active;
+            if taken_here && !mine {
                 for d in &mut lease.datasets {
                     d.dataset = d.dataset.redacted();
                 }
             }
-            render(&who, pages::lease(&who, &lease, mine, now_ms()))
+            render(&who, pages::lease(&who, &lease, mine, app.service.now_ms()))
         }
-        Ok(None) => {
+        Err(ServiceError::NotFound(_)) => {
             let mut r = render(
                 &who,
                 Page::message("No such lease", &format!("No lease {id}.")),
@@ -513,7 +520,7 @@ async fn lease(
             *r.status_mut() = StatusCode::NOT_FOUND;
             r
         }
-        Err(e) => store_failed(e),
+        Err(e) => failed(&who, e),
     }
 }
 
@@ -560,37 +567,21 @@ async fn release(
             who.session.caller.name
         )
     });
-    match app
-        .store
-        .release(id.clone(), outcome, reason, None, now_ms())
-        .await
-    {
-        Ok(ReleaseResult::Released(_)) => {
-            Metrics::inc(&app.metrics.leases_released, 1);
-            app.queue.notify();
-            tracing::info!(lease_id = %id, %outcome, "lease released on the web page");
-            redirect(&format!("/ui/leases/{id}"))
-        }
-        Ok(ReleaseResult::AlreadyReleased(_)) => redirect(&format!("/ui/leases/{id}")),
-        Ok(ReleaseResult::Expired) => {
-            app.queue.notify();
-            render(
-                &who,
-                Page::message(
-                    "Lease expired",
-                    "The lease expired before this release; its datasets were quarantined.",
-                ),
-            )
-        }
-        Ok(ReleaseResult::NotFound) => refuse(StatusCode::NOT_FOUND, "No such lease."),
-        Err(e) => store_failed(e),
+    match app.service.release(id.clone(), outcome, reason, None).await {
+        Ok(_) => redirect(&format!("/ui/leases/{id}")),
+        Err(ServiceError::LeaseGone {
+            status: LeaseStatus::Expired,
+            ..
+        }) => render(
+            &who,
+            Page::message(
+                "Lease expired",
+                "The lease expired before this release; its datasets were quarantined.",
+            ),
+        ),
+        Err(ServiceError::NotFound(_)) => refuse(StatusCode::NOT_FOUND, "No such lease."),
+        Err(e) => failed(&who, e),
     }
-}
-
-/// One quarantined dataset with what the page shows about it.
-pub struct Quarantined {
-    pub view: stockroom_protocol::api::DatasetView,
-    pub failing_job: Option<String>,
 }
 
 async fn quarantine(
@@ -603,31 +594,10 @@ async fn quarantine(
         Ok(w) => w,
         Err(r) => return r,
     };
-    let filter = DatasetFilter {
-        status: Some(DatasetStatus::Quarantined),
-        limit: 200,
-        ..DatasetFilter::default()
+    let rows = match app.service.quarantined(200).await {
+        Ok(rows) => rows,
+        Err(e) => return failed(&who, e),
     };
-    let list = match app.store.list_datasets(filter).await {
-        Ok(l) => l,
-        Err(e) => return store_failed(e),
-    };
-    let mut rows = Vec::new();
-    for mut view in list {
-        view.history = app
-            .store
-            .history(view.dataset.id.clone())
-            .await
-            .unwrap_or_default();
-        let lease_id = view.history.iter().rev().find_map(|h| h.lease_id.clone());
-        let mut failing_job = None;
-        if let Some(l) = lease_id
-            && let Ok(Some(lease)) = app.store.get_lease(l).await
-        {
-            failing_job = lease.details_url.or(lease.holder.url);
-        }
-        rows.push(Quarantined { view, failing_job });
-    }
     render(&who, pages::quarantine(&who, &rows, &q))
 }
 
@@ -641,12 +611,9 @@ async fn dataset(
         Ok(w) => w,
         Err(r) => return r,
     };
-    match app.store.get_dataset(id.clone()).await {
-        Ok(Some(mut v)) => {
-            v.dataset = v.dataset.redacted();
-            render(&who, pages::dataset(&who, &v))
-        }
-        Ok(None) => {
+    match app.service.dataset(id.clone()).await {
+        Ok(v) => render(&who, pages::dataset(&who, &v)),
+        Err(ServiceError::NotFound(_)) => {
             let mut r = render(
                 &who,
                 Page::message("No such dataset", &format!("No dataset {id}.")),
@@ -654,7 +621,7 @@ async fn dataset(
             *r.status_mut() = StatusCode::NOT_FOUND;
             r
         }
-        Err(e) => store_failed(e),
+        Err(e) => failed(&who, e),
     }
 }
 
@@ -676,24 +643,19 @@ async fn settle(
         );
     }
     let by = format!("{} (web page)", who.session.caller.name);
-    let result = match action.as_str() {
-        "discard" => app.store.discard(id.clone(), by, now_ms()).await,
-        "recycle" => app.store.recycle(id.clone(), by, now_ms()).await,
+    let how = match action.as_str() {
+        "discard" => Settle::Discard,
+        "recycle" => Settle::Recycle,
         _ => return refuse(StatusCode::NOT_FOUND, "No such action."),
     };
-    match result {
-        Ok(SettleResult::Done(_)) => {
-            app.queue.notify();
-            app.supply.poke();
-            tracing::info!(dataset_id = %id, %action, "dataset settled on the web page");
-            redirect(&format!("/ui/quarantine?settled={id}&action={action}"))
-        }
-        Ok(SettleResult::WrongStatus(s)) => refuse(
+    match app.service.settle(id.clone(), how, by).await {
+        Ok(_) => redirect(&format!("/ui/quarantine?settled={id}&action={action}")),
+        Err(ServiceError::WrongStatus { status, .. }) => refuse(
             StatusCode::CONFLICT,
-            &format!("Dataset {id} is {s}; it cannot be settled so."),
+            &format!("Dataset {id} is {status}; it cannot be settled so."),
         ),
-        Ok(SettleResult::NotFound) => refuse(StatusCode::NOT_FOUND, "No such dataset."),
-        Err(e) => store_failed(e),
+        Err(ServiceError::NotFound(_)) => refuse(StatusCode::NOT_FOUND, "No such dataset."),
+        Err(e) => failed(&who, e),
     }
 }
 

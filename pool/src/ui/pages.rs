@@ -14,8 +14,9 @@ use stockroom_protocol::api::{
 use stockroom_protocol::pool_config::Role;
 use stockroom_protocol::{Dataset, DatasetStatus};
 
+use super::Who;
 use super::samples::Sample;
-use super::{Quarantined, Who};
+use crate::service::Quarantined;
 use crate::time::parse_rfc3339;
 
 /// Escapes text for HTML element content and quoted attribute values.

@@ -1,0 +1,164 @@
+//! Datasets: registration by hand, settling (discard, recycle), retention,
+//! and the reads of datasets.
+
+use std::time::Duration;
+
+use stockroom_protocol::DatasetStatus;
+use stockroom_protocol::api::{DatasetView, NewDataset};
+
+use super::{PoolService, ServiceError, ServiceResult};
+use crate::store::{DatasetFilter, SettleResult};
+
+fn redacted(mut v: DatasetView) -> DatasetView {
+    v.dataset = v.dataset.redacted();
+    v
+}
+
+/// One quarantined dataset with what the quarantine page shows about it.
+#[derive(Debug, Clone)]
+pub struct Quarantined {
+    /// Secrets redacted, full history.
+    pub view: DatasetView,
+    /// The failing job: the last lease's `details_url`, else its holder's URL.
+    pub failing_job: Option<String>,
+}
+
+/// How a dataset is settled by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// `quarantined`, `ready` or `failed` → `discarded`.
+    Discard,
+    /// `quarantined` → `ready`.
+    Recycle,
+}
+
+impl Settle {
+    /// The statuses it applies to, for messages.
+    fn applies_to(self) -> &'static str {
+        match self {
+            Settle::Discard => "quarantined, ready or failed",
+            Settle::Recycle => "quarantined",
+        }
+    }
+}
+
+/// Checks datasets registered by hand; the error names the first bad one.
+fn validate_new(datasets: &[NewDataset]) -> ServiceResult<()> {
+    if datasets.is_empty() {
+        return Err(ServiceError::Invalid(
+            "the list of datasets is empty".into(),
+        ));
+    }
+    for (i, d) in datasets.iter().enumerate() {
+        let bad = |m: &str| Err(ServiceError::Invalid(format!("dataset {i}: {m}")));
+        if d.type_name.is_empty() || d.state.is_empty() {
+            return bad("type and state must not be empty");
+        }
+        if !d.data.is_object() {
+            return bad("data must be a JSON object");
+        }
+        if d.entities.iter().any(String::is_empty) {
+            return bad("entities must not be empty strings");
+        }
+    }
+    Ok(())
+}
+
+impl PoolService {
+    /// Registers datasets by hand, `ready` at once; answers them redacted.
+    pub async fn register(
+        &self,
+        datasets: Vec<NewDataset>,
+        by: String,
+    ) -> ServiceResult<Vec<DatasetView>> {
+        validate_new(&datasets)?;
+        let views = self.store().register(datasets, by, self.now_ms()).await?;
+        self.stock_freed();
+        tracing::info!(datasets = views.len(), "datasets registered by hand");
+        Ok(views.into_iter().map(redacted).collect())
+    }
+
+    /// Discards or recycles a dataset by hand. Either changes what can be
+    /// leased, so both wake the waiters and ask the supply for stock.
+    pub async fn settle(&self, id: String, how: Settle, by: String) -> ServiceResult<DatasetView> {
+        let now = self.now_ms();
+        let result = match how {
+            Settle::Discard => self.store().discard(id.clone(), by, now).await?,
+            Settle::Recycle => self.store().recycle(id.clone(), by, now).await?,
+        };
+        match result {
+            SettleResult::Done(view) => {
+                self.stock_freed();
+                self.stock_taken();
+                tracing::info!(dataset_id = %id, action = ?how, "dataset settled by hand");
+                Ok(redacted(*view))
+            }
+            SettleResult::WrongStatus(status) => Err(ServiceError::WrongStatus {
+                status,
+                detail: format!(
+                    "dataset {id} is {status}; only {} datasets can be settled so",
+                    how.applies_to()
+                ),
+            }),
+            SettleResult::NotFound => Err(ServiceError::NotFound(format!("no dataset {id}"))),
+        }
+    }
+
+    /// One dataset with its history, secrets redacted.
+    pub async fn dataset(&self, id: String) -> ServiceResult<DatasetView> {
+        match self.store().get_dataset(id.clone()).await? {
+            Some(v) => Ok(redacted(v)),
+            None => Err(ServiceError::NotFound(format!("no dataset {id}"))),
+        }
+    }
+
+    /// Datasets in insertion order, without history, secrets redacted.
+    pub async fn datasets(&self, filter: DatasetFilter) -> ServiceResult<Vec<DatasetView>> {
+        Ok(self
+            .store()
+            .list_datasets(filter)
+            .await?
+            .into_iter()
+            .map(redacted)
+            .collect())
+    }
+
+    /// Quarantined datasets, oldest first, at most `limit`, with their
+    /// history and failing job.
+    pub async fn quarantined(&self, limit: u32) -> ServiceResult<Vec<Quarantined>> {
+        let filter = DatasetFilter {
+            status: Some(DatasetStatus::Quarantined),
+            limit,
+            ..DatasetFilter::default()
+        };
+        let list = self.store().list_datasets(filter).await?;
+        let mut rows = Vec::with_capacity(list.len());
+        for view in list {
+            let mut view = redacted(view);
+            view.history = self.store().history(view.dataset.id.clone()).await?;
+            let lease_id = view.history.iter().rev().find_map(|h| h.lease_id.clone());
+            let mut failing_job = None;
+            if let Some(l) = lease_id
+                && let Some(lease) = self.store().get_lease(l).await?
+            {
+                failing_job = lease.details_url.or(lease.holder.url);
+            }
+            rows.push(Quarantined { view, failing_job });
+        }
+        Ok(rows)
+    }
+
+    /// Erases the data of datasets consumed longer than `keep` ago.
+    pub async fn purge_consumed(&self, keep: Duration) -> ServiceResult<u64> {
+        let now = self.now_ms();
+        let before = now.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
+        let n = self.store().purge_consumed(before, now).await?;
+        if n > 0 {
+            tracing::info!(
+                datasets = n,
+                "erased data of consumed datasets past consumed_retention"
+            );
+        }
+        Ok(n)
+    }
+}
