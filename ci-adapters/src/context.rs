@@ -69,7 +69,7 @@ impl CiContext {
         }
     }
 
-    /// The lease holder for the pool (CONTRACT §6), `ci` being the provider name.
+    /// The lease holder for the pool (docs/pool.md), `ci` being the provider name.
     pub fn holder(&self, shard: Shard) -> Holder {
         Holder {
             ci: Some(self.provider.name().to_string()),

@@ -7,7 +7,7 @@
 //!   an idempotency key per job shard.
 //! - [`resolve_shard`]: the job's shard from flags, `STOCKROOM_SHARD_*` or
 //!   the CI's own parallelism variables.
-//! - Output channels for the variables of CONTRACT §4: [`GithubFile`]
+//! - Output channels for the variables of docs/sidecar.md: [`GithubFile`]
 //!   (`$GITHUB_ENV`, `$GITHUB_OUTPUT`, masks first), [`write_dotenv`]
 //!   (GitLab dotenv reports) and [`shell_exports`].
 //!

@@ -15,7 +15,7 @@ use crate::command::CommandGenerator;
 use crate::error::{ErrorKind, GeneratorError, Operation, describe_json_error};
 use crate::http::HttpGenerator;
 
-/// The generator protocol (CONTRACT §7), whatever carries it.
+/// The generator protocol (docs/generators.md), whatever carries it.
 ///
 /// Answers are parsed but not checked against the generator's promises; see
 /// [`crate::validate`] and [`crate::TrackedGenerator`] for that.

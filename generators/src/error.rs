@@ -7,7 +7,7 @@
 use std::fmt;
 use std::time::Duration;
 
-/// The three calls of the generator protocol (CONTRACT §7).
+/// The three calls of the generator protocol (docs/generators.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Operation {
     Capabilities,

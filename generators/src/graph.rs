@@ -7,7 +7,7 @@
 //! - an extension names it as `to` and nobody produces it: the state is then
 //!   *derived* from the extension's `from` state (its fields plus the
 //!   extension's fields, the same attributes and secret fields), as with
-//!   `customer/active-with-payment` in CONTRACT §7's example.
+//!   `customer/active-with-payment` in docs/generators.md's example.
 //!
 //! Problems are collected, not stopped at, so one bad generator does not hide
 //! the others: [`CatalogGraph::build_lenient`] returns the usable graph (the

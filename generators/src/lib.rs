@@ -1,5 +1,5 @@
 //! Stockroom's generators: the clients that call them (HTTP services and local
-//! commands, CONTRACT §7), the checks their answers must pass, the catalog
+//! commands, docs/generators.md), the checks their answers must pass, the catalog
 //! graph built from their capabilities, their health, the planner that picks
 //! the cheapest way to make a dataset, and the demo shop.
 //!

@@ -1,5 +1,5 @@
 //! Contract enforcement: an answer that breaks the generator's own promises is
-//! a failed generation, never stock (CONTRACT §7).
+//! a failed generation, never stock (docs/generators.md).
 //!
 //! What is checked, for `generate`:
 //! - `data` is a JSON object;

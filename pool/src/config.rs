@@ -1,4 +1,4 @@
-//! Start-up settings: `stockroom-pool.toml` (CONTRACT §8) with flag overrides,
+//! Start-up settings: `stockroom-pool.toml` (docs/pool.md) with flag overrides,
 //! fully validated before anything binds.
 
 use std::path::PathBuf;

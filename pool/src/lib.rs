@@ -1,5 +1,5 @@
 //! `stockroom-pool`: keeps test datasets in stock and leases them exclusively
-//! to CI jobs (CONTRACT §6). The binary (`main.rs`) only parses flags and
+//! to CI jobs (docs/pool.md). The binary (`main.rs`) only parses flags and
 //! picks the exit code; everything else is here.
 //!
 //! Start-up order: configuration fully validated ([`config`]), store opened

@@ -1,4 +1,4 @@
-//! Supply: the generators behind the pool (CONTRACT §7).
+//! Supply: the generators behind the pool (docs/generators.md).
 //!
 //! - Capabilities are loaded at start and refreshed (every
 //!   [`REFRESH_EVERY`], every second while some generator has never answered,

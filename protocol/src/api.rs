@@ -1,4 +1,4 @@
-//! Bodies of the pool's HTTP API (CONTRACT §6), prefix `/api/v1`.
+//! Bodies of the pool's HTTP API (docs/pool.md), prefix `/api/v1`.
 
 use std::collections::BTreeMap;
 

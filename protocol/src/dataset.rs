@@ -1,4 +1,4 @@
-//! A dataset and the lifecycle words of CONTRACT §6.
+//! A dataset and the lifecycle words of docs/pool.md.
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! The JSON file a test reads (`STOCKROOM_DATASETS_FILE`, CONTRACT §4).
+//! The JSON file a test reads (`STOCKROOM_DATASETS_FILE`, docs/sidecar.md).
 
 use std::collections::BTreeMap;
 

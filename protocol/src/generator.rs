@@ -1,4 +1,4 @@
-//! The generator protocol (CONTRACT §7), spoken over HTTP or by a local command.
+//! The generator protocol (docs/generators.md), spoken over HTTP or by a local command.
 
 use std::collections::BTreeMap;
 

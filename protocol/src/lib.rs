@@ -1,4 +1,4 @@
-//! The shared types of Stockroom's external contract (`CONTRACT.md`).
+//! The shared types of Stockroom's external contract (docs/architecture.md and the docs it links).
 //!
 //! Both programs — the `stockroom` sidecar and the `stockroom-pool` server —
 //! speak through these types, so a change here is a change of the contract.

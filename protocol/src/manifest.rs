@@ -1,4 +1,4 @@
-//! The job's dataset contract, `stockroom.toml` (CONTRACT §3).
+//! The job's dataset contract, `stockroom.toml` (docs/manifest.md).
 //!
 //! Every error names `file:line:column` and what was expected; unknown keys
 //! are errors. Parsing happens in two passes: `toml` + serde catch syntax,

@@ -2,7 +2,7 @@
 //! `STOCKROOM_CI_*` variables, all optional. They are read only when no known
 //! CI is detected.
 //!
-//! The `CI_` infix keeps them apart from the dataset variables of CONTRACT §4
+//! The `CI_` infix keeps them apart from the dataset variables of docs/sidecar.md
 //! (`STOCKROOM_<DATASET>_<FIELD>`), so a dataset named `run` cannot be
 //! mistaken for the run id of a nested `stockroom` invocation.
 

@@ -1,5 +1,5 @@
 'use strict';
-// How the action drives the `stockroom` CLI (CONTRACT §5).
+// How the action drives the `stockroom` CLI (docs/sidecar.md).
 
 const fs = require('node:fs');
 const path = require('node:path');
