@@ -88,7 +88,10 @@ pub mod pool {
     /// Every failure code of the pool, with what it means.
     pub const OWN_CODES: &[(i32, &str)] = &[
         (USAGE, "usage error"),
-        (STORE_FAILED, "store reached but migrating or reading it failed"),
+        (
+            STORE_FAILED,
+            "store reached but migrating or reading it failed",
+        ),
         (STORE_UNAVAILABLE, "store unreachable"),
         (IO, "cannot listen or serve"),
         (CONFIG, "configuration error"),

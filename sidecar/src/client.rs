@@ -380,7 +380,10 @@ mod tests {
             url: "u".into(),
             body: String::new(),
         };
-        assert_eq!(crate::exit::Exit::from(unauthorized.into_error("http://p")).code(), 77);
+        assert_eq!(
+            crate::exit::Exit::from(unauthorized.into_error("http://p")).code(),
+            77
+        );
     }
 
     #[test]

@@ -183,7 +183,11 @@ mod tests {
         for (exit, code) in failures {
             assert_eq!(exit.code(), code, "{exit:?}");
         }
-        assert_eq!((NOT_EXECUTABLE, NOT_FOUND), (126, 127), "as a shell reports them");
+        assert_eq!(
+            (NOT_EXECUTABLE, NOT_FOUND),
+            (126, 127),
+            "as a shell reports them"
+        );
     }
 
     #[test]

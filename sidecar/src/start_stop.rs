@@ -17,8 +17,8 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use stockroom_protocol::datasets_file::ShardInfo;
 use stockroom_protocol::Outcome;
+use stockroom_protocol::datasets_file::ShardInfo;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::ci::{self, CiContext, EnvSource, GithubFile, Provider};
