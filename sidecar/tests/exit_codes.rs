@@ -21,6 +21,10 @@ fn stockroom(dir: &Path) -> Command {
     cmd
 }
 
+fn stockroom_in(dir: &Path, args: &[&str]) -> Output {
+    stockroom(dir).args(args).output().expect("run stockroom")
+}
+
 fn write_manifest(dir: &Path, pool: Option<&str>) {
     let pool = pool
         .map(|p| format!("pool = \"{p}\"\n"))
@@ -48,6 +52,10 @@ fn run(pool: &StubPool, flags: &[&str], command: &[&str]) -> (Output, tempfile::
     (out, dir)
 }
 
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(out));
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -64,59 +72,40 @@ fn granting() -> StubPool {
 }
 
 #[test]
-fn a_command_that_exits_0_or_3_gives_its_own_code() {
-    let pool = granting();
-    let (out, _dir) = run(&pool, &[], &["sh", "-c", "exit 3"]);
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    let (out, _dir) = run(&pool, &[], &["sh", "-c", "exit 0"]);
-    assert_eq!(out.status.code(), Some(exit_codes::OK), "{}", stderr(&out));
-    assert_eq!(released_as(&pool), ["failed", "passed"]);
-}
-
-#[test]
-fn a_command_killed_by_sigterm_gives_143() {
-    let pool = granting();
-    let (out, _dir) = run(&pool, &[], &["sh", "-c", "kill -TERM $$"]);
-    assert_eq!(
-        out.status.code(),
-        Some(exit_codes::for_signal(15)),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(exit_codes::for_signal(15), 143);
-    assert_eq!(released_as(&pool), ["failed"]);
-}
-
-#[test]
-fn a_command_that_is_not_found_gives_127_and_releases_as_failed() {
-    let pool = granting();
-    let (out, _dir) = run(&pool, &[], &["stockroom-test-no-such-command"]);
-    assert_eq!(
-        out.status.code(),
-        Some(exit_codes::NOT_FOUND),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(exit_codes::NOT_FOUND, 127);
-    assert_eq!(released_as(&pool), ["failed"]);
-}
-
-#[test]
-fn a_file_that_is_not_executable_gives_126() {
-    let pool = granting();
+fn the_commands_end_gives_the_exit_code_and_the_release_outcome() {
     let dir = tempfile::tempdir().expect("tempdir");
     let script = dir.path().join("not-executable.sh");
     std::fs::write(&script, "#!/bin/sh\nexit 0\n").expect("write the script");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let (out, _dir) = run(&pool, &[], &[script.to_str().expect("utf-8 path")]);
-    assert_eq!(
-        out.status.code(),
-        Some(exit_codes::NOT_EXECUTABLE),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(exit_codes::NOT_EXECUTABLE, 126);
-    assert_eq!(released_as(&pool), ["failed"]);
+    let script = script.to_str().expect("utf-8 path");
+    let cases: [(&str, &[&str], i32, &str); 5] = [
+        ("exit 3", &["sh", "-c", "exit 3"], 3, "failed"),
+        ("exit 0", &["sh", "-c", "exit 0"], exit_codes::OK, "passed"),
+        (
+            "killed by SIGTERM",
+            &["sh", "-c", "kill -TERM $$"],
+            exit_codes::for_signal(15),
+            "failed",
+        ),
+        (
+            "not found",
+            &["stockroom-test-no-such-command"],
+            exit_codes::NOT_FOUND,
+            "failed",
+        ),
+        (
+            "not executable",
+            &[script],
+            exit_codes::NOT_EXECUTABLE,
+            "failed",
+        ),
+    ];
+    for (what, command, code, outcome) in cases {
+        let pool = granting();
+        let (out, _dir) = run(&pool, &[], command);
+        assert_eq!(out.status.code(), Some(code), "{what}: {}", stderr(&out));
+        assert_eq!(released_as(&pool), [outcome], "{what}");
+    }
 }
 
 #[test]
@@ -150,12 +139,7 @@ fn no_stock_within_acquire_timeout_gives_no_stock() {
 fn a_rejected_token_gives_token_rejected() {
     let pool = StubPool::start(LeaseAnswer::RejectToken, HeartbeatAnswerKind::Alive);
     let (out, _dir) = run(&pool, &[], &["true"]);
-    assert_eq!(
-        out.status.code(),
-        Some(exit_codes::TOKEN_REJECTED),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit(&out, exit_codes::TOKEN_REJECTED);
 }
 
 #[test]
@@ -166,65 +150,30 @@ fn a_pool_that_is_not_listening_gives_pool_unreachable() {
         .expect("a free port");
     let dir = tempfile::tempdir().expect("tempdir");
     write_manifest(dir.path(), Some(&format!("http://{closed}")));
-    let out = stockroom(dir.path())
-        .args(["run", "--", "true"])
-        .output()
-        .expect("run stockroom");
-    assert_eq!(
-        out.status.code(),
-        Some(exit_codes::POOL_UNREACHABLE),
-        "{}",
-        stderr(&out)
-    );
+    let out = stockroom_in(dir.path(), &["run", "--", "true"]);
+    assert_exit(&out, exit_codes::POOL_UNREACHABLE);
 }
 
 #[test]
 fn the_sidecars_own_failures_before_any_pool_give_their_codes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = stockroom(dir.path())
-        .args(["run", "--no-such-flag", "--", "true"])
-        .output()
-        .expect("run stockroom");
-    assert_eq!(
-        out.status.code(),
-        Some(exit_codes::USAGE),
-        "{}",
-        stderr(&out)
-    );
+    let out = stockroom_in(dir.path(), &["run", "--no-such-flag", "--", "true"]);
+    assert_exit(&out, exit_codes::USAGE);
 
     // No pool anywhere: not in the manifest, no --pool, no STOCKROOM_POOL.
     write_manifest(dir.path(), None);
-    let out = stockroom(dir.path())
-        .args(["run", "--", "true"])
-        .output()
-        .expect("run stockroom");
-    assert_eq!(
-        out.status.code(),
-        Some(exit_codes::CONFIG),
-        "{}",
-        stderr(&out)
-    );
+    let out = stockroom_in(dir.path(), &["run", "--", "true"]);
+    assert_exit(&out, exit_codes::CONFIG);
 
-    std::fs::write(
-        dir.path().join("stockroom.toml"),
-        "version = 1
-cont = 2
-",
-    )
-    .expect("write a broken manifest");
-    let out = stockroom(dir.path())
-        .args(["run", "--", "true"])
-        .output()
-        .expect("run stockroom");
+    std::fs::write(dir.path().join("stockroom.toml"), "version = 1\ncont = 2\n")
+        .expect("write a broken manifest");
+    let out = stockroom_in(dir.path(), &["run", "--", "true"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(exit_codes::BAD_MANIFEST), "{err}");
     assert!(err.contains("stockroom.toml:2:"), "{err}");
 
-    let out = stockroom(dir.path())
-        .arg("--help")
-        .output()
-        .expect("run stockroom");
-    assert_eq!(out.status.code(), Some(exit_codes::OK), "{}", stderr(&out));
+    let out = stockroom_in(dir.path(), &["--help"]);
+    assert_exit(&out, exit_codes::OK);
 }
 
 /// The rows of the "Exit codes" table in docs/sidecar.md that start with a number.
