@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+use stockroom_protocol::dataset::REDACTED;
+use stockroom_protocol::env_names::EnvVar;
+
 /// One variable to export. `secret` values are masked on GitHub before they
 /// are written anywhere, and never shown by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -32,13 +35,33 @@ impl ExportVar {
     }
 }
 
+/// A variable a test sees, handed on to later steps; only `source` (which
+/// field it came from) stays behind, as no output channel writes it.
+impl From<EnvVar> for ExportVar {
+    fn from(var: EnvVar) -> Self {
+        let EnvVar {
+            name,
+            value,
+            secret,
+            source: _,
+        } = var;
+        ExportVar {
+            name,
+            value,
+            secret,
+        }
+    }
+}
+
+impl From<&EnvVar> for ExportVar {
+    fn from(var: &EnvVar) -> Self {
+        ExportVar::from(var.clone())
+    }
+}
+
 impl fmt::Debug for ExportVar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let value: &dyn fmt::Debug = if self.secret {
-            &"<redacted>"
-        } else {
-            &self.value
-        };
+        let value: &dyn fmt::Debug = if self.secret { &REDACTED } else { &self.value };
         f.debug_struct("ExportVar")
             .field("name", &self.name)
             .field("value", value)
@@ -69,12 +92,36 @@ mod tests {
             ExportVar::secret("STOCKROOM_BUYER_PASSWORD", "hunter2")
         );
         assert!(!secret.contains("hunter2"), "{secret}");
-        assert!(secret.contains("<redacted>"), "{secret}");
+        assert!(secret.contains(REDACTED), "{secret}");
         let plain = format!(
             "{:?}",
             ExportVar::plain("STOCKROOM_BUYER_EMAIL", "a@x.test")
         );
         assert!(plain.contains("a@x.test"), "{plain}");
+    }
+
+    #[test]
+    fn a_test_variable_keeps_its_name_value_and_secrecy() {
+        let var = EnvVar {
+            name: "STOCKROOM_BUYER_PASSWORD".into(),
+            value: "hunter2".into(),
+            secret: true,
+            source: "buyer.data.password".into(),
+        };
+        let export = ExportVar::from(&var);
+        assert_eq!(
+            export,
+            ExportVar::secret("STOCKROOM_BUYER_PASSWORD", "hunter2")
+        );
+        assert!(!format!("{export:?}").contains("hunter2"));
+        let plain = EnvVar {
+            secret: false,
+            ..var
+        };
+        assert_eq!(
+            ExportVar::from(plain),
+            ExportVar::plain("STOCKROOM_BUYER_PASSWORD", "hunter2")
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The variables a test sees (CONTRACT §4), computed from leased datasets.
+//! The variables a test sees (docs/sidecar.md, "What the tests see"),
+//! computed from leased datasets.
 //!
 //! For dataset `buyer` with data `{"customer_id": "C1042"}` and prefix
 //! `STOCKROOM_`: `STOCKROOM_BUYER_ID` (the dataset id) and
@@ -182,7 +183,7 @@ fn flatten(
     }
 }
 
-/// Every variable of CONTRACT §4 for a datasets file written at `file_path`.
+/// Every variable a test sees, for a datasets file written at `file_path`.
 pub fn lease_env_vars(
     prefix: &str,
     file: &DatasetsFile,

@@ -7,8 +7,9 @@ use crate::cli::Common;
 use crate::client::PoolClient;
 use crate::config;
 use crate::errors::Error;
+use crate::exit::Exit;
 
-pub async fn catalog(common: &Common, env: &impl EnvSource) -> Result<i32, Error> {
+pub async fn catalog(common: &Common, env: &impl EnvSource) -> Result<Exit, Error> {
     let manifest_path = config::manifest_path(common, env);
     let manifest = if manifest_path.exists() {
         config::load_manifest(common, env).ok()
@@ -24,7 +25,7 @@ pub async fn catalog(common: &Common, env: &impl EnvSource) -> Result<i32, Error
     } else {
         crate::redact::print_stdout(&table(&catalog));
     }
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 fn produced_by(p: &Production) -> String {

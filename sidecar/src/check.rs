@@ -10,9 +10,10 @@ use crate::ci::EnvSource;
 use crate::cli::{CheckArgs, Common};
 use crate::config;
 use crate::errors::Error;
+use crate::exit::Exit;
 
 /// Runs the check; offline when no pool is configured or `--offline` is given.
-pub fn check(common: &Common, args: &CheckArgs, env: &impl EnvSource) -> Result<i32, Error> {
+pub fn check(common: &Common, args: &CheckArgs, env: &impl EnvSource) -> Result<Exit, Error> {
     let manifest = config::load_manifest(common, env)?;
     if let (Some(index), Some(total)) = (common.shard_index, common.shard_total)
         && index >= total
@@ -31,7 +32,7 @@ pub fn check(common: &Common, args: &CheckArgs, env: &impl EnvSource) -> Result<
     };
     let Some(pool) = pool else {
         report_ok(common, &manifest, "offline", &[]);
-        return Ok(0);
+        return Ok(Exit::Success);
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -49,7 +50,7 @@ pub fn check(common: &Common, args: &CheckArgs, env: &impl EnvSource) -> Result<
                 "failed to reach the pool at {pool} ({last}); checked the manifest offline only"
             );
             report_ok(common, &manifest, "offline (pool unreachable)", &[]);
-            return Ok(0);
+            return Ok(Exit::Success);
         }
         Err(e) => return Err(e),
     };
@@ -64,7 +65,7 @@ pub fn check(common: &Common, args: &CheckArgs, env: &impl EnvSource) -> Result<
         &format!("against the catalog of {pool}"),
         &warnings,
     );
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 fn report_ok(common: &Common, manifest: &Manifest, how: &str, warnings: &[String]) {

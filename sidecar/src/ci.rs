@@ -5,8 +5,6 @@ pub use stockroom_ci::{
     github_paths, resolve_shard, shell_exports, write_dotenv, write_masks,
 };
 
-use stockroom_protocol::env_names::EnvVar;
-
 use crate::cli::Common;
 use crate::errors::Error;
 
@@ -18,17 +16,6 @@ pub fn shard(common: &Common, env: &impl EnvSource) -> Result<Shard, Error> {
             _ => Error::Config(e.to_string()),
         }
     })
-}
-
-/// The variables of §4 in the adapter's form.
-pub fn export_vars(vars: &[EnvVar]) -> Vec<ExportVar> {
-    vars.iter()
-        .map(|v| ExportVar {
-            name: v.name.clone(),
-            value: v.value.clone(),
-            secret: v.secret,
-        })
-        .collect()
 }
 
 /// A CI adapter failure while exporting: a configuration problem.

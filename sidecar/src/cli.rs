@@ -1,16 +1,39 @@
-//! The command line (CONTRACT §5).
+//! The command line (docs/sidecar.md).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use stockroom_protocol::{HumanDuration, Outcome};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use stockroom_protocol::{HumanDuration, Outcome, exit_codes};
+
+/// The command line with the exit codes appended to the help.
+pub fn command() -> clap::Command {
+    Cli::command().after_help(exit_codes_help())
+}
+
+/// Parses `args` (the program name first) with [`command`]'s help.
+pub fn parse(
+    args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+) -> Result<Cli, clap::Error> {
+    let mut command = command();
+    let mut matches = command.try_get_matches_from_mut(args)?;
+    Cli::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut command))
+}
+
+/// The help's list of exit codes, from the documented constants.
+fn exit_codes_help() -> String {
+    let own: Vec<String> = exit_codes::OWN_CODES
+        .iter()
+        .map(|(code, meaning)| format!("{code} {meaning}"))
+        .collect();
+    format!(
+        "Exit codes: the wrapped command's own (128 + N when signal N killed it); otherwise {}.",
+        own.join(", ")
+    )
+}
 
 /// Leases isolated test datasets from a Stockroom pool for one CI job.
 ///
-/// Exit codes: the wrapped command's own (128+N when it died by signal N);
-/// 64 usage, 65 bad manifest, 69 pool unreachable, 70 internal error,
-/// 75 no stock within acquire_timeout, 77 token rejected, 78 configuration.
 /// The token comes only from STOCKROOM_TOKEN or --token-file.
 #[derive(Debug, Parser)]
 #[command(
@@ -140,11 +163,22 @@ pub struct CheckArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn the_command_line_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    #[test]
+    fn the_help_lists_every_own_exit_code() {
+        let help = command().render_help().to_string();
+        for (code, meaning) in exit_codes::OWN_CODES {
+            assert!(help.contains(&format!("{code} {meaning}")), "{help}");
+        }
+        let parsed = parse(["stockroom", "run", "--", "true"]).expect("parses");
+        assert!(matches!(parsed.command, Command::Run(_)));
+        let usage = parse(["stockroom", "run"]).expect_err("run needs a command");
+        assert!(usage.use_stderr());
     }
 
     #[test]

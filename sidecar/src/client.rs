@@ -1,4 +1,4 @@
-//! The pool's HTTP API (CONTRACT §6) as the sidecar calls it.
+//! The pool's HTTP API (docs/pool.md) as the sidecar calls it.
 
 use std::time::Duration;
 
@@ -380,7 +380,10 @@ mod tests {
             url: "u".into(),
             body: String::new(),
         };
-        assert_eq!(unauthorized.into_error("http://p").exit_code(), 77);
+        assert_eq!(
+            crate::exit::Exit::from(unauthorized.into_error("http://p")).code(),
+            77
+        );
     }
 
     #[test]

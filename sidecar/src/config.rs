@@ -193,7 +193,9 @@ mod tests {
         );
         common.pool = Some("f:3".into());
         assert_eq!(
-            pool_url(&common, &e, None).map_err(|e| e.exit_code()).err(),
+            pool_url(&common, &e, None)
+                .map_err(|e| crate::exit::Exit::from(e).code())
+                .err(),
             Some(78)
         );
         assert!(matches!(
@@ -225,7 +227,9 @@ mod tests {
             ..Common::default()
         };
         assert_eq!(
-            token(&missing, &env(&[])).map_err(|e| e.exit_code()).err(),
+            token(&missing, &env(&[]))
+                .map_err(|e| crate::exit::Exit::from(e).code())
+                .err(),
             Some(78)
         );
     }

@@ -1,14 +1,8 @@
-//! The sidecar's own failures and the one place that turns them into exit codes.
+//! The sidecar's own failures, each with what to do about it.
 //!
-//! Every command returns `Result<i32, Error>`: `Ok(code)` is the code to exit
-//! with (the wrapped command's own, for `run`), `Err` one of the failures
-//! below. [`report`] prints the failure as one paragraph that says what to do
-//! and picks the sysexits code (CONTRACT §5); nothing else ends the process.
+//! Every command returns `Result<Exit, Error>`; which code a failure exits
+//! with is decided in one place, [`crate::exit::Exit::code`].
 
-use std::io::Write;
-use std::process::ExitCode;
-
-use stockroom_protocol::exit_codes;
 use stockroom_protocol::manifest::ManifestError;
 
 /// A failure of the sidecar itself (not of the wrapped command).
@@ -61,19 +55,6 @@ impl From<ManifestError> for Error {
 }
 
 impl Error {
-    /// The exit code of this failure (sysexits, `stockroom_protocol::exit_codes`).
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Usage(_) => exit_codes::USAGE,
-            Error::BadManifest(_) => exit_codes::BAD_MANIFEST,
-            Error::PoolUnreachable { .. } => exit_codes::POOL_UNREACHABLE,
-            Error::NoStock { .. } => exit_codes::NO_STOCK,
-            Error::TokenRejected { .. } => exit_codes::TOKEN_REJECTED,
-            Error::Config(_) => exit_codes::CONFIG,
-            Error::Internal(_) => exit_codes::SOFTWARE,
-        }
-    }
-
     /// What the user should do about it.
     pub fn advice(&self) -> String {
         match self {
@@ -94,64 +75,10 @@ impl Error {
     }
 }
 
-/// Prints `err` (secrets redacted) and returns its exit code.
-pub fn report(err: &Error) -> ExitCode {
-    let text = format!("stockroom: error: {err}\n{}\n", err.advice());
-    let mut stderr = std::io::stderr().lock();
-    // Nothing more can be done if stderr is gone.
-    let _ = stderr.write_all(crate::redact::redact(&text).as_bytes());
-    exit(err.exit_code())
-}
-
-/// The process exit code for `code` (0–255; anything else is a bug and becomes 70).
-pub fn exit(code: i32) -> ExitCode {
-    match u8::try_from(code) {
-        Ok(c) => ExitCode::from(c),
-        Err(_) => ExitCode::from(exit_codes::SOFTWARE as u8),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn each_failure_maps_to_its_sysexits_code_and_says_what_to_do() {
-        let cases = [
-            (Error::Usage("x".into()), 64),
-            (Error::BadManifest("m:1:1: x".into()), 65),
-            (
-                Error::PoolUnreachable {
-                    pool: "http://p".into(),
-                    attempts: 3,
-                    waited: "1s".into(),
-                    last: "refused".into(),
-                },
-                69,
-            ),
-            (
-                Error::NoStock {
-                    timeout: "1s".into(),
-                    shortfall: "buyer".into(),
-                },
-                75,
-            ),
-            (
-                Error::TokenRejected {
-                    pool: "http://p".into(),
-                    status: 401,
-                    detail: "no".into(),
-                },
-                77,
-            ),
-            (Error::Config("c".into()), 78),
-            (Error::Internal("i".into()), 70),
-        ];
-        for (err, code) in cases {
-            assert_eq!(err.exit_code(), code, "{err}");
-            assert!(!err.advice().is_empty());
-        }
-    }
+    use crate::exit::Exit;
 
     #[test]
     fn unreadable_manifest_is_configuration_and_invalid_is_bad_manifest() {
@@ -159,14 +86,14 @@ mod tests {
             path: "nope.toml".into(),
             source: std::io::ErrorKind::NotFound.into(),
         };
-        assert_eq!(Error::from(read).exit_code(), 78);
+        assert_eq!(Exit::from(Error::from(read)).code(), 78);
         let bad = stockroom_protocol::manifest::Manifest::parse(
             std::path::Path::new("m.toml"),
             "version = 2\n",
         )
         .expect_err("version 2 is invalid");
         let err = Error::from(bad);
-        assert_eq!(err.exit_code(), 65);
         assert!(err.to_string().contains("m.toml:1:"), "{err}");
+        assert_eq!(Exit::from(err).code(), 65);
     }
 }

@@ -12,6 +12,7 @@ use crate::cli::{Common, ExtendArgs};
 use crate::client::{ClientError, PoolClient};
 use crate::config;
 use crate::errors::Error;
+use crate::exit::Exit;
 use crate::inject;
 use crate::start_stop;
 
@@ -70,7 +71,7 @@ pub async fn extend(
     common: &Common,
     args: &ExtendArgs,
     env: &impl EnvSource,
-) -> Result<i32, Error> {
+) -> Result<Exit, Error> {
     let Some(located) = locate_lease(common, env)? else {
         return Err(no_lease_error(common, env));
     };
@@ -152,7 +153,7 @@ pub async fn extend(
         let value = serde_json::to_string(&updated.redacted()).unwrap_or_default();
         crate::redact::print_stdout(&format!("{value}\n"));
     }
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 /// No generator offers `extension` from the dataset's state: a usage error

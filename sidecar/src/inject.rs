@@ -1,5 +1,5 @@
-//! Hands the leased datasets to the tests (CONTRACT §4): the 0600 datasets
-//! file and the environment variables.
+//! Hands the leased datasets to the tests (docs/sidecar.md, "What the tests
+//! see"): the 0600 datasets file and the environment variables.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -130,7 +130,7 @@ pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()
     result
 }
 
-/// Every variable of §4; a name collision is a configuration error.
+/// Every variable a test sees; a name collision is a configuration error.
 pub fn env_vars(
     manifest: &Manifest,
     file: &DatasetsFile,

@@ -25,7 +25,8 @@ pub struct AcquireBounds {
     pub retry_for: Duration,
 }
 
-/// Leases the request's items, or fails with 69 / 75 / 77 / 78.
+/// Leases the request's items, or fails as pool unreachable, no stock, token
+/// rejected or configuration.
 pub async fn acquire(
     client: &PoolClient,
     mut request: LeaseRequest,

@@ -1,8 +1,9 @@
 //! The Stockroom sidecar: leases a CI job's datasets from the pool, hands them
 //! to the job's command, keeps the lease alive and releases or quarantines it.
 //!
-//! `main.rs` only calls [`main`]; every command returns the code to exit with
-//! or an [`errors::Error`], and [`errors::report`] alone picks the exit code.
+//! `main.rs` only calls [`main`]; every command returns how it ended
+//! ([`exit::Exit`]) or an [`errors::Error`], and [`exit::Exit::code`] alone
+//! picks the exit code.
 
 pub mod catalog;
 pub mod check;
@@ -11,6 +12,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod errors;
+pub mod exit;
 pub mod extend;
 pub mod heartbeat;
 pub mod inject;
@@ -23,34 +25,24 @@ pub mod status;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use clap::error::ErrorKind;
-
 use crate::cli::{Cli, Command};
 use crate::errors::Error;
+use crate::exit::Exit;
 
 /// The whole program: parse, set up logging, dispatch, exit.
 pub fn main() -> ExitCode {
     redact::install_panic_hook();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            // Printing help or a usage error can only fail if stdout/stderr is gone.
-            let _ = e.print();
-            return match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
-                _ => errors::exit(stockroom_protocol::exit_codes::USAGE),
-            };
+    let exit = match cli::parse(std::env::args_os()) {
+        Ok(cli) => {
+            logging::init(&ci::ProcessEnv);
+            dispatch(cli).unwrap_or_else(Exit::Failed)
         }
+        Err(e) => Exit::CommandLine(e),
     };
-    logging::init(&ci::ProcessEnv);
-    match dispatch(cli) {
-        Ok(code) => errors::exit(code),
-        Err(e) => errors::report(&e),
-    }
+    exit.finish()
 }
 
-fn dispatch(cli: Cli) -> Result<i32, Error> {
+fn dispatch(cli: Cli) -> Result<Exit, Error> {
     let env = ci::ProcessEnv;
     match cli.command {
         // Offline check needs no runtime at all: keep it instant.

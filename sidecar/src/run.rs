@@ -1,11 +1,12 @@
 //! `stockroom run -- COMMAND`: lease, inject, run the command in its own
 //! process group with signals forwarded, heartbeat meanwhile, release with
-//! the outcome, and exit with the command's code.
+//! the outcome, and end as the command ended.
 //!
-//! Signal design (as nextest and uv): the command runs in its own process
-//! group so a terminal's Ctrl-C reaches only the sidecar, which forwards
-//! SIGINT, SIGTERM and SIGHUP to the whole group, waits `--grace`, then
-//! SIGKILLs the group. A command killed by signal N gives exit code 128 + N.
+//! Signal design (as nextest and uv, docs/sidecar.md "Signals"): the command
+//! runs in its own process group so a terminal's Ctrl-C reaches only the
+//! sidecar, which forwards SIGINT, SIGTERM and SIGHUP to the whole group,
+//! waits `--grace`, then SIGKILLs the group. How the run ended is an
+//! [`Exit`]; its code is decided in `exit.rs`.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -18,7 +19,6 @@ use stockroom_protocol::api::{
     LeaseGranted, LeaseRequest, ProblemKind, ReleaseAnswer, ReleaseRequest,
 };
 use stockroom_protocol::datasets_file::ShardInfo;
-use stockroom_protocol::exit_codes;
 use stockroom_protocol::manifest::Manifest;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
@@ -28,6 +28,7 @@ use crate::cli::{Common, OnLeaseLost, RunArgs};
 use crate::client::{ClientError, PoolClient, retry_transient};
 use crate::config::{self, DEFAULT_ACQUIRE_TIMEOUT};
 use crate::errors::Error;
+use crate::exit::Exit;
 use crate::heartbeat::{self, LeaseLost};
 use crate::inject::{self, DatasetsFileHome};
 use crate::lease::{self, AcquireBounds};
@@ -127,7 +128,7 @@ pub async fn acquire(p: &Prepared) -> Result<LeaseGranted, Error> {
     Ok(granted)
 }
 
-pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result<i32, Error> {
+pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result<Exit, Error> {
     let prepared = prepare(common, env)?;
     let started = Instant::now();
     // Installed before the lease request: a CI cancelling the job while we
@@ -141,7 +142,7 @@ pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result
                  Nothing is held, unless the pool granted the lease in this very moment: then it \
                  expires after its TTL and its datasets are quarantined"
             );
-            return Ok(exit_codes::for_signal(sig as i32));
+            return Ok(Exit::Interrupted(sig));
         }
     };
     let shard = ShardInfo {
@@ -173,7 +174,8 @@ pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result
     if prepared.ci.provider == ci::Provider::GitHubActions {
         // GitHub hides a value only after seeing its mask: emit them before the command prints anything.
         let mut stdout = std::io::stdout().lock();
-        if let Err(e) = ci::write_masks(&ci::export_vars(&vars), &mut stdout) {
+        let exports: Vec<ci::ExportVar> = vars.iter().map(ci::ExportVar::from).collect();
+        if let Err(e) = ci::write_masks(&exports, &mut stdout) {
             tracing::warn!("failed to write GitHub masks: {e}");
         }
     }
@@ -186,11 +188,6 @@ pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result
     let child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
-            let code = if e.kind() == std::io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
             tracing::error!("failed to start {:?}: {e}", args.command[0]);
             release(
                 &prepared,
@@ -200,7 +197,7 @@ pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result
             )
             .await;
             drop(home);
-            return Ok(code);
+            return Ok(Exit::from_spawn_error(&e));
         }
     };
     tracing::debug!(
@@ -209,11 +206,10 @@ pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result
     );
 
     let ended = supervise(child, signals, &prepared.client, &granted, &args).await?;
-    let code = ended.exit_code();
-    let outcome = match (ended.cancelled_by, code) {
+    let outcome = match (ended.cancelled_by, ended.status.success()) {
         (Some(_), _) => Outcome::Cancelled,
-        (None, 0) => Outcome::Passed,
-        (None, _) => Outcome::Failed,
+        (None, true) => Outcome::Passed,
+        (None, false) => Outcome::Failed,
     };
     let reason = describe_end(&ended);
     if let Some(lost) = &ended.lease_lost {
@@ -226,10 +222,7 @@ pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result
         release(&prepared, &granted.lease_id, outcome, Some(reason)).await;
     }
     drop(home);
-    if ended.lease_lost.is_some() && args.on_lease_lost == OnLeaseLost::Fail && code == 0 {
-        return Ok(exit_codes::NO_STOCK);
-    }
-    Ok(code)
+    Ok(ended.exit(args.on_lease_lost))
 }
 
 struct Signals {
@@ -270,12 +263,18 @@ pub struct Ended {
 }
 
 impl Ended {
-    /// The command's own code, or 128 + N when signal N killed it.
-    pub fn exit_code(&self) -> i32 {
-        match (self.status.code(), self.status.signal()) {
-            (Some(code), _) => code,
-            (None, Some(sig)) => exit_codes::for_signal(sig),
-            (None, None) => exit_codes::SOFTWARE,
+    /// How `run` ends: as the command ended, unless `--on-lease-lost=fail`
+    /// stopped it because the lease was lost. Then its own code only says how
+    /// it took our SIGTERM, so the lost lease is what is reported (a cancel
+    /// of the sidecar itself still wins: the job was being cancelled anyway).
+    pub fn exit(&self, on_lease_lost: OnLeaseLost) -> Exit {
+        if self.lease_lost.is_some()
+            && on_lease_lost == OnLeaseLost::Fail
+            && self.cancelled_by.is_none()
+        {
+            Exit::LeaseLost
+        } else {
+            Exit::from_status(self.status)
         }
     }
 }
@@ -441,4 +440,46 @@ pub async fn release_with(
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stockroom_protocol::exit_codes;
+
+    fn ended(raw_status: i32, cancelled_by: Option<Signal>, lost: bool) -> Ended {
+        Ended {
+            status: ExitStatus::from_raw(raw_status),
+            cancelled_by,
+            lease_lost: lost.then(|| LeaseLost {
+                lease_id: "lease_1".into(),
+                detail: "410 gone".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_lost_lease_gives_its_own_code_only_when_it_stopped_the_command() {
+        let exited_0 = 0;
+        let exited_3 = 3 << 8;
+        let sigterm = 15;
+        let fail = OnLeaseLost::Fail;
+        let warn = OnLeaseLost::Warn;
+        for status in [exited_0, exited_3, sigterm] {
+            assert_eq!(
+                ended(status, None, true).exit(fail).code(),
+                exit_codes::LEASE_LOST
+            );
+        }
+        assert_eq!(ended(exited_3, None, true).exit(warn).code(), 3);
+        assert_eq!(ended(exited_0, None, true).exit(warn).code(), 0);
+        assert_eq!(ended(exited_3, None, false).exit(fail).code(), 3);
+        assert_eq!(
+            ended(sigterm, Some(Signal::SIGTERM), true)
+                .exit(fail)
+                .code(),
+            143,
+            "a cancel of the sidecar is reported as the cancel"
+        );
+    }
 }

@@ -17,8 +17,8 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
+use stockroom_protocol::Outcome;
 use stockroom_protocol::datasets_file::ShardInfo;
-use stockroom_protocol::{Outcome, exit_codes};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::ci::{self, CiContext, EnvSource, GithubFile, Provider};
@@ -26,6 +26,7 @@ use crate::cli::{Common, ExportFormat, StartArgs, StopArgs};
 use crate::client::PoolClient;
 use crate::config;
 use crate::errors::Error;
+use crate::exit::Exit;
 use crate::heartbeat;
 use crate::inject::{self, DatasetsFileHome};
 use crate::run;
@@ -126,7 +127,7 @@ fn lock_dir(dir: &Path) -> Result<File, Error> {
     Ok(file)
 }
 
-pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> Result<i32, Error> {
+pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> Result<Exit, Error> {
     let prepared = run::prepare(common, env)?;
     let dir = state_dir(common, env)?;
     let _lock = lock_dir(&dir)?;
@@ -214,7 +215,7 @@ pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> R
         dir.join(LOG_FILE).display()
     );
     export(common, args, env, &prepared.ci, &vars, &state)?;
-    Ok(0)
+    Ok(Exit::Success)
 }
 
 /// Re-executes this binary as `stockroom heartbeat`, detached: its own
@@ -256,7 +257,7 @@ fn export(
     vars: &[stockroom_protocol::env_names::EnvVar],
     state: &State,
 ) -> Result<(), Error> {
-    let exports = ci::export_vars(vars);
+    let exports: Vec<ci::ExportVar> = vars.iter().map(ci::ExportVar::from).collect();
     let github = ctx.provider == Provider::GitHubActions;
     let paths = ci::github_paths(env);
     let mut stdout = std::io::stdout().lock();
@@ -330,11 +331,11 @@ fn export(
     Ok(())
 }
 
-pub async fn stop(common: &Common, args: &StopArgs, env: &impl EnvSource) -> Result<i32, Error> {
+pub async fn stop(common: &Common, args: &StopArgs, env: &impl EnvSource) -> Result<Exit, Error> {
     let dir = state_dir(common, env)?;
     if !dir.join(STATE_FILE).exists() {
         tracing::info!("no lease recorded in {}; nothing to stop", dir.display());
-        return Ok(0);
+        return Ok(Exit::Success);
     }
     let _lock = lock_dir(&dir)?;
     let Some(state) = read_state(&dir)? else {
@@ -342,7 +343,7 @@ pub async fn stop(common: &Common, args: &StopArgs, env: &impl EnvSource) -> Res
             "no lease recorded in {}; nothing to stop (already stopped)",
             dir.display()
         );
-        return Ok(0);
+        return Ok(Exit::Success);
     };
     if let Some(pid) = state.heartbeat_pid {
         end_heartbeat(pid).await;
@@ -407,12 +408,12 @@ pub async fn stop(common: &Common, args: &StopArgs, env: &impl EnvSource) -> Res
         lost.is_some(),
     )?;
     match result {
-        Ok(_) | Err(None) => Ok(0),
+        Ok(_) | Err(None) => Ok(Exit::Success),
         Err(Some((e, attempts)))
             if e.kind() == Some(stockroom_protocol::api::ProblemKind::LeaseGone) =>
         {
             let _ = attempts;
-            Ok(0)
+            Ok(Exit::Success)
         }
         Err(Some((e, attempts))) => Err(match e.into_error(&state.pool) {
             Error::PoolUnreachable {
@@ -543,13 +544,13 @@ fn summarize(
 
 /// The hidden `heartbeat` command: keeps the started lease alive until
 /// SIGTERM, until the state file goes away, or until the lease is lost.
-pub async fn heartbeat_process(common: &Common, env: &impl EnvSource) -> Result<i32, Error> {
+pub async fn heartbeat_process(common: &Common, env: &impl EnvSource) -> Result<Exit, Error> {
     // Own session: no terminal, and the CI step's process group ending does not end us.
     let _ = nix::unistd::setsid();
     let dir = state_dir(common, env)?;
     let Some(state) = read_state(&dir)? else {
         tracing::warn!("no state in {}; nothing to keep alive", dir.display());
-        return Ok(0);
+        return Ok(Exit::Success);
     };
     let client = PoolClient::new(&state.pool, config::token(common, env)?)?;
     let make = |kind| {
@@ -579,16 +580,16 @@ pub async fn heartbeat_process(common: &Common, env: &impl EnvSource) -> Result<
                 let message = heartbeat::lost_message(&lost);
                 tracing::error!("{message}");
                 let _ = std::fs::write(dir.join(LOST_FILE), message);
-                return Ok(exit_codes::OK);
+                return Ok(Exit::Success);
             }
-            _ = term.recv() => { tracing::info!("stopping on SIGTERM"); return Ok(0); }
-            _ = int.recv() => { tracing::info!("stopping on SIGINT"); return Ok(0); }
+            _ = term.recv() => { tracing::info!("stopping on SIGTERM"); return Ok(Exit::Success); }
+            _ = int.recv() => { tracing::info!("stopping on SIGINT"); return Ok(Exit::Success); }
             _ = hup.recv() => { tracing::debug!("ignoring SIGHUP"); }
             _ = watch.tick() => {
                 let current = read_state(&dir).ok().flatten();
                 if current.is_none_or(|s| s.lease_id != state.lease_id) {
                     tracing::info!("the state file is gone; stopping");
-                    return Ok(0);
+                    return Ok(Exit::Success);
                 }
             }
         }

@@ -5,9 +5,10 @@ use crate::cli::Common;
 use crate::client::PoolClient;
 use crate::config;
 use crate::errors::Error;
+use crate::exit::Exit;
 use crate::extend::locate_lease;
 
-pub async fn status(common: &Common, env: &impl EnvSource) -> Result<i32, Error> {
+pub async fn status(common: &Common, env: &impl EnvSource) -> Result<Exit, Error> {
     let Some(located) = locate_lease(common, env)? else {
         if common.json {
             crate::redact::print_stdout("{\"lease\":null}\n");
@@ -17,7 +18,7 @@ pub async fn status(common: &Common, env: &impl EnvSource) -> Result<i32, Error>
                 config::state_dir(common, env).display()
             );
         }
-        return Ok(0);
+        return Ok(Exit::Success);
     };
     let client = PoolClient::new(&located.pool, config::token(common, env)?)?;
     let view = client
@@ -46,7 +47,7 @@ pub async fn status(common: &Common, env: &impl EnvSource) -> Result<i32, Error>
         value["heartbeat_pid"] = heartbeat.map(|(p, _)| p).into();
         value["heartbeat_running"] = heartbeat.map(|(_, a)| a).into();
         crate::redact::print_stdout(&format!("{value}\n"));
-        return Ok(0);
+        return Ok(Exit::Success);
     }
     let mut out = format!(
         "lease    {}\nstatus   {}\nholder   {}\nexpires  {}\npool     {}\n",
@@ -70,5 +71,5 @@ pub async fn status(common: &Common, env: &impl EnvSource) -> Result<i32, Error>
         ));
     }
     crate::redact::print_stdout(&out);
-    Ok(0)
+    Ok(Exit::Success)
 }

@@ -1,0 +1,3 @@
+//! Helpers shared by the sidecar's integration tests.
+
+pub mod stub_pool;
