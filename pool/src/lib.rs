@@ -52,16 +52,15 @@ pub enum PoolError {
     Serve(std::io::Error),
 }
 
-/// `EX_IOERR` from sysexits: the listener or the server failed.
-pub const EXIT_IO: i32 = 74;
-
 impl PoolError {
-    /// The process exit code: 78 for configuration (and a store that cannot be
-    /// opened), 74 for I/O while listening or serving.
+    /// The process exit code (`exit_codes::pool`, documented in docs/pool.md):
+    /// the one place that decides it.
     pub fn exit_code(&self) -> i32 {
+        use exit_codes::pool;
         match self {
-            PoolError::Config(_) | PoolError::Store(_) => exit_codes::CONFIG,
-            PoolError::Bind { .. } | PoolError::Serve(_) => EXIT_IO,
+            PoolError::Config(_) => pool::CONFIG,
+            PoolError::Store(_) => pool::CONFIG,
+            PoolError::Bind { .. } | PoolError::Serve(_) => pool::IO,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use clap::Parser;
 use stockroom_pool::config::{self, Command, DemoFlags, Flags};
 use stockroom_pool::{Pool, PoolError};
+use stockroom_protocol::exit_codes;
 use stockroom_protocol::pool_config::PoolConfig;
 
 fn init_logging() {
@@ -128,7 +129,18 @@ fn exit_code(result: Result<(), PoolError>) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let flags = Flags::parse();
+    let flags = match Flags::try_parse() {
+        Ok(flags) => flags,
+        Err(e) => {
+            // `--help`/`--version` print and succeed; a bad flag is a usage error (64).
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(exit_codes::pool::USAGE as u8)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
