@@ -400,17 +400,12 @@ async fn lease_lifecycle_with_history_and_every_error() {
     let (s, g) = pool.ci("POST", "/api/v1/leases", Some(short)).await;
     assert_eq!(s, 201, "{g}");
     let id = g["lease_id"].as_str().unwrap();
-    let mut status = 0;
-    // Bounded poll on the pool's own reaper (100 ms interval), not a fixed sleep.
-    for _ in 0..100 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // The pool's own reaper (100 ms interval) expires it once the 1 s TTL is past.
+    until("the reaper to expire the lease", || async {
         let (_, v) = pool.ci("GET", &format!("/api/v1/leases/{id}"), None).await;
-        if v["status"] == "expired" {
-            status = 1;
-            break;
-        }
-    }
-    assert_eq!(status, 1, "the reaper expires the lease");
+        v["status"] == "expired"
+    })
+    .await;
     let (s, v) = pool
         .ci(
             "POST",
@@ -496,14 +491,11 @@ async fn waiters_are_served_first_come_first_served() {
 }
 
 async fn wait_for_metric(pool: &Pool, line: &str) {
-    for _ in 0..300 {
+    until(&format!("metric {line:?}"), || async {
         let (_, v, _) = pool.call("GET", "/metrics", None, None).await;
-        if v.as_str().unwrap().lines().any(|l| l == line) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("metric {line:?} never appeared");
+        v.as_str().unwrap().lines().any(|l| l == line)
+    })
+    .await;
 }
 
 #[test]

@@ -653,31 +653,14 @@ async fn lease_of_active(pool: &TestPool, not: &str) -> String {
 #[test]
 fn the_demo_starts_warms_and_serves_the_example_manifest() {
     use std::io::Read;
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
-    let ready = dir.path().join("ready");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stockroom-pool"))
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--latency",
-            "10ms",
-            "--ready-file",
-        ])
-        .arg(&ready)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    let addr = loop {
-        if let Ok(a) = std::fs::read_to_string(&ready) {
-            break a;
-        }
-        assert!(started.elapsed() < CAP, "the demo did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut pool =
+        stockroom_testkit::PoolCommand::new(env!("CARGO_BIN_EXE_stockroom-pool"), dir.path())
+            .leading_args(["demo", "--latency", "10ms"])
+            .stdout_piped()
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+    let addr = pool.addr();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
@@ -701,16 +684,9 @@ fn the_demo_starts_warms_and_serves_the_example_manifest() {
         assert_eq!(status, 201, "{body}");
         assert_eq!(body["datasets"].as_array().unwrap().len(), 3);
     });
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = child.wait().unwrap();
+    let status = pool.stop(CAP).unwrap_or_else(|e| panic!("{e}"));
     let mut out = String::new();
-    child
-        .stdout
-        .take()
+    pool.take_stdout()
         .unwrap()
         .read_to_string(&mut out)
         .unwrap();

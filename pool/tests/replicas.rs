@@ -1,8 +1,8 @@
 //! Several real `stockroom-pool` processes on one PostgreSQL database: concurrent
 //! leasing across replicas, a replica killed mid-load, every database backend
-//! terminated, pre-generation by all replicas at once. Runs when
-//! STOCKROOM_TEST_POSTGRES names an admin URL (each test makes and drops its
-//! own database); otherwise each test says so and passes.
+//! terminated, pre-generation by all replicas at once. STOCKROOM_TEST_POSTGRES
+//! names an admin URL (each test makes and drops its own database); without
+//! it each test fails under CI=true and says it did not run elsewhere.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::manual_is_multiple_of)]
 
 mod common;
@@ -103,7 +103,7 @@ async fn client(pools: Arc<Vec<Pool>>, k: usize, rounds: usize) -> Vec<String> {
     leases
 }
 
-/// CONTRACT §6 invariants, replayed from leases and histories.
+/// The invariants of docs/pool.md, replayed from leases and histories.
 async fn check_invariants(pool: &Pool, registered: &[String], lease_ids: &[String]) {
     let mut spans: HashMap<String, Vec<(i64, i64, String)>> = HashMap::new();
     for id in lease_ids {
@@ -200,7 +200,7 @@ async fn replicas_share_one_database_through_a_kill_and_a_database_outage() {
     let load: Vec<_> = (0..24)
         .map(|k| tokio::spawn(client(pools.clone(), k, 12)))
         .collect();
-    let pid = nix::unistd::Pid::from_raw(pools[2].child.id() as i32);
+    let pid = nix::unistd::Pid::from_raw(pools[2].pid() as i32);
     // Mid-load: once the other replicas have granted something.
     let deadline = Instant::now() + CAP;
     loop {
@@ -403,6 +403,7 @@ async fn replicas_pre_generate_together_without_overshooting_max_ready() {
                 assert_eq!(s, 200);
             }
         } else {
+            // The poll interval of this deadline loop while the stock refills.
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -438,4 +439,24 @@ fn an_unreachable_database_exits_78_before_binding() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot open store"), "{stderr}");
     assert!(!ready.exists(), "nothing was bound");
+}
+
+/// The rule every PostgreSQL test follows (see common/fresh_db.rs).
+#[test]
+fn a_missing_postgres_url_fails_in_ci_and_skips_elsewhere() {
+    assert_eq!(
+        admin_url("t", Some("postgres://a@h/db".into()), true).as_deref(),
+        Some("postgres://a@h/db")
+    );
+    assert_eq!(admin_url("t", None, false), None);
+    let in_ci = std::panic::catch_unwind(|| admin_url("t", None, true));
+    let message = in_ci.expect_err("fails under CI");
+    let message = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        message.contains("CI=true") && message.contains("set STOCKROOM_TEST_POSTGRES="),
+        "{message}"
+    );
 }

@@ -1,6 +1,26 @@
 //! A fresh PostgreSQL database per test, dropped afterwards (also when the
-//! test panics); `None`, with a line saying so, when STOCKROOM_TEST_POSTGRES
-//! (an admin URL) is not set. .ci/run sets it, so CI always runs these tests.
+//! test panics). STOCKROOM_TEST_POSTGRES names an admin URL. Without it a
+//! test fails under CI (`CI=true`: a PostgreSQL test that did not run must
+//! not pass there) and is skipped elsewhere, with a line saying so.
+
+const SET_IT: &str = "set STOCKROOM_TEST_POSTGRES=postgres://USER@HOST:PORT/DB (an admin URL; .ci/run uses postgres://postgres@127.0.0.1:5432/test)";
+
+/// CI providers set `CI=true`; so does .ci/run.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// The admin URL to run `test` against, `None` to skip it (outside CI only).
+pub fn admin_url(test: &str, configured: Option<String>, in_ci: bool) -> Option<String> {
+    match configured.filter(|url| !url.is_empty()) {
+        Some(url) => Some(url),
+        None if in_ci => panic!("{test}: CI=true but STOCKROOM_TEST_POSTGRES is not set: {SET_IT}"),
+        None => {
+            println!("{test}: not run: {SET_IT}");
+            None
+        }
+    }
+}
 
 /// A database made for one test.
 pub struct FreshDb {
@@ -11,10 +31,7 @@ pub struct FreshDb {
 
 impl FreshDb {
     pub async fn create(test: &str) -> Option<FreshDb> {
-        let Ok(admin) = std::env::var("STOCKROOM_TEST_POSTGRES") else {
-            println!("{test}: not run (set STOCKROOM_TEST_POSTGRES=postgres://USER@HOST:PORT/DB)");
-            return None;
-        };
+        let admin = admin_url(test, std::env::var("STOCKROOM_TEST_POSTGRES").ok(), in_ci())?;
         let mut bytes = [0u8; 8];
         getrandom::fill(&mut bytes).unwrap();
         let name = format!(

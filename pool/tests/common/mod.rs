@@ -3,14 +3,14 @@
 
 mod fresh_db;
 
-#[allow(unused_imports)] // only the PostgreSQL-backed tests use it
-pub use fresh_db::FreshDb;
+#[allow(unused_imports)] // only the PostgreSQL-backed tests use them
+pub use fresh_db::{FreshDb, admin_url};
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
+use stockroom_testkit::{PoolCommand, PoolProcess};
 
 pub const CI_TOKEN: &str = "ci-secret-token";
 pub const ADMIN_TOKEN: &str = "admin-secret-token";
@@ -27,8 +27,29 @@ pub fn config_with_tokens(extra: &str) -> String {
     )
 }
 
+/// Upper bound of every wait on a condition: generous, since it only ends a
+/// test that already failed.
+pub const WAIT_CAP: Duration = Duration::from_secs(60);
+
+/// Polls `check` until it holds; panics naming `what` after [`WAIT_CAP`].
+pub async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT_CAP;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up after {WAIT_CAP:?} waiting for {what}"
+        );
+        // The poll interval of a wait with a deadline.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub struct Pool {
-    pub child: Child,
+    pub process: PoolProcess,
     pub base: String,
     pub db: PathBuf,
     pub http: reqwest::Client,
@@ -41,55 +62,22 @@ pub fn start(dir: &Path, db: &Path, config: &str) -> Pool {
     pool
 }
 
-/// Starts the pool with `config` text on any store URL (several may run at once).
+/// Starts the pool with `config` text on any store URL (several may run at
+/// once in one `dir`: each gets its own config, ready file and log).
 pub fn start_store(dir: &Path, store: &str, config: &str) -> Pool {
     static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let cfg = dir.join(format!("pool-{n}.toml"));
     std::fs::write(&cfg, config).unwrap();
-    let ready = dir.join(format!("ready-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_file(&ready);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stockroom-pool"))
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-        ])
-        .arg(store)
-        .arg("--ready-file")
-        .arg(&ready)
-        .stderr(Stdio::piped())
+    let process = PoolCommand::new(env!("CARGO_BIN_EXE_stockroom-pool"), dir)
+        .label(format!("pool-{n}"))
+        .config(cfg)
+        .store(store)
         .spawn()
-        .unwrap();
-    // Wait for the log line, then for the ready file written right after it.
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("listening on")
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(());
-            }
-            if std::env::var_os("POOL_TEST_LOG").is_some() {
-                eprintln!("pool: {line}");
-            }
-        }
-    });
-    rx.recv_timeout(std::time::Duration::from_secs(60))
-        .expect("the pool did not start");
-    let addr = loop {
-        if let Ok(a) = std::fs::read_to_string(&ready) {
-            break a;
-        }
-        std::thread::yield_now();
-    };
+        .unwrap_or_else(|e| panic!("{e}"));
     Pool {
-        child,
-        base: format!("http://{addr}"),
+        base: process.base_url(),
+        process,
         db: PathBuf::new(),
         http: reqwest::Client::new(),
     }
@@ -132,28 +120,30 @@ impl Pool {
         (s, v)
     }
 
-    pub fn kill9(&mut self) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
-        let _ = self.child.wait();
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
+    /// SIGKILL, reaped.
+    pub fn kill9(&mut self) {
+        self.process.kill().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// SIGTERM and the exit status (a generous grace: a graceful stop is asserted, not timed).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        self.child.wait().unwrap()
+        self.process
+            .stop(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
+/// POOL_TEST_LOG=1 prints each pool's stderr when its test is done.
 impl Drop for Pool {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if std::env::var_os("POOL_TEST_LOG").is_some() {
+            for line in self.process.log().lines() {
+                eprintln!("pool {}: {line}", self.process.pid());
+            }
+        }
     }
 }
