@@ -9,7 +9,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use stockroom_e2e::{Pool, helper, stockroom, wait_for_file};
+use stockroom_e2e::{Pool, Relay, StderrLines, helper, stockroom, wait_for, wait_for_file};
 
 const SECRET: &str = "hunter2-very-secret";
 
@@ -21,11 +21,24 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Upper bound of every wait on a condition: generous, since it only ends a
+/// test that already failed.
+const WAIT_CAP: Duration = Duration::from_secs(60);
+
 fn manifest(pool: &Pool, extra: &str) -> String {
+    manifest_at(&pool.url(), extra)
+}
+
+fn manifest_at(pool_url: &str, extra: &str) -> String {
     format!(
-        "version = 1\npool = \"{}\"\nacquire_timeout = \"2s\"\n{extra}\n[[dataset]]\nname = \"buyer\"\ntype = \"customer\"\nstate = \"active\"\n",
-        pool.url()
+        "version = 1\npool = \"{pool_url}\"\nacquire_timeout = \"2s\"\n{extra}\n[[dataset]]\nname = \"buyer\"\ntype = \"customer\"\nstate = \"active\"\n"
     )
+}
+
+/// A pool timestamp (RFC 3339) as a point in time.
+fn instant(value: &Value) -> std::time::SystemTime {
+    let text = value.as_str().unwrap_or_else(|| panic!("not a timestamp: {value}"));
+    humantime::parse_rfc3339_weak(text).unwrap_or_else(|e| panic!("{text}: {e}"))
 }
 
 fn seed_customers(pool: &Pool, n: usize) {
@@ -336,9 +349,11 @@ fn a_command_ignoring_sigterm_is_killed_after_the_grace_period() {
     write(dir.path(), "stockroom.toml", &manifest(&pool, ""));
     let marks = dir.path().join("marks");
     std::fs::create_dir(&marks).expect("mkdir");
+    // The grace only bounds how long the helper may take to record the
+    // forwarded SIGTERM before the SIGKILL; generous for a busy machine.
     let child = spawn_run(
         dir.path(),
-        &["--grace", "1s"],
+        &["--grace", "5s"],
         &[
             helper("ignore_sigterm").to_str().expect("utf8"),
             marks.to_str().expect("utf8"),
@@ -374,15 +389,20 @@ fn a_command_ignoring_sigterm_is_killed_after_the_grace_period() {
 fn the_pool_killed_and_restarted_mid_run_does_not_disturb_the_command() {
     let mut pool = Pool::start();
     seed_customers(&pool, 1);
+    // The restarted pool listens on a new port; the running sidecar keeps
+    // the relay's address, which the harness holds throughout.
+    let relay = Relay::start(&pool.addr);
     let dir = tempfile::tempdir().expect("tempdir");
+    // A 30 s TTL heartbeats every 10 s: the first heartbeat after the kill
+    // fails, and a retry reaches the restarted pool long before the TTL ends.
     write(
         dir.path(),
         "stockroom.toml",
-        &manifest(&pool, "lease_ttl = \"6s\""),
+        &manifest_at(&relay.url(), "lease_ttl = \"30s\""),
     );
     let dump = dir.path().join("env.json");
     let go = dir.path().join("go");
-    let child = spawn_run(
+    let mut child = spawn_run(
         dir.path(),
         &[],
         &[
@@ -392,23 +412,20 @@ fn the_pool_killed_and_restarted_mid_run_does_not_disturb_the_command() {
             go.to_str().expect("utf8"),
         ],
     );
-    assert!(wait_for_file(&dump, Duration::from_secs(20)));
+    let mut stderr = StderrLines::read(child.stderr.take().expect("piped stderr"));
+    assert!(wait_for_file(&dump, WAIT_CAP), "the command never ran");
+    relay.cut();
     pool.kill();
-    std::thread::sleep(Duration::from_millis(2500)); // longer than one heartbeat interval (2s), shorter than the TTL
+    stderr.wait_for(WAIT_CAP, |l| l.contains("failed to heartbeat"));
     pool.restart();
+    relay.point_to(&pool.addr);
+    stderr.wait_for(WAIT_CAP, |l| l.contains("the pool answers again"));
     std::fs::write(&go, "").expect("go");
     let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("failed to heartbeat"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert!(
-        text(&out.stderr).contains("released lease"),
-        "{}",
-        text(&out.stderr)
-    );
+    let err = stderr.all();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("released lease"), "{err}");
+    assert!(!err.contains("LEASE LOST"), "{err}");
     assert_eq!(dataset_status(&pool, &only_dataset_id(&pool)), "consumed");
 }
 
@@ -519,20 +536,13 @@ fn sigterm_while_waiting_for_stock_ends_the_wait_and_holds_nothing() {
         &[],
         &["touch", marker.to_str().expect("utf-8 path")],
     );
-    // Wait until the pool reports the request as waiting for stock.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_for("the pool to report the request as waiting for stock", WAIT_CAP, || {
         let (_, metrics) = pool.request("GET", "/metrics", None, None);
-        let metrics = metrics.as_str().unwrap_or_default().to_string();
-        if metrics.contains("stockroom_acquire_waiting 1") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the sidecar never waited: {metrics}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        metrics
+            .as_str()
+            .is_some_and(|m| m.contains("stockroom_acquire_waiting 1"))
+            .then_some(())
+    });
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -668,10 +678,11 @@ fn start_and_stop_in_separate_processes() {
     let pool = Pool::start();
     seed_customers(&pool, 1);
     let dir = tempfile::tempdir().expect("tempdir");
+    let ttl = Duration::from_secs(6);
     write(
         dir.path(),
         "stockroom.toml",
-        &manifest(&pool, "lease_ttl = \"3s\""),
+        &manifest(&pool, "lease_ttl = \"6s\""),
     );
     let state = dir.path().join("state");
     let dotenv = dir.path().join("vars.env");
@@ -700,8 +711,17 @@ fn start_and_stop_in_separate_processes() {
     let pid = recorded["heartbeat_pid"].as_u64().expect("pid") as i32;
     let alive = |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
     assert!(alive(pid));
-    // Longer than the 3s TTL: only the background heartbeat keeps the lease.
-    std::thread::sleep(Duration::from_secs(4));
+    // Only the background heartbeat can keep the lease past its first
+    // expiry: wait for a heartbeat the pool accepted after that moment (its
+    // new expiry minus the TTL), the lease active all along.
+    let lease = recorded["lease_id"].as_str().expect("lease_id").to_string();
+    let first_expiry = instant(&recorded["expires_at"]);
+    wait_for("a heartbeat past the lease's first expiry", WAIT_CAP, || {
+        let (status, body) = pool.request("GET", &format!("/api/v1/leases/{lease}"), None, None);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "active", "the lease was lost: {body}");
+        (instant(&body["expires_at"]) - ttl > first_expiry).then_some(())
+    });
     let out = stockroom(dir.path())
         .args(["status", "--json", "--state-dir"])
         .arg(&state)
@@ -722,16 +742,13 @@ fn start_and_stop_in_separate_processes() {
     assert_no_secret(&out);
     assert!(!state.join("state.json").exists());
     assert!(!state.join("datasets.json").exists());
-    for _ in 0..100 {
-        if !alive(pid) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
     // The heartbeat was a child of `start`, now reparented; it is gone or a zombie of init.
-    let zombie_or_gone =
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "));
-    assert!(zombie_or_gone, "the heartbeat process still runs");
+    wait_for("the heartbeat process to end", WAIT_CAP, || {
+        let zombie_or_gone = !alive(pid)
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |s| s.contains(") Z "));
+        zombie_or_gone.then_some(())
+    });
     assert_eq!(dataset_status(&pool, &only_dataset_id(&pool)), "consumed");
     // Idempotent: again, and without any start.
     let out = stockroom(dir.path())

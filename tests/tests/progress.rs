@@ -3,13 +3,11 @@
 //!
 //! Needs `cargo build -p stockroom -p stockroom-pool` first.
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use stockroom_e2e::{Pool, stockroom};
+use stockroom_e2e::{Pool, StderrLines, stockroom};
 
 /// A generous cap: the first progress line comes after one held lease
 /// request (about 5 s); nothing here depends on how fast things are.
@@ -23,30 +21,6 @@ fn customer(i: usize) -> Value {
 fn order(i: usize) -> Value {
     json!({"type": "order", "state": "placed", "data": {"order_id": format!("O{i}")},
            "entities": [format!("order:O{i}")]})
-}
-
-/// Waits for a stderr line matching `wanted`, keeping every line seen.
-fn wait_for_line(
-    lines: &mpsc::Receiver<String>,
-    seen: &mut Vec<String>,
-    wanted: impl Fn(&str) -> bool,
-) -> String {
-    let deadline = Instant::now() + CAP;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) => {
-                seen.push(line.clone());
-                if wanted(&line) {
-                    return line;
-                }
-            }
-            Err(e) => panic!(
-                "no such line within {CAP:?} ({e}); stderr so far:\n{}",
-                seen.join("\n")
-            ),
-        }
-    }
 }
 
 #[test]
@@ -71,19 +45,8 @@ fn progress_names_each_short_dataset_then_the_run_proceeds_once_stock_appears() 
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn stockroom run");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (tx, lines) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-
-    let mut seen = Vec::new();
-    let progress = wait_for_line(&lines, &mut seen, |l| l.contains("waiting for stock"));
+    let mut stderr = StderrLines::read(child.stderr.take().expect("piped stderr"));
+    let progress = stderr.wait_for(CAP, |l| l.contains("waiting for stock"));
     // CI mode: a plain log line, no carriage return or terminal escapes.
     assert!(
         !progress.contains('\r') && !progress.contains('\x1b'),
@@ -110,9 +73,7 @@ fn progress_names_each_short_dataset_then_the_run_proceeds_once_stock_appears() 
     // The stock appears: the run goes on, and passes.
     pool.seed(json!([customer(1), order(1)]));
     let status = child.wait().expect("wait");
-    reader.join().expect("reader");
-    seen.extend(lines.try_iter());
-    let all = seen.join("\n");
+    let all = stderr.all();
     assert_eq!(status.code(), Some(0), "{all}");
     assert!(marker.exists(), "the command ran: {all}");
     let (_, body) = pool.request("GET", "/api/v1/datasets?status=consumed", None, None);

@@ -9,6 +9,9 @@ fn main() {
     if let Ok(sig) = Signal::try_from(number) {
         let _ = raise(sig);
     }
+    // Reached only if the signal did not end the process (ignored or
+    // blocked): exit 1, a code the tests never expect. The pause lets a
+    // signal still pending land first; no assertion waits on it.
     std::thread::sleep(std::time::Duration::from_secs(5));
     std::process::exit(1);
 }

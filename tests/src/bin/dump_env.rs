@@ -1,7 +1,10 @@
 //! `dump_env OUT [--wait-for FILE] [--exit N]`: writes its environment and
 //! the datasets file ($STOCKROOM_DATASETS_FILE) as JSON to OUT, optionally
 //! waits until FILE exists, then exits with N (default 0).
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Far longer than any test runs.
+const ABANDONED_AFTER: Duration = Duration::from_secs(600);
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -38,7 +41,13 @@ fn main() {
         std::process::exit(3);
     }
     if let Some(f) = wait_for {
+        // Bounded, so a helper whose test died without writing FILE ends too.
+        let deadline = Instant::now() + ABANDONED_AFTER;
         while !std::path::Path::new(&f).exists() {
+            if Instant::now() >= deadline {
+                std::process::exit(4);
+            }
+            // The poll interval of a wait for a file the test writes.
             std::thread::sleep(Duration::from_millis(10));
         }
     }

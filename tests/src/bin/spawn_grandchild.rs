@@ -25,10 +25,18 @@ fn main() {
     else {
         std::process::exit(2)
     };
+    // Bounded, so a grandchild that never starts ends this helper too (the
+    // test then fails waiting for DIR/ready).
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
     while !dir.join("grandchild-ready").exists() {
+        if std::time::Instant::now() >= deadline {
+            std::process::exit(3);
+        }
+        // The poll interval of a wait for the grandchild's ready file.
         std::thread::sleep(Duration::from_millis(10));
     }
     let _ = std::fs::write(dir.join("ready"), std::process::id().to_string());
+    // Idles until the test's SIGTERM ends it (its default action).
     loop {
         std::thread::sleep(Duration::from_secs(60));
     }
