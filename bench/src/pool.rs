@@ -11,12 +11,11 @@
 //! going through HTTP keeps the bench independent of the library's Rust API.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use stockroom_testkit::PoolCommand;
 
 /// Type and state of the benchmark's datasets.
 pub const TYPE: &str = "bench-account";
@@ -92,12 +91,17 @@ where
     out
 }
 
-/// A running pool process; stopped with SIGTERM on [`PoolProcess::stop`].
+/// A running pool process (started through `stockroom-testkit`, which
+/// every test starts the pool with too); stopped with SIGTERM on
+/// [`PoolProcess::stop`], killed if dropped.
 pub struct PoolProcess {
-    child: Child,
+    process: stockroom_testkit::PoolProcess,
     pub pid: u32,
     pub addr: SocketAddr,
 }
+
+/// How long a pool may take to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(20);
 
 impl PoolProcess {
     /// Starts `bin` on `db`, logging to `dir/pool.log`, and waits for its ready file.
@@ -118,64 +122,32 @@ impl PoolProcess {
         dir: &Path,
         log_filter: &str,
     ) -> Result<PoolProcess, String> {
-        let ready: PathBuf = dir.join("ready");
-        let _ = std::fs::remove_file(&ready);
-        let log = std::fs::File::create(dir.join("pool.log"))
-            .map_err(|e| format!("cannot create the pool log: {e}"))?;
-        let mut child = Command::new(bin)
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--store")
-            .arg(store)
-            .arg("--ready-file")
-            .arg(&ready)
+        let command = PoolCommand::new(bin, dir)
+            .store(store)
             .env("STOCKROOM_LOG", log_filter)
             .env_remove("STOCKROOM_LOG_FORMAT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let pid = child
-            .id()
-            .ok_or_else(|| "the pool exited at once".to_string())?;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                let addr = text
-                    .trim()
-                    .parse()
-                    .map_err(|e| format!("ready file holds {text:?}: {e}"))?;
-                return Ok(PoolProcess { child, pid, addr });
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(dir.join("pool.log")).unwrap_or_default();
-                return Err(format!(
-                    "the pool exited with {status} before it was ready:\n{log}"
-                ));
-            }
-            if Instant::now() > deadline {
-                return Err("the pool did not write its ready file within 120 s".into());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            .fresh_log();
+        let process = tokio::task::spawn_blocking(move || command.spawn())
+            .await
+            .map_err(|e| format!("the pool start-up task failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        Ok(PoolProcess {
+            pid: process.pid(),
+            addr: process.addr(),
+            process,
+        })
     }
 
     /// SIGTERM, then waits for the exit (SIGKILL after 20 s).
-    pub async fn stop(mut self) -> Result<(), String> {
-        let pid = nix::unistd::Pid::from_raw(
-            i32::try_from(self.pid).map_err(|_| "pid out of range".to_string())?,
-        );
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        match tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await {
-            Ok(Ok(status)) if status.success() => Ok(()),
-            Ok(Ok(status)) => Err(format!("the pool exited with {status}")),
-            Ok(Err(e)) => Err(format!("cannot wait for the pool: {e}")),
-            Err(_) => {
-                let _ = self.child.kill().await;
-                Err("the pool did not stop within 20 s of SIGTERM; killed".into())
-            }
+    pub async fn stop(self) -> Result<(), String> {
+        let mut process = self.process;
+        let stopped = tokio::task::spawn_blocking(move || process.stop(STOP_GRACE))
+            .await
+            .map_err(|e| format!("the pool stop task failed: {e}"))?;
+        match stopped {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("the pool exited with {status}")),
+            Err(e) => Err(e.to_string()),
         }
     }
 }

@@ -27,13 +27,17 @@ pub enum LaunchError {
         bin: PathBuf,
         source: std::io::Error,
     },
-    #[error("{bin} exited with {status} before writing its ready file; its stderr ends with:\n{tail}")]
+    #[error(
+        "{bin} exited with {status} before writing its ready file; its stderr ends with:\n{tail}"
+    )]
     ExitedEarly {
         bin: PathBuf,
         status: ExitStatus,
         tail: String,
     },
-    #[error("{bin} did not write its ready file {ready} within {timeout:?}; its stderr ends with:\n{tail}")]
+    #[error(
+        "{bin} did not write its ready file {ready} within {timeout:?}; its stderr ends with:\n{tail}"
+    )]
     NotReady {
         bin: PathBuf,
         ready: PathBuf,
@@ -414,7 +418,9 @@ mod tests {
         assert_eq!(pool.addr().to_string(), "127.0.0.1:4242");
         assert_eq!(pool.base_url(), "http://127.0.0.1:4242");
         assert!(pool.log().contains("started"));
-        let status = pool.stop(Duration::from_secs(30)).expect("stops on SIGTERM");
+        let status = pool
+            .stop(Duration::from_secs(30))
+            .expect("stops on SIGTERM");
         assert!(!status.success());
     }
 
@@ -447,5 +453,4 @@ mod tests {
         assert!(matches!(err, LaunchError::NotReady { .. }), "{text}");
         assert!(text.contains("still migrating"), "{text}");
     }
-
 }

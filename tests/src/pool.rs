@@ -29,10 +29,7 @@ impl Pool {
     pub fn start_with_config(config_text: Option<&str>) -> Pool {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut command = PoolCommand::new(pool_bin(), dir.path())
-            .store(format!(
-                "sqlite://{}",
-                dir.path().join("pool.db").display()
-            ))
+            .store(format!("sqlite://{}", dir.path().join("pool.db").display()))
             .env("STOCKROOM_LOG", "info");
         if let Some(text) = config_text {
             let path = dir.path().join("stockroom-pool.toml");
@@ -117,10 +114,7 @@ impl DemoPool {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut process = PoolCommand::new(pool_bin(), dir.path())
             .leading_args(["demo", "--latency", latency])
-            .store(format!(
-                "sqlite://{}",
-                dir.path().join("demo.db").display()
-            ))
+            .store(format!("sqlite://{}", dir.path().join("demo.db").display()))
             .env("STOCKROOM_LOG", "info")
             .stdout_piped()
             .spawn()

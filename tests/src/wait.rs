@@ -16,7 +16,8 @@ pub fn wait_for_file(path: &Path, timeout: Duration) -> bool {
 
 /// Polls `check` until it gives `Some`; panics naming `what` after `timeout`.
 pub fn wait_for<T>(what: &str, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
-    poll_until(timeout, check).unwrap_or_else(|| panic!("gave up after {timeout:?} waiting for {what}"))
+    poll_until(timeout, check)
+        .unwrap_or_else(|| panic!("gave up after {timeout:?} waiting for {what}"))
 }
 
 /// The lines a child writes to stderr, read as they come (by a thread), so a

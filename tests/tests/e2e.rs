@@ -37,7 +37,9 @@ fn manifest_at(pool_url: &str, extra: &str) -> String {
 
 /// A pool timestamp (RFC 3339) as a point in time.
 fn instant(value: &Value) -> std::time::SystemTime {
-    let text = value.as_str().unwrap_or_else(|| panic!("not a timestamp: {value}"));
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a timestamp: {value}"));
     humantime::parse_rfc3339_weak(text).unwrap_or_else(|e| panic!("{text}: {e}"))
 }
 
@@ -536,13 +538,17 @@ fn sigterm_while_waiting_for_stock_ends_the_wait_and_holds_nothing() {
         &[],
         &["touch", marker.to_str().expect("utf-8 path")],
     );
-    wait_for("the pool to report the request as waiting for stock", WAIT_CAP, || {
-        let (_, metrics) = pool.request("GET", "/metrics", None, None);
-        metrics
-            .as_str()
-            .is_some_and(|m| m.contains("stockroom_acquire_waiting 1"))
-            .then_some(())
-    });
+    wait_for(
+        "the pool to report the request as waiting for stock",
+        WAIT_CAP,
+        || {
+            let (_, metrics) = pool.request("GET", "/metrics", None, None);
+            metrics
+                .as_str()
+                .is_some_and(|m| m.contains("stockroom_acquire_waiting 1"))
+                .then_some(())
+        },
+    );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -716,12 +722,17 @@ fn start_and_stop_in_separate_processes() {
     // new expiry minus the TTL), the lease active all along.
     let lease = recorded["lease_id"].as_str().expect("lease_id").to_string();
     let first_expiry = instant(&recorded["expires_at"]);
-    wait_for("a heartbeat past the lease's first expiry", WAIT_CAP, || {
-        let (status, body) = pool.request("GET", &format!("/api/v1/leases/{lease}"), None, None);
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(body["status"], "active", "the lease was lost: {body}");
-        (instant(&body["expires_at"]) - ttl > first_expiry).then_some(())
-    });
+    wait_for(
+        "a heartbeat past the lease's first expiry",
+        WAIT_CAP,
+        || {
+            let (status, body) =
+                pool.request("GET", &format!("/api/v1/leases/{lease}"), None, None);
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["status"], "active", "the lease was lost: {body}");
+            (instant(&body["expires_at"]) - ttl > first_expiry).then_some(())
+        },
+    );
     let out = stockroom(dir.path())
         .args(["status", "--json", "--state-dir"])
         .arg(&state)
