@@ -4,7 +4,8 @@
 //! Readiness is polled with a cap, never slept for.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use std::future::Future;
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +25,7 @@ use stockroom_protocol::pool_config::{
 };
 use tokio::sync::oneshot;
 
-const CAP: Duration = Duration::from_secs(60);
+use common::{WAIT_CAP as CAP, until};
 
 struct TestPool {
     base: String,
@@ -113,22 +114,6 @@ fn generator<'a>(catalog: &'a Value, name: &str) -> &'a Value {
         .unwrap()
 }
 
-/// Polls `check` until it holds; panics with `what` after [`CAP`].
-async fn until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + CAP;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gave up waiting: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn stock(t: &str, s: &str, min: u32, max: u32) -> StockConfig {
     StockConfig {
         type_name: t.into(),
@@ -212,11 +197,13 @@ async fn misbehaving_command_generators_leave_failed_datasets_never_stock() {
             "printf '{\"attributes\":{\"country\":\"XX\"},\"data\":{\"id\":1}}'",
             10_000,
         ),
+        // Hangs far past its 500 ms timeout: the pool must give up on it.
         cmd_gen(dir.path(), "hang", &one("hang", json!({})), "sleep 30", 500),
         cmd_gen(
             dir.path(),
             "slow",
             &one("slow", json!({})),
+            // Slow, yet far inside its 10 s timeout: the pool must wait for it.
             &format!("sleep 0.3; {good}"),
             10_000,
         ),

@@ -205,9 +205,12 @@ async fn replicas_share_one_database_through_a_kill_and_a_database_outage() {
     let deadline = Instant::now() + CAP;
     loop {
         let (_, v) = pools[0].ci("GET", "/api/v1/leases?limit=100", None).await;
+        // The kill only has to land mid-load; past the deadline it lands
+        // anyway, and the lease count asserted below decides.
         if v["leases"].as_array().unwrap().len() > held.len() + 10 || Instant::now() > deadline {
             break;
         }
+        // Each round is an HTTP call, so this polls rather than spins.
         tokio::task::yield_now().await;
     }
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -283,6 +286,7 @@ async fn replicas_share_one_database_through_a_kill_and_a_database_outage() {
             break;
         }
         assert!(Instant::now() < deadline, "the waiter never queued: {text}");
+        // Each round is an HTTP call, so this polls rather than spins.
         tokio::task::yield_now().await;
     }
     let (s, _) = pools[1]
