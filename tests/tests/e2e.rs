@@ -499,8 +499,13 @@ fn a_lost_lease_is_reported_loudly_and_fail_stops_the_command() {
     assert_eq!(status, 200, "{body}");
     let out = child.wait_with_output().expect("wait");
     let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(143), "{err}");
+    // 79 whatever the stopped command gave (docs/sidecar.md, exit codes).
+    assert_eq!(out.status.code(), Some(79), "{err}");
     assert!(err.contains("LEASE LOST") && err.contains(&lease), "{err}");
+    assert!(
+        err.contains("--on-lease-lost=fail: stopping the command"),
+        "{err}"
+    );
     assert_no_secret(&out);
 }
 
