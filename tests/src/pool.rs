@@ -36,6 +36,10 @@ impl Pool {
             std::fs::write(&path, text).expect("write pool config");
             command = command.config(path);
         }
+        Pool::launch(command, dir)
+    }
+
+    fn launch(command: PoolCommand, dir: tempfile::TempDir) -> Pool {
         let mut pool = Pool {
             process: None,
             command,
@@ -99,56 +103,46 @@ impl Pool {
 
 /// `stockroom-pool demo`: three real generator services (customers, payments,
 /// orders) on loopback and a pool that keeps their states in stock, with its
-/// SQLite store in a temp dir. Each generator call takes `latency`.
+/// SQLite store in a temp dir. Each generator call takes `latency`. It is a
+/// [`Pool`] otherwise (address, requests, log).
 pub struct DemoPool {
-    process: PoolProcess,
-    pub addr: String,
+    pool: Pool,
     /// Line 1 of the demo's stdout (`Stockroom demo pool: http://ADDR …`).
     pub banner: String,
-    pub dir: tempfile::TempDir,
 }
 
 impl DemoPool {
     /// Starts the demo with a low generator latency such as `"20ms"`.
     pub fn start(latency: &str) -> DemoPool {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut process = PoolCommand::new(pool_bin(), dir.path())
+        let command = PoolCommand::new(pool_bin(), dir.path())
             .leading_args(["demo", "--latency", latency])
             .store(format!("sqlite://{}", dir.path().join("demo.db").display()))
             .env("STOCKROOM_LOG", "info")
-            .stdout_piped()
-            .spawn()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .stdout_piped();
+        let mut pool = Pool::launch(command, dir);
         // The banner follows the ready file. The rest of stdout is drained by
         // a thread: a closed pipe would make the pool's next println fail.
-        let stdout: ChildStdout = process.take_stdout().expect("piped stdout");
+        let stdout: ChildStdout = pool
+            .process
+            .as_mut()
+            .and_then(PoolProcess::take_stdout)
+            .expect("piped stdout");
         let mut stdout = std::io::BufReader::new(stdout);
         let mut banner = String::new();
         stdout.read_line(&mut banner).expect("demo stdout");
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         DemoPool {
-            addr: process.addr().to_string(),
+            pool,
             banner: banner.trim_end().to_string(),
-            process,
-            dir,
         }
     }
+}
 
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
+impl std::ops::Deref for DemoPool {
+    type Target = Pool;
 
-    pub fn log(&self) -> String {
-        self.process.log()
-    }
-
-    pub fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-        token: Option<&str>,
-    ) -> (u16, Value) {
-        http(&self.addr, method, path, body, token)
+    fn deref(&self) -> &Pool {
+        &self.pool
     }
 }
