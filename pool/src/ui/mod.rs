@@ -31,8 +31,8 @@ use crate::service::{ServiceError, Settle};
 use pages::Page;
 use samples::Samples;
 use session::{MAX_SESSIONS, MemorySessions, Sessions};
-pub use visitor::{Poster, Visitor};
 use visitor::{CROSS_SITE, same_origin, session_of};
+pub use visitor::{Poster, Visitor};
 
 /// The web page's own state.
 pub struct Ui {

@@ -83,6 +83,11 @@ pub fn lease_link(lease_id: &str) -> Markup {
     html! { a href={ "/ui/leases/" (url_part(lease_id)) } { code { (lease_id) } } }
 }
 
+/// A link to a dataset page showing its id.
+pub fn dataset_link(id: &str) -> Markup {
+    html! { a href={ "/ui/datasets/" (url_part(id)) } { code { (id) } } }
+}
+
 /// A dataset's attributes as `key=value` codes, or a dash.
 pub fn attributes(d: &Dataset) -> Markup {
     html! {

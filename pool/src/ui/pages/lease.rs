@@ -4,7 +4,7 @@ use maud::html;
 use stockroom_protocol::LeaseStatus;
 use stockroom_protocol::api::LeaseView;
 
-use super::fragments::{attributes, csrf, data_table, entities, left, url_part};
+use super::fragments::{attributes, csrf, data_table, dataset_link, entities, left, url_part};
 use super::layout::Page;
 use crate::ui::Visitor;
 
@@ -32,7 +32,7 @@ pub fn lease(v: &Visitor, l: &LeaseView, mine: bool, now: i64) -> Page {
             section class="card dataset" {
                 h2 {
                     (d.name) "[" (d.index) "] "
-                    a href={ "/ui/datasets/" (url_part(&ds.id)) } { code { (ds.id) } }
+                    (dataset_link(&ds.id))
                 }
                 p { (ds.type_name) "/" (ds.state) " · attributes " (attributes(ds)) " · entities " (entities(ds)) }
                 (data_table(ds, mine))

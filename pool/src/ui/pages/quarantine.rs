@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use maud::html;
 use stockroom_protocol::DatasetStatus;
 
-use super::fragments::{ext_link, settle_forms, url_part};
+use super::fragments::{dataset_link, ext_link, settle_forms};
 use super::layout::Page;
 use crate::service::Quarantined;
 use crate::ui::Visitor;
@@ -44,9 +44,7 @@ pub fn quarantine(v: &Visitor, rows: &[Quarantined], q: &HashMap<String, String>
                         @let d = &r.view;
                         @let last = d.history.iter().rev().find(|h| h.to == DatasetStatus::Quarantined);
                         tr {
-                            th scope="row" {
-                                a href={ "/ui/datasets/" (url_part(&d.dataset.id)) } { code { (d.dataset.id) } }
-                            }
+                            th scope="row" { (dataset_link(&d.dataset.id)) }
                             td { (d.dataset.type_name) "/" (d.dataset.state) }
                             td { (last.map_or(d.updated_at.as_str(), |h| h.at.as_str())) }
                             td { (last.map_or("—", |h| h.reason.as_str())) }
