@@ -4,7 +4,7 @@
 use maud::{Markup, html};
 use stockroom_protocol::api::{Catalog, CatalogState, Production};
 
-use super::fragments::{legend, url_part};
+use super::fragments::{columns, legend, url_part};
 use super::graph::{gauge, type_graph};
 use super::layout::Page;
 
@@ -84,15 +84,7 @@ fn generators(cat: &Catalog) -> Markup {
                 p { "No generators are configured." }
             } @else {
                 table {
-                    thead {
-                        tr {
-                            th scope="col" { "Generator" }
-                            th scope="col" { "Health" }
-                            th scope="col" { "Failure rate" }
-                            th scope="col" { "Median latency" }
-                            th scope="col" { "Last error" }
-                        }
-                    }
+                    (columns(&["Generator", "Health", "Failure rate", "Median latency", "Last error"]))
                     tbody {
                         @for g in &cat.generators {
                             tr {
@@ -149,11 +141,9 @@ pub fn catalog(cat: &Catalog) -> Page {
                 table {
                     thead {
                         tr {
-                            th scope="col" { "State" }
-                            th scope="col" { "Attributes" }
-                            th scope="col" { "Fields" }
-                            th scope="col" { "Produced by" }
-                            th scope="col" { "Stock" }
+                            @for name in ["State", "Attributes", "Fields", "Produced by", "Stock"] {
+                                th scope="col" { (name) }
+                            }
                             th scope="col" { span class="vh" { "Actions" } }
                         }
                     }

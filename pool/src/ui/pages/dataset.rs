@@ -3,23 +3,16 @@
 use maud::{Markup, html};
 use stockroom_protocol::api::DatasetView;
 
-use super::fragments::{attributes, data_table, entities, lease_link, settle_forms, settleable};
+use super::fragments::{
+    attributes, columns, data_table, entities, lease_link, settle_forms, settleable,
+};
 use super::layout::Page;
 use crate::ui::Visitor;
 
 fn history_table(v: &DatasetView) -> Markup {
     html! {
         table class="history" {
-            thead {
-                tr {
-                    th scope="col" { "At" }
-                    th scope="col" { "From" }
-                    th scope="col" { "To" }
-                    th scope="col" { "Lease" }
-                    th scope="col" { "Holder" }
-                    th scope="col" { "Reason" }
-                }
-            }
+            (columns(&["At", "From", "To", "Lease", "Holder", "Reason"]))
             tbody {
                 @for h in &v.history {
                     tr {

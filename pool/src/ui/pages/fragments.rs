@@ -38,6 +38,11 @@ pub fn csrf(v: &Visitor) -> Markup {
     html! { input type="hidden" name="csrf" value=(v.session.csrf); }
 }
 
+/// A table's head row of column names.
+pub fn columns(names: &[&str]) -> Markup {
+    html! { thead { tr { @for name in names { th scope="col" { (name) } } } } }
+}
+
 /// A form's error message, when there is one.
 pub fn error(message: Option<&str>) -> Markup {
     html! {

@@ -3,7 +3,7 @@
 use maud::{Markup, html};
 use stockroom_protocol::api::LeaseView;
 
-use super::fragments::{ext_link, lease_link, left, url_part};
+use super::fragments::{columns, ext_link, lease_link, left, url_part};
 use super::layout::Page;
 
 fn holder_cells(l: &LeaseView) -> Markup {
@@ -32,16 +32,7 @@ pub fn leases(list: &[LeaseView], now: i64) -> Page {
         } @else {
             p { (list.len()) " active lease(s)." }
             table id="leases" {
-                thead {
-                    tr {
-                        th scope="col" { "Lease" }
-                        th scope="col" { "Holder" }
-                        th scope="col" { "CI job" }
-                        th scope="col" { "Shard" }
-                        th scope="col" { "Datasets" }
-                        th scope="col" { "Time left" }
-                    }
-                }
+                (columns(&["Lease", "Holder", "CI job", "Shard", "Datasets", "Time left"]))
                 tbody {
                     @for l in list {
                         tr {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use maud::html;
 use stockroom_protocol::DatasetStatus;
 
-use super::fragments::{dataset_link, ext_link, settle_forms};
+use super::fragments::{columns, dataset_link, ext_link, settle_forms};
 use super::layout::Page;
 use crate::service::Quarantined;
 use crate::ui::Visitor;
@@ -28,17 +28,7 @@ pub fn quarantine(v: &Visitor, rows: &[Quarantined], q: &HashMap<String, String>
             p { "Nothing is quarantined." }
         } @else {
             table id="quarantine" {
-                thead {
-                    tr {
-                        th scope="col" { "Dataset" }
-                        th scope="col" { "State" }
-                        th scope="col" { "Since" }
-                        th scope="col" { "Reason" }
-                        th scope="col" { "Failing job" }
-                        th scope="col" { "History" }
-                        th scope="col" { "Actions" }
-                    }
-                }
+                (columns(&["Dataset", "State", "Since", "Reason", "Failing job", "History", "Actions"]))
                 tbody {
                     @for r in rows {
                         @let d = &r.view;
