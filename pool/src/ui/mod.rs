@@ -1,16 +1,18 @@
-//! The self-service web page served at `/` (issue 8): server-rendered HTML
-//! with a little plain JavaScript, every asset embedded and served under
-//! `/ui/assets/`. It calls the pool's internals (store, leasing, catalog)
-//! directly, not its HTTP API.
+//! The self-service web page served at `/` (docs/ui.md): server-rendered
+//! HTML ([`pages`], escaped by maud) with a little plain JavaScript, every
+//! asset embedded and served under `/ui/assets/`. Every operation goes
+//! through the pool service, as the HTTP API's do.
 //!
 //! Sign-in: `POST /ui/login` checks a bearer token once and answers a random
-//! session id in an HttpOnly, SameSite=Strict cookie ([`session`]). Every
-//! form carries the session's CSRF token, checked on POST with the `Origin`
-//! header (when sent). With no tokens configured every visitor is admin.
+//! session id in an HttpOnly, SameSite=Strict cookie ([`session`]). The
+//! signed-in user reaches handlers as a [`Visitor`] (pages) or a [`Poster`]
+//! (forms: same origin and the session's CSRF token checked). With no tokens
+//! configured every visitor is admin.
 
 pub mod pages;
 pub mod samples;
 pub mod session;
+mod visitor;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,12 +26,13 @@ use stockroom_protocol::api::{Holder, LeaseItem, LeaseRequest};
 use stockroom_protocol::pool_config::Role;
 use stockroom_protocol::{AttrValue, Attributes, LeaseStatus, Outcome};
 
-use crate::auth::Caller;
 use crate::http::AppState;
 use crate::service::{ServiceError, Settle};
-use pages::{Page, esc};
+use pages::Page;
 use samples::Samples;
-use session::{Session, Sessions};
+use session::{MAX_SESSIONS, MemorySessions, Sessions};
+use visitor::{CROSS_SITE, same_origin, session_of};
+pub use visitor::{Poster, Visitor};
 
 /// The web page's own state.
 pub struct Ui {
@@ -38,12 +41,11 @@ pub struct Ui {
 }
 
 type UiExt = Extension<Arc<Ui>>;
-type Fields = Form<HashMap<String, String>>;
 
 /// The web page's routes; starts the stock sampler when a runtime is running.
 pub fn routes(state: &AppState) -> Router<AppState> {
     let ui = Arc::new(Ui {
-        sessions: Sessions::default(),
+        sessions: Sessions::new(Arc::new(MemorySessions::new(MAX_SESSIONS))),
         samples: Arc::new(Samples::new(samples::interval())),
     });
     if tokio::runtime::Handle::try_current().is_ok() {
@@ -70,51 +72,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .layer(Extension(ui))
 }
 
-/// Who is asking, and the cookie to set when the session was just made.
-pub struct Who {
-    pub session: Session,
-    pub set_cookie: Option<String>,
-    /// No tokens configured: everybody is admin.
-    pub open: bool,
-}
-
-fn session_of(ui: &Ui, headers: &HeaderMap) -> Option<Session> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(session::cookie_value)
-        .and_then(|id| ui.sessions.get(id))
-}
-
-/// The visitor of a page, or a redirect to sign in.
-// The error is the answer itself, made at most once per request.
-#[allow(clippy::result_large_err)]
-fn who(app: &AppState, ui: &Ui, headers: &HeaderMap) -> Result<Who, Response> {
-    let open = !app.tokens.enabled();
-    if let Some(session) = session_of(ui, headers) {
-        return Ok(Who {
-            session,
-            set_cookie: None,
-            open,
-        });
-    }
-    if open {
-        let session = ui.sessions.create(Caller {
-            name: "anonymous".into(),
-            role: Role::Admin,
-        });
-        let cookie = session::set_cookie(&session.id);
-        return Ok(Who {
-            session,
-            set_cookie: Some(cookie),
-            open,
-        });
-    }
-    Err(redirect("/ui/login"))
-}
-
-fn redirect(to: &str) -> Response {
+pub(crate) fn redirect(to: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(to) {
         r.headers_mut().insert(header::LOCATION, v);
@@ -122,76 +80,14 @@ fn redirect(to: &str) -> Response {
     r
 }
 
-/// Refuses a POST from another site: an `Origin` (or `Sec-Fetch-Site`) that
-/// is not this pool.
-fn same_origin(headers: &HeaderMap) -> bool {
-    if headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|s| s == "cross-site" || s == "same-site")
-    {
-        return false;
-    }
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return true;
-    };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    match (origin.to_str().ok(), host) {
-        (Some(o), Some(h)) => o == format!("http://{h}") || o == format!("https://{h}"),
-        _ => false,
-    }
-}
-
-/// The visitor of a POST: same origin, signed in, right CSRF token.
-// The error is the answer itself, made at most once per request.
-#[allow(clippy::result_large_err)]
-fn poster(
-    ui: &Ui,
-    headers: &HeaderMap,
-    form: &HashMap<String, String>,
-    open: bool,
-) -> Result<Who, Response> {
-    if !same_origin(headers) {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "This form was sent from another site; nothing was done.",
-        ));
-    }
-    let Some(session) = session_of(ui, headers) else {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "Your session has ended; sign in again. Nothing was done.",
-        ));
-    };
-    let sent = form.get("csrf").map(String::as_str).unwrap_or("");
-    if !session::same(sent, &session.csrf) {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "The form's security token is missing or stale; reload the page. Nothing was done.",
-        ));
-    }
-    Ok(Who {
-        session,
-        set_cookie: None,
-        open,
-    })
-}
-
 /// A small error page without the session header.
-fn refuse(status: StatusCode, message: &str) -> Response {
-    pages::bare(
-        status,
-        "Refused",
-        &format!(
-            "<p class=\"error\" role=\"alert\">{}</p><p><a href=\"/\">Back to the catalog</a></p>",
-            esc(message)
-        ),
-    )
+pub(crate) fn refuse(status: StatusCode, message: &str) -> Response {
+    pages::refusal(status, message)
 }
 
 /// The page for a refused or failed operation; the one mapping of
 /// [`ServiceError`] for the web page (the API's is in `http::problem`).
-fn failed(who: &Who, e: ServiceError) -> Response {
+fn failed(v: &Visitor, e: ServiceError) -> Response {
     let (status, title) = match &e {
         ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
         ServiceError::Invalid(_) | ServiceError::UnknownState { .. } => {
@@ -208,22 +104,22 @@ fn failed(who: &Who, e: ServiceError) -> Response {
         }
         ServiceError::Store(_) => return store_failed(e),
     };
-    let mut r = render(who, Page::message(title, &e.to_string()));
+    render_with(v, status, Page::message(title, &e.to_string()))
+}
+
+pub(crate) fn store_failed(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "store failure while rendering the web page");
+    pages::store_failure()
+}
+
+fn render(v: &Visitor, page: Page) -> Response {
+    pages::layout(v, page)
+}
+
+fn render_with(v: &Visitor, status: StatusCode, page: Page) -> Response {
+    let mut r = render(v, page);
     *r.status_mut() = status;
     r
-}
-
-fn store_failed(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "store failure while rendering the web page");
-    pages::bare(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Store failure",
-        "<p class=\"error\" role=\"alert\">The pool's store failed; the error is in the pool's log.</p>",
-    )
-}
-
-fn render(who: &Who, page: Page) -> Response {
-    pages::layout(who, page)
 }
 
 async fn css() -> Response {
@@ -253,91 +149,76 @@ async fn login_form(
     Extension(ui): UiExt,
     headers: HeaderMap,
 ) -> Response {
-    if !app.tokens.enabled() || session_of(&ui, &headers).is_some() {
+    if !app.tokens.enabled() {
         return redirect("/");
     }
-    pages::login(StatusCode::OK, None)
+    match session_of(&app, &ui, &headers).await {
+        Ok(Some(_)) => redirect("/"),
+        Ok(None) => pages::login(StatusCode::OK, None),
+        Err(r) => r,
+    }
 }
 
 async fn login(
     State(app): State<AppState>,
     Extension(ui): UiExt,
     headers: HeaderMap,
-    Form(form): Fields,
+    Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     if !same_origin(&headers) {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "This form was sent from another site; nothing was done.",
-        );
+        return refuse(StatusCode::FORBIDDEN, CROSS_SITE);
     }
     if !app.tokens.enabled() {
         return redirect("/");
     }
     let token = form.get("token").map(|t| t.trim()).unwrap_or("");
-    match app.tokens.check(Some(&format!("Bearer {token}")), Role::Ci) {
-        Ok(caller) => {
-            tracing::info!(token = %caller.name, "signed in to the web page");
-            let s = ui.sessions.create(caller);
-            let mut r = redirect("/");
-            if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&s.id)) {
-                r.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            r
+    let caller = match app.tokens.check(Some(&format!("Bearer {token}")), Role::Ci) {
+        Ok(caller) => caller,
+        Err(_) => {
+            return pages::login(
+                StatusCode::UNAUTHORIZED,
+                Some("That token is not known to this pool."),
+            );
         }
-        Err(_) => pages::login(
-            StatusCode::UNAUTHORIZED,
-            Some("That token is not known to this pool."),
-        ),
+    };
+    tracing::info!(token = %caller.name, "signed in to the web page");
+    let cookie = match ui.sessions.create(caller, app.service.now_ms()).await {
+        Ok((cookie, _)) => cookie,
+        Err(e) => return store_failed(e),
+    };
+    let mut r = redirect("/");
+    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&cookie)) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
     }
+    r
 }
 
-async fn logout(
-    State(app): State<AppState>,
-    Extension(ui): UiExt,
-    headers: HeaderMap,
-    Form(form): Fields,
-) -> Response {
-    let who = match poster(&ui, &headers, &form, !app.tokens.enabled()) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    ui.sessions.remove(&who.session.id);
-    let mut r = redirect(if who.open { "/" } else { "/ui/login" });
+async fn logout(Extension(ui): UiExt, p: Poster) -> Response {
+    if let Err(e) = ui.sessions.remove(&p.visitor.session).await {
+        return store_failed(e);
+    }
+    let mut r = redirect(if p.visitor.open { "/" } else { "/ui/login" });
     if let Ok(v) = HeaderValue::from_str(&session::clear_cookie()) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r
 }
 
-async fn catalog(
-    State(app): State<AppState>,
-    Extension(ui): UiExt,
-    headers: HeaderMap,
-) -> Response {
-    let who = match who(&app, &ui, &headers) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
+async fn catalog(State(app): State<AppState>, v: Visitor) -> Response {
     match app.service.catalog().await {
-        Ok(cat) => render(&who, pages::catalog(&cat, &cat.problems)),
-        Err(e) => failed(&who, e),
+        Ok(cat) => render(&v, pages::catalog(&cat)),
+        Err(e) => failed(&v, e),
     }
 }
 
 async fn lease_form(
     State(app): State<AppState>,
-    Extension(ui): UiExt,
-    headers: HeaderMap,
+    v: Visitor,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let who = match who(&app, &ui, &headers) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
     match app.service.catalog().await {
-        Ok(cat) => render(&who, pages::lease_form(&who, &cat, &q, None)),
-        Err(e) => failed(&who, e),
+        Ok(cat) => render(&v, pages::lease_form(&v, &cat, &q, None)),
+        Err(e) => failed(&v, e),
     }
 }
 
@@ -361,26 +242,24 @@ fn parse_attributes(text: &str) -> Result<Attributes, String> {
     Ok(out)
 }
 
-async fn lease_create(
-    State(app): State<AppState>,
-    Extension(ui): UiExt,
-    headers: HeaderMap,
-    Form(form): Fields,
-) -> Response {
-    let who = match poster(&ui, &headers, &form, !app.tokens.enabled()) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
+/// An optional whole number from a form field: `None` when blank.
+fn whole<T: std::str::FromStr>(text: &str) -> Result<Option<T>, ()> {
+    match text.trim() {
+        "" => Ok(None),
+        t => t.parse().map(Some).map_err(|_| ()),
+    }
+}
+
+async fn lease_create(State(app): State<AppState>, Extension(ui): UiExt, p: Poster) -> Response {
+    let v = &p.visitor;
     let cat = match app.service.catalog().await {
         Ok(c) => c,
-        Err(e) => return failed(&who, e),
+        Err(e) => return failed(v, e),
     };
     let fail = |status: StatusCode, msg: String| {
-        let mut r = render(&who, pages::lease_form(&who, &cat, &form, Some(&msg)));
-        *r.status_mut() = status;
-        r
+        render_with(v, status, pages::lease_form(v, &cat, &p.form, Some(&msg)))
     };
-    let picked = form.get("state").map(String::as_str).unwrap_or("");
+    let picked = p.field("state");
     let Some((type_name, state)) = picked.split_once('/') else {
         return fail(StatusCode::UNPROCESSABLE_ENTITY, "Pick a state.".into());
     };
@@ -390,45 +269,27 @@ async fn lease_create(
             format!("The pool knows no state {picked}."),
         );
     }
-    let where_ = match parse_attributes(form.get("attributes").map(String::as_str).unwrap_or("")) {
+    let where_ = match parse_attributes(p.field("attributes")) {
         Ok(a) => a,
         Err(m) => return fail(StatusCode::UNPROCESSABLE_ENTITY, m),
     };
-    let count = match form
-        .get("count")
-        .map(|c| c.trim())
-        .filter(|c| !c.is_empty())
-        .map(str::parse::<u32>)
-    {
-        None => 1,
-        Some(Ok(c)) => c,
-        Some(Err(_)) => {
-            return fail(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Count must be a whole number.".into(),
-            );
-        }
+    let Ok(count) = whole::<u32>(p.field("count")) else {
+        return fail(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Count must be a whole number.".into(),
+        );
     };
-    let ttl_seconds = match form
-        .get("ttl")
-        .map(|c| c.trim())
-        .filter(|c| !c.is_empty())
-        .map(str::parse::<u64>)
-    {
-        None => None,
-        Some(Ok(t)) => Some(t),
-        Some(Err(_)) => {
-            return fail(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "TTL must be a whole number of seconds.".into(),
-            );
-        }
+    let Ok(ttl_seconds) = whole::<u64>(p.field("ttl")) else {
+        return fail(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "TTL must be a whole number of seconds.".into(),
+        );
     };
     let req = LeaseRequest {
         holder: Holder {
             ci: Some("web".into()),
             job: Some("by hand".into()),
-            run_id: Some(who.session.caller.name.clone()),
+            run_id: Some(v.session.caller.name.clone()),
             ..Holder::default()
         },
         ttl_seconds,
@@ -439,15 +300,19 @@ async fn lease_create(
             type_name: type_name.to_string(),
             state: state.to_string(),
             where_,
-            count,
+            count: count.unwrap_or(1),
             on_failure: Default::default(),
         }],
     };
     match app.service.lease(req).await {
         Ok(leased) => {
             let id = leased.granted.lease_id;
-            tracing::info!(lease_id = %id, token = %who.session.caller.name, "lease taken by hand on the web page");
-            ui.sessions.add_lease(&who.session.id, &id);
+            tracing::info!(lease_id = %id, token = %v.session.caller.name, "lease taken by hand on the web page");
+            if let Err(e) = ui.sessions.add_lease(&v.session, &id).await {
+                // The lease stands (it ends at its TTL); the page cannot show its data.
+                tracing::error!(lease_id = %id, "the session could not remember its lease");
+                return store_failed(e);
+            }
             redirect(&format!("/ui/leases/{id}"))
         }
         Err(ServiceError::NoStock { shortfall, .. }) => {
@@ -470,33 +335,20 @@ async fn lease_create(
             "The pool is shutting down.".into(),
         ),
         Err(ServiceError::Invalid(m)) => fail(StatusCode::UNPROCESSABLE_ENTITY, m),
-        Err(e) => failed(&who, e),
+        Err(e) => failed(v, e),
     }
 }
 
-async fn leases(State(app): State<AppState>, Extension(ui): UiExt, headers: HeaderMap) -> Response {
-    let who = match who(&app, &ui, &headers) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
+async fn leases(State(app): State<AppState>, v: Visitor) -> Response {
     match app.service.leases(Some(LeaseStatus::Active), 500).await {
-        Ok(list) => render(&who, pages::leases(&list.leases, app.service.now_ms())),
-        Err(e) => failed(&who, e),
+        Ok(list) => render(&v, pages::leases(&list.leases, app.service.now_ms())),
+        Err(e) => failed(&v, e),
     }
 }
 
-async fn lease(
-    State(app): State<AppState>,
-    Extension(ui): UiExt,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let who = match who(&app, &ui, &headers) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
+async fn lease(State(app): State<AppState>, v: Visitor, Path(id): Path<String>) -> Response {
     // Real data only for the session that took the lease, while active.
-    let taken_here = who.session.leases.contains(&id);
+    let taken_here = v.session.leases.contains(&id);
     let found = if taken_here {
         app.service.lease_with_secrets(id.clone()).await
     } else {
@@ -510,40 +362,28 @@ async fn lease(
                     d.dataset = d.dataset.redacted();
                 }
             }
-            render(&who, pages::lease(&who, &lease, mine, app.service.now_ms()))
+            render(&v, pages::lease(&v, &lease, mine, app.service.now_ms()))
         }
-        Err(ServiceError::NotFound(_)) => {
-            let mut r = render(
-                &who,
-                Page::message("No such lease", &format!("No lease {id}.")),
-            );
-            *r.status_mut() = StatusCode::NOT_FOUND;
-            r
-        }
-        Err(e) => failed(&who, e),
+        Err(ServiceError::NotFound(_)) => render_with(
+            &v,
+            StatusCode::NOT_FOUND,
+            Page::message("No such lease", &format!("No lease {id}.")),
+        ),
+        Err(e) => failed(&v, e),
     }
 }
 
-async fn release(
-    State(app): State<AppState>,
-    Extension(ui): UiExt,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Fields,
-) -> Response {
-    let who = match poster(&ui, &headers, &form, !app.tokens.enabled()) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    if !who.session.leases.contains(&id) && who.session.caller.role < Role::Admin {
+async fn release(State(app): State<AppState>, Path(id): Path<String>, p: Poster) -> Response {
+    let v = &p.visitor;
+    if !v.session.leases.contains(&id) && !v.is_admin() {
         return refuse(
             StatusCode::FORBIDDEN,
             "Only the session that took this lease, or an admin, can end it here.",
         );
     }
-    let outcome = match form.get("outcome").map(String::as_str) {
-        Some("passed") => Outcome::Passed,
-        Some("failed") => Outcome::Failed,
+    let outcome = match p.field("outcome") {
+        "passed" => Outcome::Passed,
+        "failed" => Outcome::Failed,
         _ => {
             return refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -551,98 +391,68 @@ async fn release(
             );
         }
     };
-    let reason = form
-        .get("reason")
-        .map(|r| r.trim().to_string())
-        .filter(|r| !r.is_empty());
+    let reason = Some(p.field("reason").trim()).filter(|r| !r.is_empty());
     if outcome == Outcome::Failed && reason.is_none() {
         return refuse(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Quarantining needs a reason.",
         );
     }
-    let reason = reason.map(|r| {
-        format!(
-            "{r} — by hand on the web page by {}",
-            who.session.caller.name
-        )
-    });
+    let reason =
+        reason.map(|r| format!("{r} — by hand on the web page by {}", v.session.caller.name));
     match app.service.release(id.clone(), outcome, reason, None).await {
         Ok(_) => redirect(&format!("/ui/leases/{id}")),
         Err(ServiceError::LeaseGone {
             status: LeaseStatus::Expired,
             ..
         }) => render(
-            &who,
+            v,
             Page::message(
                 "Lease expired",
                 "The lease expired before this release; its datasets were quarantined.",
             ),
         ),
         Err(ServiceError::NotFound(_)) => refuse(StatusCode::NOT_FOUND, "No such lease."),
-        Err(e) => failed(&who, e),
+        Err(e) => failed(v, e),
     }
 }
 
 async fn quarantine(
     State(app): State<AppState>,
-    Extension(ui): UiExt,
-    headers: HeaderMap,
+    v: Visitor,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let who = match who(&app, &ui, &headers) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    let rows = match app.service.quarantined(200).await {
-        Ok(rows) => rows,
-        Err(e) => return failed(&who, e),
-    };
-    render(&who, pages::quarantine(&who, &rows, &q))
+    match app.service.quarantined(200).await {
+        Ok(rows) => render(&v, pages::quarantine(&v, &rows, &q)),
+        Err(e) => failed(&v, e),
+    }
 }
 
-async fn dataset(
-    State(app): State<AppState>,
-    Extension(ui): UiExt,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let who = match who(&app, &ui, &headers) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
+async fn dataset(State(app): State<AppState>, v: Visitor, Path(id): Path<String>) -> Response {
     match app.service.dataset(id.clone()).await {
-        Ok(v) => render(&who, pages::dataset(&who, &v)),
-        Err(ServiceError::NotFound(_)) => {
-            let mut r = render(
-                &who,
-                Page::message("No such dataset", &format!("No dataset {id}.")),
-            );
-            *r.status_mut() = StatusCode::NOT_FOUND;
-            r
-        }
-        Err(e) => failed(&who, e),
+        Ok(view) => render(&v, pages::dataset(&v, &view)),
+        Err(ServiceError::NotFound(_)) => render_with(
+            &v,
+            StatusCode::NOT_FOUND,
+            Page::message("No such dataset", &format!("No dataset {id}.")),
+        ),
+        Err(e) => failed(&v, e),
     }
 }
 
 async fn settle(
     State(app): State<AppState>,
-    Extension(ui): UiExt,
-    headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
-    Form(form): Fields,
+    p: Poster,
 ) -> Response {
-    let who = match poster(&ui, &headers, &form, !app.tokens.enabled()) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    if who.session.caller.role < Role::Admin {
+    let v = &p.visitor;
+    if !v.is_admin() {
         return refuse(
             StatusCode::FORBIDDEN,
             "Discarding and recycling need an admin token; nothing was done.",
         );
     }
-    let by = format!("{} (web page)", who.session.caller.name);
+    let by = format!("{} (web page)", v.session.caller.name);
     let how = match action.as_str() {
         "discard" => Settle::Discard,
         "recycle" => Settle::Recycle,
@@ -655,14 +465,10 @@ async fn settle(
             &format!("Dataset {id} is {status}; it cannot be settled so."),
         ),
         Err(ServiceError::NotFound(_)) => refuse(StatusCode::NOT_FOUND, "No such dataset."),
-        Err(e) => failed(&who, e),
+        Err(e) => failed(v, e),
     }
 }
 
-async fn stock(State(app): State<AppState>, Extension(ui): UiExt, headers: HeaderMap) -> Response {
-    let who = match who(&app, &ui, &headers) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    render(&who, pages::stock(&ui.samples.all(), ui.samples.interval))
+async fn stock(Extension(ui): UiExt, v: Visitor) -> Response {
+    render(&v, pages::stock(&ui.samples.all(), ui.samples.interval))
 }
