@@ -4,8 +4,9 @@
 //! sleeping. In-process pool on a real SQLite file, real HTTP on loopback.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
 use serde_json::{Value, json};
@@ -140,18 +141,6 @@ impl Running {
     }
 }
 
-/// Waits until `check` holds, failing with `what` after a generous deadline.
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 #[tokio::test]
 async fn settling_through_the_api_or_the_page_wakes_waiters_and_asks_for_stock() {
     let pool = start(Arc::new(SystemClock)).await;
@@ -192,7 +181,11 @@ async fn a_recycle_on_the_page_serves_a_lease_that_waits_for_it() {
         tokio::spawn(async move { pool.lease("waited-for", 30).await })
     };
     let queue = pool.service.queue().clone();
-    until("the lease request waits for stock", || queue.len() == 1).await;
+    common::until("the lease request to wait for stock", || {
+        let waiting = queue.len() == 1;
+        async move { waiting }
+    })
+    .await;
     assert_eq!(pool.page_settle(&id, "recycle").await, 303);
     let (status, granted) = waiter.await.unwrap();
     assert_eq!(status, 201, "{granted}");
