@@ -12,16 +12,22 @@ fn stockroom() -> Command {
 }
 
 #[test]
-fn version_names_the_program_and_its_version() {
+fn version_names_the_program_its_version_and_commit() {
     let out = stockroom()
         .arg("--version")
         .output()
         .expect("run stockroom");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        text.trim(),
-        format!("stockroom {}", env!("CARGO_PKG_VERSION"))
+    let commit = text
+        .trim()
+        .strip_prefix(&format!("stockroom {} (commit ", env!("CARGO_PKG_VERSION")))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not `stockroom VERSION (commit C)`: {text}"));
+    assert!(
+        commit == "unknown"
+            || (!commit.is_empty() && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{text}"
     );
 }
 
