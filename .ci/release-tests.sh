@@ -46,6 +46,7 @@ awk '{ d = substr($1, 1, 1); s = (d == "0") ? "1" : "0"; print s substr($1, 2) "
 ! cmp -s dist/SHA256SUMS "$srv/bad/v$version/SHA256SUMS" || die "the bad SHA256SUMS is the same as the good one"
 
 step "serving the assets on loopback"
+: >"$work/server.log"  # exists before the server starts writing to it
 python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$srv" >"$work/server.log" 2>&1 &
 server_pid=$!
 port=""
