@@ -37,14 +37,16 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import urllib.request
 from pathlib import Path
 
 SHELL_LANGS = {"sh", "bash", "shell", "console"}
 SKIPPED_FILES = {"docs/benchmarks.md"}
-MARKER = re.compile(r"^<!--\s*(doc-test|illustration)\b:?\s*(.*?)\s*-->\s*$")
-FENCE = re.compile(r"^```(\S*)\s*$")
+# Markers and fences may be indented (blocks inside list items).
+MARKER = re.compile(r"^\s*<!--\s*(doc-test|illustration)\b:?\s*(.*?)\s*-->\s*$")
+FENCE = re.compile(r"^\s*```(\S*)\s*$")
 DEMO_POOL = "http://127.0.0.1:7878"
 DEFAULT_TIMEOUT = 120
 # A user's terminal has none of these; the runner's CI has some.
@@ -119,9 +121,9 @@ def blocks_of(repo, rel):
         if f:
             lang, start = f.group(1), i + 1
             j = i + 1
-            while j < len(lines) and not lines[j].startswith("```"):
+            while j < len(lines) and not lines[j].lstrip().startswith("```"):
                 j += 1
-            text = "\n".join(lines[i + 1 : j]) + "\n"
+            text = textwrap.dedent("\n".join(lines[i + 1 : j])) + "\n"
             if marker:
                 kind, rest, _ = marker
                 attrs = parse_attrs(rest) if kind == "doc-test" else [("why", rest)]
