@@ -15,18 +15,13 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 step() { printf '\n==> %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 die() { echo "deploy-tests: $*" >&2; exit 1; }
+. "$repo/.ci/lib.sh"
 TOOLS="${STOCKROOM_CI_TOOLS:-$repo/target/ci-tools}"
 pg="${STOCKROOM_TEST_POSTGRES:?set STOCKROOM_TEST_POSTGRES (e.g. postgres://postgres@127.0.0.1:5432/test)}"
 CI_TOKEN=ci-token-change-me       # deploy/stockroom-pool.toml pins their digests
 ADMIN_TOKEN=admin-token-change-me
 
 step "tools"
-apt_updated=""
-apt_install() {
-  command -v apt-get >/dev/null 2>&1 || die "'$1' is missing and apt-get is not available to install it"
-  if [ -z "$apt_updated" ]; then apt-get update -qq || die "apt-get update failed"; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || die "apt-get install $* failed"
-}
 command -v buildah >/dev/null 2>&1 || apt_install buildah
 command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
 command -v psql >/dev/null 2>&1 || apt_install postgresql-client

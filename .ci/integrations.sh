@@ -26,6 +26,7 @@ GITLAB_CI_LOCAL_VERSION=4.75.1
 
 step() { printf '\n==> %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 die() { echo "integrations: $*" >&2; exit 1; }
+. "$repo/.ci/lib.sh"
 
 for b in stockroom stockroom-pool; do
   [ -x "$STOCKROOM_BIN_DIR/$b" ] || die "$STOCKROOM_BIN_DIR/$b is missing: run 'cargo build -p stockroom -p stockroom-pool' first"
@@ -33,12 +34,6 @@ done
 
 step "tools"
 mkdir -p "$TOOLS"
-apt_updated=""
-apt_install() {
-  command -v apt-get >/dev/null 2>&1 || die "'$1' is missing and apt-get is not available to install it"
-  if [ -z "$apt_updated" ]; then apt-get update -qq || die "apt-get update failed"; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || die "apt-get install $* failed"
-}
 command -v rsync >/dev/null 2>&1 || apt_install rsync
 command -v curl >/dev/null 2>&1 || apt_install curl
 command -v git >/dev/null 2>&1 || apt_install git

@@ -11,6 +11,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 step() { printf '\n==> %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 die() { echo "release-tests: $*" >&2; exit 1; }
+. "$repo/.ci/lib.sh"
 for tool in python3 curl readelf sha256sum tar; do
   command -v "$tool" >/dev/null 2>&1 || die "required tool '$tool' is missing"
 done
@@ -19,6 +20,7 @@ version="$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Car
 commit="$(git rev-parse --short=12 HEAD)"
 if [ "${STOCKROOM_DIST_REUSE:-}" = 1 ] && ls dist/stockroom-"$version"-*.tar.gz >/dev/null 2>&1; then
   step "reusing dist/ for $version"
+  commit='[0-9a-f]\{12\}' # built from some earlier commit
 else
   step "scripts/dist.sh $version"
   bash scripts/dist.sh "$version"
@@ -46,17 +48,9 @@ awk '{ d = substr($1, 1, 1); s = (d == "0") ? "1" : "0"; print s substr($1, 2) "
 ! cmp -s dist/SHA256SUMS "$srv/bad/v$version/SHA256SUMS" || die "the bad SHA256SUMS is the same as the good one"
 
 step "serving the assets on loopback"
-: >"$work/server.log"  # exists before the server starts writing to it
-python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$srv" >"$work/server.log" 2>&1 &
-server_pid=$!
-port=""
-for _ in $(seq 1 300); do
-  port="$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$work/server.log" | head -n 1)"
-  [ -n "$port" ] && curl -fsS -o /dev/null "http://127.0.0.1:$port/install.sh" && break
-  kill -0 "$server_pid" 2>/dev/null || die "http.server exited: $(cat "$work/server.log")"
-  port=""; sleep 0.1
-done
-[ -n "$port" ] || die "http.server did not answer within 30 s: $(cat "$work/server.log")"
+serve_dir "$srv" "$work/server.log"
+server_pid="$SERVE_PID"
+port="$SERVE_PORT"
 base="http://127.0.0.1:$port"
 echo "release-tests: assets at $base"
 
@@ -66,7 +60,8 @@ curl -fsSL "$base/install.sh" |
 for bin in stockroom stockroom-pool; do
   [ -x "$work/bin/$bin" ] || die "install.sh did not install $bin"
   out="$("$work/bin/$bin" --version)"
-  [ "$out" = "$bin $version (commit $commit)" ] || die "$bin --version printed '$out', expected '$bin $version (commit $commit)'"
+  printf '%s\n' "$out" | grep -qx "$bin $version (commit $commit)" ||
+    die "$bin --version printed '$out', expected '$bin $version (commit $commit)'"
   echo "release-tests: $out"
   if LC_ALL=C readelf -l "$work/bin/$bin" | grep -q 'Requesting program interpreter'; then
     die "installed $bin is dynamically linked"

@@ -18,6 +18,8 @@ repo_root="$(cd "$templates/.." && pwd)"
 bin_dir="${STOCKROOM_BIN_DIR:-$repo_root/target/debug}"
 
 fail() { echo "gitlab-templates tests: $*" >&2; exit 1; }
+# shellcheck source=../../.ci/lib.sh
+. "$repo_root/.ci/lib.sh"
 need() { command -v "$1" >/dev/null 2>&1 || fail "required tool '$1' is missing: $2"; }
 need gitlab-ci-local "npm install gitlab-ci-local (see .ci/integrations.sh)"
 need node "gitlab-ci-local needs Node >= 22"
@@ -173,29 +175,12 @@ for part in ("before_script", "after_script"):
     with open(os.path.join(sys.argv[2], part + ".sh"), "w") as f:
         f.write("set -eo pipefail\n" + "\n".join(job[part]) + "\n")
 EOF
-# The real release assets when STOCKROOM_DIST_DIR has them (scripts/dist.sh's
-# dist/: .ci/run builds it first), else a tarball of the binary under test.
-if [ -n "${STOCKROOM_DIST_DIR:-}" ]; then
-  [ -f "$STOCKROOM_DIST_DIR/SHA256SUMS" ] || fail "STOCKROOM_DIST_DIR=$STOCKROOM_DIST_DIR has no SHA256SUMS"
-  asset="$(sed -n 's/^[0-9a-f]*  \(stockroom-.*-x86_64-unknown-linux-[a-z]*\.tar\.gz\)$/\1/p' "$STOCKROOM_DIST_DIR/SHA256SUMS" | head -n 1)"
-  [ -n "$asset" ] || fail "$STOCKROOM_DIST_DIR/SHA256SUMS lists no x86_64 Linux asset"
-  version="${asset#stockroom-}"; version="${version%%-x86_64-*}"
-  mkdir -p "$work/release/v$version"
-  cp "$STOCKROOM_DIST_DIR/$asset" "$STOCKROOM_DIST_DIR/SHA256SUMS" "$work/release/v$version/"
-  echo "install path: the release asset $asset from $STOCKROOM_DIST_DIR"
-else
-  version=0.0.0-test
-  asset="stockroom-$version-x86_64-unknown-linux-musl.tar.gz"
-  mkdir -p "$work/release/v$version" "$work/stage/stockroom-$version"
-  cp "$bin_dir/stockroom" "$work/stage/stockroom-$version/stockroom"
-  tar -czf "$work/release/v$version/$asset" -C "$work/stage" "stockroom-$version"
-  (cd "$work/release/v$version" && sha256sum "$asset" >SHA256SUMS)
-  echo "install path: a tarball of $bin_dir/stockroom (set STOCKROOM_DIST_DIR for the release assets)"
-fi
-python3 -m http.server 0 --bind 127.0.0.1 --directory "$work/release" >"$work/http.log" 2>&1 &
-http_pid=$!
-for _ in $(seq 1 100); do grep -q "Serving HTTP" "$work/http.log" && break; sleep 0.1; done
-http_port="$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$work/http.log" | head -n 1)"
+release_fixture "$work/release" "$bin_dir"
+version="$FIXTURE_VERSION"
+asset="$FIXTURE_ASSET"
+serve_dir "$work/release" "$work/http.log"
+http_pid="$SERVE_PID"
+http_port="$SERVE_PORT"
 
 project="$work/cancel/project"
 mkdir -p "$project"

