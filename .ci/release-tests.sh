@@ -9,7 +9,6 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
-step() { printf '\n==> %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 die() { echo "release-tests: $*" >&2; exit 1; }
 . "$repo/.ci/lib.sh"
 for tool in python3 curl readelf sha256sum tar; do
