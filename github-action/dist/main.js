@@ -126,20 +126,29 @@ var require_install = __commonJS({
     }
     var ACTION_ROOT = findActionRoot();
     var EXE = process.platform === "win32" ? "stockroom.exe" : "stockroom";
-    function releaseTarget(platform = process.platform, arch = process.arch) {
+    function releaseTargets(platform = process.platform, arch = process.arch) {
       const targets = {
-        "linux-x64": "x86_64-unknown-linux-musl",
-        "linux-arm64": "aarch64-unknown-linux-musl",
-        "darwin-x64": "x86_64-apple-darwin",
-        "darwin-arm64": "aarch64-apple-darwin"
+        "linux-x64": ["x86_64-unknown-linux-musl", "x86_64-unknown-linux-gnu"],
+        "linux-arm64": ["aarch64-unknown-linux-musl", "aarch64-unknown-linux-gnu"],
+        "darwin-x64": ["x86_64-apple-darwin"],
+        "darwin-arm64": ["aarch64-apple-darwin"]
       };
-      const target = targets[`${platform}-${arch}`];
-      if (!target) {
+      const found = targets[`${platform}-${arch}`];
+      if (!found) {
         throw new Error(
           `no stockroom release is built for ${platform}/${arch}; build it from source and pass its path as the \`binary\` input`
         );
       }
-      return target;
+      return found;
+    }
+    function releaseTarget(platform = process.platform, arch = process.arch) {
+      return releaseTargets(platform, arch)[0];
+    }
+    function pickAsset(table, version, targets) {
+      const pins = table.versions && table.versions[version] || {};
+      const target = targets.find((t) => pins[assetName(version, t)]) || targets[0];
+      const asset = assetName(version, target);
+      return { target, asset, pinned: pins[asset] };
     }
     function assetName(version, target) {
       return `stockroom-${version}-${target}.tar.gz`;
@@ -197,9 +206,7 @@ var require_install = __commonJS({
           `no stockroom version to download: this action release pins none in ${checksumFile}. Put stockroom on PATH, or pass \`binary\` (a path) or \`version\` (a pinned release).`
         );
       }
-      const target = releaseTarget();
-      const asset = assetName(wanted, target);
-      const pinned = table.versions && table.versions[wanted] && table.versions[wanted][asset];
+      const { target, asset, pinned } = pickAsset(table, wanted, releaseTargets());
       if (!pinned) {
         const known = Object.keys(table.versions || {}).join(", ") || "none";
         throw new Error(
@@ -257,7 +264,7 @@ var require_install = __commonJS({
       if (onPath) return { path: onPath, source: "path" };
       return installRelease({ version, downloadUrl, installRoot, root, log });
     }
-    module2.exports = { releaseTarget, assetName, findOnPath: findOnPath2, resolveBinary: resolveBinary2, installRelease, sha256 };
+    module2.exports = { releaseTarget, releaseTargets, pickAsset, assetName, findOnPath: findOnPath2, resolveBinary: resolveBinary2, installRelease, sha256 };
   }
 });
 

@@ -10,7 +10,7 @@ const path = require('node:path');
 const wf = require('../src/lib/workflow');
 const { outcomeFor, commonArgs, sidecarEnv } = require('../src/lib/sidecar');
 const { renderSummary } = require('../src/lib/summary');
-const { releaseTarget } = require('../src/lib/install');
+const { releaseTarget, pickAsset } = require('../src/lib/install');
 
 test('environment files round-trip multi-line values through heredocs', () => {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'wf-')), 'env');
@@ -66,4 +66,14 @@ test('release targets cover the hosted runners', () => {
   assert.equal(releaseTarget('linux', 'x64'), 'x86_64-unknown-linux-musl');
   assert.equal(releaseTarget('darwin', 'arm64'), 'aarch64-apple-darwin');
   assert.throws(() => releaseTarget('win32', 'x64'), /pass its path as the `binary` input/);
+  const linux = ['x86_64-unknown-linux-musl', 'x86_64-unknown-linux-gnu'];
+  const gnuOnly = { versions: { '1.0.0': { 'stockroom-1.0.0-x86_64-unknown-linux-gnu.tar.gz': 'ab' } } };
+  assert.deepEqual(pickAsset(gnuOnly, '1.0.0', linux), {
+    target: 'x86_64-unknown-linux-gnu',
+    asset: 'stockroom-1.0.0-x86_64-unknown-linux-gnu.tar.gz',
+    pinned: 'ab',
+  });
+  const both = { versions: { '1.0.0': { ...gnuOnly.versions['1.0.0'], 'stockroom-1.0.0-x86_64-unknown-linux-musl.tar.gz': 'cd' } } };
+  assert.equal(pickAsset(both, '1.0.0', linux).target, 'x86_64-unknown-linux-musl');
+  assert.equal(pickAsset({ versions: {} }, '1.0.0', linux).pinned, undefined);
 });

@@ -18,6 +18,8 @@ repo_root="$(cd "$templates/.." && pwd)"
 bin_dir="${STOCKROOM_BIN_DIR:-$repo_root/target/debug}"
 
 fail() { echo "gitlab-templates tests: $*" >&2; exit 1; }
+# shellcheck source=../../.ci/lib.sh
+. "$repo_root/.ci/lib.sh"
 need() { command -v "$1" >/dev/null 2>&1 || fail "required tool '$1' is missing: $2"; }
 need gitlab-ci-local "npm install gitlab-ci-local (see .ci/integrations.sh)"
 need node "gitlab-ci-local needs Node >= 22"
@@ -125,7 +127,7 @@ run_and_check() { # run_and_check NAME DIR JOB [gitlab-ci-local args...]
   local rc=0
   # gitlab-ci-local sets GITLAB_CI=false on purpose; GitLab sets true, and the
   # sidecar reads the GitLab variables (CI_NODE_INDEX, CI_JOB_STATUS) only then.
-  (cd "$dir" && PATH="$bin_dir:$PATH" gitlab-ci-local --variable GITLAB_CI=true --variable "RESULTS=$results" "$@") >"$work/$name.log" 2>&1 || rc=$?
+  (cd "$dir" && PATH="${PIPELINE_PATH:-$bin_dir:$PATH}" gitlab-ci-local --variable GITLAB_CI=true --variable "RESULTS=$results" "$@") >"$work/$name.log" 2>&1 || rc=$?
   sed "s/^/  [$name] /" "$work/$name.log" | tail -n 60
   check "$name: gitlab-ci-local ran the pipeline (exit $rc)" grep -q "pipeline finished" "$work/$name.log"
   check "$name: shard 2 failed, shards 1 and 3 passed" \
@@ -173,16 +175,12 @@ for part in ("before_script", "after_script"):
     with open(os.path.join(sys.argv[2], part + ".sh"), "w") as f:
         f.write("set -eo pipefail\n" + "\n".join(job[part]) + "\n")
 EOF
-version=0.0.0-test
-asset="stockroom-$version-x86_64-unknown-linux-musl.tar.gz"
-mkdir -p "$work/release/v$version" "$work/stage/stockroom-$version"
-cp "$bin_dir/stockroom" "$work/stage/stockroom-$version/stockroom"
-tar -czf "$work/release/v$version/$asset" -C "$work/stage" "stockroom-$version"
-(cd "$work/release/v$version" && sha256sum "$asset" >SHA256SUMS)
-python3 -m http.server 0 --bind 127.0.0.1 --directory "$work/release" >"$work/http.log" 2>&1 &
-http_pid=$!
-for _ in $(seq 1 100); do grep -q "Serving HTTP" "$work/http.log" && break; sleep 0.1; done
-http_port="$(sed -n 's/.*port \([0-9]*\).*/\1/p' "$work/http.log" | head -n 1)"
+release_fixture "$work/release" "$bin_dir"
+version="$FIXTURE_VERSION"
+asset="$FIXTURE_ASSET"
+serve_dir "$work/release" "$work/http.log"
+http_pid="$SERVE_PID"
+http_port="$SERVE_PORT"
 
 project="$work/cancel/project"
 mkdir -p "$project"
@@ -199,7 +197,7 @@ rc=0
   echo "the job is cancelled here"') >"$work/cancel.log" 2>&1 || rc=$?
 cat "$work/cancel.log" | sed 's/^/  [cancel] /'
 check "cancel: before_script installed stockroom from the loopback release and leased (exit $rc)" \
-  bash -c "[ $rc = 0 ] && grep -q 'using $project/.stockroom/download-$version/' '$work/cancel.log' && [ -s '$work/cancel/leased' ]"
+  bash -c "[ $rc = 0 ] && grep -q 'using $project/.stockroom/download-$version\.' '$work/cancel.log' && [ -s '$work/cancel/leased' ]"
 leased_id="$(cat "$work/cancel/leased" 2>/dev/null || echo none)"
 check "cancel: the dataset is leased while the job runs" test "$(status_of "$leased_id")" = leased
 rc=0
@@ -207,6 +205,19 @@ rc=0
 sed 's/^/  [cancel after_script] /' "$work/cancel-after.log"
 check "cancel: after_script with CI_JOB_STATUS=canceled exits 0" test "$rc" = 0
 check "cancel: the dataset is quarantined" test "$(status_of "$leased_id")" = quarantined
+check "cancel: after_script left nothing of the job in .stockroom/ ($(ls -A "$project/.stockroom" | tr '\n' ' '))" \
+  test -z "$(ls -A "$project/.stockroom")"
+# A pipeline under gitlab-ci-local with no stockroom on PATH: before_script
+# installs it from the loopback release in every shard.
+! command -v stockroom >/dev/null 2>&1 || fail "stockroom is on PATH ($(command -v stockroom)); the install test needs it absent"
+install_dir="$(make_project install)"
+write_pipeline "$install_dir" e2e-install "include:
+  - local: stockroom.gitlab-ci.yml"
+PIPELINE_PATH="$PATH" run_and_check install-release "$install_dir" e2e-install --variable "STOCKROOM_POOL=$pool_url" \
+  --variable "STOCKROOM_VERSION=$version" --variable "STOCKROOM_DOWNLOAD_URL=http://127.0.0.1:$http_port"
+check "install-release: every shard installed $asset from the loopback release" \
+  test "$(grep -c "stockroom: using .*/.stockroom/download-$version\." "$work/install-release.log")" -ge 3
+
 # A tampered release is refused before anything runs.
 echo "0000000000000000000000000000000000000000000000000000000000000000  $asset" >"$work/release/v$version/SHA256SUMS"
 rm -rf "$project/.stockroom"

@@ -9,7 +9,7 @@ use stockroom_protocol::pool_config::{PoolConfig, check_store_url};
 #[derive(Debug, Clone, Default, clap::Parser)]
 #[command(
     name = "stockroom-pool",
-    version,
+    version = env!("STOCKROOM_VERSION"),
     about = "Stockroom pool server: keeps test datasets in stock and leases them exclusively"
 )]
 pub struct Flags {

@@ -3,10 +3,10 @@
 //! can produce). Positioned problems exit 65.
 
 use stockroom_protocol::api::Catalog;
-use stockroom_protocol::manifest::Manifest;
+use stockroom_protocol::manifest::{Manifest, Shards};
 use stockroom_protocol::position::SourceError;
 
-use crate::ci::EnvSource;
+use crate::ci::{EnvSource, Shard, ShardSource};
 use crate::cli::{CheckArgs, Common};
 use crate::config;
 use crate::errors::Error;
@@ -15,23 +15,14 @@ use crate::exit::Exit;
 /// Runs the check; offline when no pool is configured or `--offline` is given.
 pub fn check(common: &Common, args: &CheckArgs, env: &impl EnvSource) -> Result<Exit, Error> {
     let manifest = config::load_manifest(common, env)?;
-    if let (Some(index), Some(total)) = (common.shard_index, common.shard_total)
-        && index >= total
-    {
-        return Err(Error::Usage(format!(
-            "--shard-index {index} must be below --shard-total {total}"
-        )));
-    }
-    if let Some(total) = common.shard_total {
-        manifest.check_shard_total(total)?;
-    }
+    let shard_warning = check_shards(common, env, &manifest)?;
     let pool = if args.offline {
         None
     } else {
         config::pool_url(common, env, Some(&manifest))?
     };
     let Some(pool) = pool else {
-        report_ok(common, &manifest, "offline", &[]);
+        report_ok(common, &manifest, "offline", &shard_warning);
         return Ok(Exit::Success);
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -49,12 +40,18 @@ pub fn check(common: &Common, args: &CheckArgs, env: &impl EnvSource) -> Result<
             tracing::warn!(
                 "failed to reach the pool at {pool} ({last}); checked the manifest offline only"
             );
-            report_ok(common, &manifest, "offline (pool unreachable)", &[]);
+            report_ok(
+                common,
+                &manifest,
+                "offline (pool unreachable)",
+                &shard_warning,
+            );
             return Ok(Exit::Success);
         }
         Err(e) => return Err(e),
     };
-    let (errors, warnings) = against_catalog(&manifest, &catalog);
+    let (errors, mut warnings) = against_catalog(&manifest, &catalog);
+    warnings.extend(shard_warning);
     if !errors.is_empty() {
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         return Err(Error::BadManifest(text.join("\n")));
@@ -66,6 +63,62 @@ pub fn check(common: &Common, args: &CheckArgs, env: &impl EnvSource) -> Result<
         &warnings,
     );
     Ok(Exit::Success)
+}
+
+/// The shard lists against the shard total `run` would use: an error when the
+/// total comes from `--shard-total`, `STOCKROOM_SHARD_TOTAL` or the CI and a
+/// list names a shard at or past it (as `run` exits 65 then); a warning when no
+/// total is given and the lists need more than the default single shard.
+fn check_shards(
+    common: &Common,
+    env: &impl EnvSource,
+    manifest: &Manifest,
+) -> Result<Vec<String>, Error> {
+    let total = match (common.shard_index, common.shard_total) {
+        (Some(index), Some(total)) if index >= total => {
+            return Err(Error::Usage(format!(
+                "--shard-index {index} must be below --shard-total {total}"
+            )));
+        }
+        // The total alone is enough here: check covers every shard.
+        (_, Some(total)) => Some(total),
+        _ => {
+            let resolved = crate::ci::resolved_shard(common, env)?;
+            (resolved.source != ShardSource::Default).then_some(resolved.shard.total)
+        }
+    };
+    if let Some(total) = total {
+        manifest.check_shard_total(total)?;
+        return Ok(Vec::new());
+    }
+    Ok(shards_needed(manifest)
+        .filter(|(needed, _)| *needed > Shard::SINGLE.total)
+        .map(|(needed, dataset)| {
+            format!(
+                "{}: dataset {dataset:?} lists shard {}, but no shard total is given \
+                 (--shard-total, STOCKROOM_SHARD_TOTAL or the CI's shard variables), so \
+                 `stockroom run` would use {} shard and exit 65; pass --shard-total {needed} \
+                 or more to check for a split job",
+                manifest.path.display(),
+                needed - 1,
+                Shard::SINGLE.total
+            )
+        })
+        .into_iter()
+        .collect())
+}
+
+/// The fewest shards the manifest's shard lists fit in, with a dataset that
+/// needs that many; `None` when every dataset goes to all shards.
+fn shards_needed(manifest: &Manifest) -> Option<(u32, &str)> {
+    manifest
+        .datasets
+        .iter()
+        .filter_map(|d| match &d.shards {
+            Shards::Only(set) => set.last().map(|last| (last + 1, d.name.as_str())),
+            Shards::All => None,
+        })
+        .max_by_key(|(needed, _)| *needed)
 }
 
 fn report_ok(common: &Common, manifest: &Manifest, how: &str, warnings: &[String]) {
@@ -194,7 +247,91 @@ fn list_or_none(items: &[String]) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::collections::BTreeMap;
     use std::path::Path;
+
+    fn example() -> Manifest {
+        Manifest::parse(
+            Path::new("m.toml"),
+            "version = 1\n[[dataset]]\nname = \"buyer\"\ntype = \"customer\"\nstate = \"active\"\n\n[[dataset]]\nname = \"orders\"\ntype = \"order\"\nstate = \"placed\"\nshards = [0, 2]\n",
+        )
+        .expect("valid")
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn totals(index: Option<u32>, total: Option<u32>) -> Common {
+        Common {
+            shard_index: index,
+            shard_total: total,
+            ..Common::default()
+        }
+    }
+
+    #[test]
+    fn a_shard_total_from_flags_env_or_ci_is_checked_like_run_does() {
+        let manifest = example();
+        let too_few = [
+            (totals(None, Some(2)), env(&[])),
+            (totals(Some(0), Some(2)), env(&[])),
+            (
+                totals(None, None),
+                env(&[
+                    ("STOCKROOM_SHARD_INDEX", "1"),
+                    ("STOCKROOM_SHARD_TOTAL", "2"),
+                ]),
+            ),
+            (
+                totals(None, None),
+                env(&[
+                    ("GITLAB_CI", "true"),
+                    ("CI_NODE_INDEX", "1"),
+                    ("CI_NODE_TOTAL", "2"),
+                ]),
+            ),
+        ];
+        for (common, env) in &too_few {
+            let err = check_shards(common, env, &manifest).expect_err("shard 2 of 2");
+            assert!(matches!(err, Error::BadManifest(_)), "{err:?}");
+            assert!(
+                err.to_string()
+                    .contains("dataset \"orders\" lists shard 2, but this job has 2 shard(s)"),
+                "{err}"
+            );
+        }
+        let enough = check_shards(&totals(None, Some(3)), &env(&[]), &manifest).expect("3 fit");
+        assert!(enough.is_empty(), "{enough:?}");
+    }
+
+    #[test]
+    fn without_a_shard_total_lists_past_the_single_default_shard_warn() {
+        let warnings = check_shards(&totals(None, None), &env(&[]), &example()).expect("a warning");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("m.toml: dataset \"orders\" lists shard 2")
+                && warnings[0].contains("pass --shard-total 3"),
+            "{}",
+            warnings[0]
+        );
+        let all_shards = Manifest::parse(
+            Path::new("m.toml"),
+            "version = 1\n[[dataset]]\nname = \"buyer\"\ntype = \"customer\"\nstate = \"active\"\nshards = [0]\n",
+        )
+        .expect("valid");
+        let none = check_shards(&totals(None, None), &env(&[]), &all_shards).expect("fits");
+        assert!(none.is_empty(), "{none:?}");
+    }
+
+    #[test]
+    fn an_index_past_the_total_is_a_usage_error() {
+        let err = check_shards(&totals(Some(3), Some(3)), &env(&[]), &example()).expect_err("3/3");
+        assert!(matches!(err, Error::Usage(_)), "{err:?}");
+    }
 
     #[test]
     fn unknown_states_and_impossible_where_values_are_positioned() {

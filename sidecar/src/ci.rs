@@ -1,8 +1,9 @@
 //! The CI adapter (`stockroom-ci`) as the sidecar uses it.
 
 pub use stockroom_ci::{
-    CiContext, CiError, EnvSource, ExportVar, GithubFile, ProcessEnv, Provider, Shard,
-    github_paths, resolve_shard, shell_exports, write_dotenv, write_masks,
+    CiContext, CiError, EnvSource, ExportVar, GithubFile, ProcessEnv, Provider, ResolvedShard,
+    Shard, ShardSource, github_paths, resolve_shard_with_source, shell_exports, write_dotenv,
+    write_masks,
 };
 
 use crate::cli::Common;
@@ -10,7 +11,12 @@ use crate::errors::Error;
 
 /// The job's shard: flags, then `STOCKROOM_SHARD_*`, then the CI's own variables, then 0/1.
 pub fn shard(common: &Common, env: &impl EnvSource) -> Result<Shard, Error> {
-    resolve_shard(common.shard_index, common.shard_total, env).map_err(|e| {
+    resolved_shard(common, env).map(|resolved| resolved.shard)
+}
+
+/// [`shard`], also saying which source decided.
+pub fn resolved_shard(common: &Common, env: &impl EnvSource) -> Result<ResolvedShard, Error> {
+    resolve_shard_with_source(common.shard_index, common.shard_total, env).map_err(|e| {
         match (common.shard_index, common.shard_total) {
             (Some(_), _) | (_, Some(_)) => Error::Usage(e.to_string()),
             _ => Error::Config(e.to_string()),

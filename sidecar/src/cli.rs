@@ -38,7 +38,7 @@ fn exit_codes_help() -> String {
 #[derive(Debug, Parser)]
 #[command(
     name = "stockroom",
-    version,
+    version = env!("STOCKROOM_VERSION"),
     propagate_version = true,
     max_term_width = 100
 )]

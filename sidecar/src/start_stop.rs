@@ -528,17 +528,20 @@ fn summarize(
         });
         crate::redact::print_stdout(&format!("{value}\n"));
     }
-    let list: Vec<String> = state
-        .datasets
-        .iter()
-        .map(|d| format!("{} {}", d.name, status_of(&d.id)))
-        .collect();
-    tracing::info!(
-        "lease {} {}: {}",
-        state.lease_id,
-        ending.replace("**", ""),
-        list.join(", ")
-    );
+    // A successful release was logged where it happened (run::release_with).
+    if !released {
+        let list: Vec<String> = state
+            .datasets
+            .iter()
+            .map(|d| format!("{} {}", d.name, status_of(&d.id)))
+            .collect();
+        tracing::info!(
+            "lease {} {}: {}",
+            state.lease_id,
+            ending.replace("**", ""),
+            list.join(", ")
+        );
+    }
     Ok(())
 }
 

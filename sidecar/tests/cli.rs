@@ -12,16 +12,22 @@ fn stockroom() -> Command {
 }
 
 #[test]
-fn version_names_the_program_and_its_version() {
+fn version_names_the_program_its_version_and_commit() {
     let out = stockroom()
         .arg("--version")
         .output()
         .expect("run stockroom");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        text.trim(),
-        format!("stockroom {}", env!("CARGO_PKG_VERSION"))
+    let commit = text
+        .trim()
+        .strip_prefix(&format!("stockroom {} (commit ", env!("CARGO_PKG_VERSION")))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not `stockroom VERSION (commit C)`: {text}"));
+    assert!(
+        commit == "unknown"
+            || (!commit.is_empty() && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{text}"
     );
 }
 
@@ -60,4 +66,62 @@ fn the_example_manifest_is_valid_and_a_broken_one_exits_65_with_its_position() {
         err.contains("stockroom.toml:6:1: unknown field `cont`"),
         "{err}"
     );
+}
+
+#[test]
+fn check_agrees_with_run_about_the_shard_total() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("stockroom.toml");
+    std::fs::write(
+        &path,
+        "version = 1\n[[dataset]]\nname = \"orders\"\ntype = \"order\"\nstate = \"placed\"\nshards = [0, 1]\n",
+    )
+    .expect("write manifest");
+    let check = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = stockroom();
+        cmd.env_remove("STOCKROOM_SHARD_INDEX")
+            .env_remove("STOCKROOM_SHARD_TOTAL")
+            .args(["check", "--offline", "--manifest"])
+            .arg(&path)
+            .args(extra)
+            .envs(env.iter().copied());
+        cmd.output().expect("run stockroom")
+    };
+
+    // No total anywhere: `run` would use one shard and exit 65, so check warns.
+    let out = check(&[], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("lists shard 1, but no shard total is given")
+            && err.contains("pass --shard-total 2"),
+        "{err}"
+    );
+
+    // A total from the flag or from the environment is checked as `run` checks it.
+    for (extra, env) in [
+        (&["--shard-total", "1"][..], &[][..]),
+        (
+            &[][..],
+            &[
+                ("STOCKROOM_SHARD_INDEX", "0"),
+                ("STOCKROOM_SHARD_TOTAL", "1"),
+            ][..],
+        ),
+    ] {
+        let out = check(extra, env);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(65), "{err}");
+        assert!(
+            err.contains(
+                "stockroom.toml:6:10: dataset \"orders\" lists shard 1, but this job has 1 shard(s)"
+            ),
+            "{err}"
+        );
+    }
+
+    let out = check(&["--shard-total", "2"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("shard"), "{err}");
 }

