@@ -123,20 +123,28 @@ pub async fn acquire(
     loop {
         changed.borrow_and_update();
         let eligible = ticket.may_try();
-        let attempt = LeaseAttempt {
-            holder: req.holder.clone(),
+        let answer = if eligible {
+            let attempt = LeaseAttempt {
+                holder: req.holder.clone(),
+                items: req.items.clone(),
+                ttl_ms,
+                idempotency_key: req.idempotency_key.clone(),
+                now_ms: now_ms(),
+            };
+            Some(store.lease(attempt).await?)
+        } else if let Some(key) = &req.idempotency_key {
             // Not our turn: only look the idempotency key up.
-            items: if eligible {
-                req.items.clone()
-            } else {
-                Vec::new()
-            },
-            ttl_ms,
-            idempotency_key: req.idempotency_key.clone(),
-            now_ms: now_ms(),
+            Some(
+                match store.find_by_idempotency_key(key.clone(), now_ms()).await? {
+                    Some(g) => LeaseResult::Existing(g),
+                    None => LeaseResult::NoStock(Vec::new()),
+                },
+            )
+        } else {
+            None
         };
-        if eligible || req.idempotency_key.is_some() {
-            match store.lease(attempt).await? {
+        if let Some(answer) = answer {
+            match answer {
                 LeaseResult::Granted(g) => {
                     if let Some(supply) = supply {
                         // Stock went down: pre-generation may need to refill it.

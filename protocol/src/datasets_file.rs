@@ -98,6 +98,7 @@ mod tests {
         LeasedDataset {
             name: name.into(),
             index,
+            count: if name == "orders" { 2 } else { 1 },
             dataset: serde_json::from_value(
                 json!({"id": id, "type": "t", "state": "s", "data": {}}),
             )

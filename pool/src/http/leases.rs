@@ -162,7 +162,7 @@ pub async fn heartbeat(
         } => Ok(Json(HeartbeatAnswer {
             lease_id: id,
             expires_at: rfc3339(expires_at_ms),
-            heartbeat_interval_seconds: crate::store::sqlite::heartbeat_interval_seconds(ttl_ms),
+            heartbeat_interval_seconds: crate::store::heartbeat_interval_seconds(ttl_ms),
         })),
         HeartbeatResult::Gone(status) => {
             if status == LeaseStatus::Expired {

@@ -1,6 +1,6 @@
 //! Storage: the semantic operations of the pool, one trait every backend implements.
 //!
-//! Each method is one atomic operation of CONTRACT §6 (lease, heartbeat,
+//! Each method is one atomic operation of docs/pool.md (lease, heartbeat,
 //! release, expire, register, discard, recycle) or a read. Exclusivity is the
 //! backend's job, enforced inside its transaction by the database itself (an
 //! `entity_holds` table keyed by entity), never by a process-local lock, so it
@@ -15,9 +15,18 @@
 //! shared [`conformance`] suite can test TTLs without sleeping.
 
 pub mod conformance;
+mod error;
+mod ops;
 pub mod postgres;
 mod rows;
+pub mod rules;
+mod sessions;
 pub mod sqlite;
+mod tx;
+
+pub use error::{CorruptData, DriverError, StoreError, StoreResult};
+pub use rules::heartbeat_interval_seconds;
+pub use sessions::SessionRow;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -27,40 +36,18 @@ use stockroom_protocol::api::{
     DatasetView, HistoryEntry, Holder, LeaseGranted, LeaseItem, LeaseView, NewDataset,
     ReleaseAnswer, StockCounts, StockSettings,
 };
+use stockroom_protocol::pool_config::StoreUrl;
 use stockroom_protocol::{Attributes, Dataset, DatasetStatus, LeaseStatus, Outcome};
 
 /// A boxed future, so the trait stays object safe (`Arc<dyn Store>`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The store failed (I/O, corruption, a closed worker); never a semantic refusal.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot open store {url}: {message}")]
-    Open { url: String, message: String },
-    #[error("store query failed: {0}")]
-    Query(String),
-    #[error("store is shut down")]
-    Closed,
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Query(e.to_string())
-    }
-}
-
-impl From<serde_json::Error> for StoreError {
-    fn from(e: serde_json::Error) -> Self {
-        StoreError::Query(format!("stored JSON is malformed: {e}"))
-    }
-}
-
-pub type StoreResult<T> = Result<T, StoreError>;
-
 /// One lease attempt, already validated and capped by the leasing layer.
 #[derive(Debug, Clone)]
 pub struct LeaseAttempt {
     pub holder: Holder,
+    /// At least one item: an attempt without items is refused as a bug (to
+    /// look an idempotency key up, see [`Store::find_by_idempotency_key`]).
     pub items: Vec<LeaseItem>,
     pub ttl_ms: i64,
     pub idempotency_key: Option<String>,
@@ -138,6 +125,16 @@ pub struct DatasetFilter {
     pub limit: u32,
 }
 
+/// A quarantined dataset as the quarantine page shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuarantinedDataset {
+    /// With its full history.
+    pub view: DatasetView,
+    /// The job that failed it: its last lease's `details_url`, else the
+    /// lease holder's `url`.
+    pub failing_job: Option<String>,
+}
+
 /// Counts and stock settings per `(type, state)`.
 pub type StockTable = BTreeMap<(String, String), StockCounts>;
 
@@ -212,9 +209,17 @@ pub trait Store: Send + Sync + 'static {
     /// Leases every item atomically, or nothing. Picks the oldest ready
     /// datasets that match `where` and whose entities are free of active
     /// leases (and distinct within the lease); with an idempotency key that
-    /// has an active lease, answers that lease instead. With no items it
-    /// only looks the key up: `Existing`, or `NoStock(vec![])` and nothing written.
+    /// has an active lease, answers that lease instead. `attempt.items` must
+    /// not be empty.
     fn lease(&self, attempt: LeaseAttempt) -> BoxFuture<'_, StoreResult<LeaseResult>>;
+
+    /// The active lease of an idempotency key, if any. One found past its
+    /// expiry is expired on the spot (as the reaper would) and answers `None`.
+    fn find_by_idempotency_key(
+        &self,
+        key: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<Option<LeaseGranted>>>;
 
     /// Extends an active, unexpired lease to `now + ttl`. An active lease found
     /// past its expiry is expired on the spot (as the reaper would).
@@ -354,6 +359,33 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> BoxFuture<'_, StoreResult<ExtendResult>>;
 
+    /// Quarantined datasets in insertion order, at most `limit`, each with
+    /// its full history and failing job, in a constant number of queries.
+    fn list_quarantined(&self, limit: u32) -> BoxFuture<'_, StoreResult<Vec<QuarantinedDataset>>>;
+
+    /// Stores a new web session (or replaces one with the same `id_hash`).
+    fn put_session(&self, session: SessionRow) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// The session of a cookie hash, its `last_seen_ms` refreshed to `now_ms`;
+    /// `None` when unknown or idle for longer than `idle_ms` (idle sessions
+    /// are deleted on the way, so the table never grows without bound).
+    fn get_session(
+        &self,
+        id_hash: String,
+        now_ms: i64,
+        idle_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<Option<SessionRow>>>;
+
+    /// Signs a session out.
+    fn delete_session(&self, id_hash: String) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Remembers a lease taken through the page in this session.
+    fn add_session_lease(
+        &self,
+        id_hash: String,
+        lease_id: String,
+    ) -> BoxFuture<'_, StoreResult<()>>;
+
     /// How often this replica's waiters must re-try on their own, when stock
     /// can also grow through other processes sharing the database (`None`: the
     /// process sees every change itself, its own events wake the waiters).
@@ -364,21 +396,34 @@ pub trait Store: Send + Sync + 'static {
 
 /// Opens the backend named by a store URL (`sqlite://PATH`, or
 /// `postgres://…` / `postgresql://…`), chosen once from the scheme.
-pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(
-            std::path::Path::new(path),
-        )?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(
+pub async fn open(url: &StoreUrl) -> StoreResult<std::sync::Arc<dyn Store>> {
+    match url.sqlite_path() {
+        Some(path) => Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path)?)),
+        None => Ok(std::sync::Arc::new(
             postgres::PostgresStore::open(url).await?,
-        ))
-    } else {
-        Err(StoreError::Open {
-            url: url.to_string(),
-            message:
-                "unknown store scheme; use sqlite://PATH or postgres://USER@HOST:PORT/DATABASE"
-                    .to_string(),
-        })
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_is_unavailable_and_hides_the_password() {
+        let url = StoreUrl::parse("postgres://bob:hunter2@127.0.0.1:1/db").expect("url");
+        let Err(e) = open(&url).await else {
+            panic!("nothing listens on port 1");
+        };
+        assert!(e.is_unavailable(), "{e:?}");
+        assert!(matches!(e, StoreError::Connect(_)), "{e:?}");
+        for shown in [
+            e.to_string(),
+            format!("{e:?}"),
+            format!("{url:?}"),
+            url.to_string(),
+        ] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
     }
 }
