@@ -428,7 +428,7 @@ fn an_unreachable_database_exits_78_before_binding() {
             "--listen",
             "127.0.0.1:0",
             "--store",
-            "postgres://postgres@127.0.0.1:1/nowhere",
+            "postgres://bob:hunter2@127.0.0.1:1/nowhere",
         ])
         .arg("--ready-file")
         .arg(&ready)
@@ -436,6 +436,8 @@ fn an_unreachable_database_exits_78_before_binding() {
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot open store"), "{stderr}");
+    assert!(stderr.contains("cannot reach the database"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stderr.contains("hunter2") && !stdout.contains("hunter2"), "{stderr}{stdout}");
     assert!(!ready.exists(), "nothing was bound");
 }
