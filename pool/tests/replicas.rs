@@ -438,6 +438,9 @@ fn an_unreachable_database_exits_78_before_binding() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot reach the database"), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!stderr.contains("hunter2") && !stdout.contains("hunter2"), "{stderr}{stdout}");
+    assert!(
+        !stderr.contains("hunter2") && !stdout.contains("hunter2"),
+        "{stderr}{stdout}"
+    );
     assert!(!ready.exists(), "nothing was bound");
 }

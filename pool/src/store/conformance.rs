@@ -1004,7 +1004,7 @@ pub async fn list_filters(store: &dyn Store) {
     );
     assert_eq!(
         lease_ids(store.list_leases(None, 1).await.unwrap()),
-        [second.lease_id.clone()]
+        std::slice::from_ref(&second.lease_id)
     );
     assert_eq!(
         lease_ids(

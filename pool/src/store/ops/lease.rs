@@ -64,10 +64,10 @@ pub(crate) async fn lease<T: Tx>(tx: &T, a: &LeaseAttempt) -> StoreResult<LeaseR
 }
 
 async fn lease_in<T: Tx>(w: &mut Work<'_, T>, a: &LeaseAttempt) -> StoreResult<LeaseResult> {
-    if let Some(key) = &a.idempotency_key {
-        if let Some(existing) = active_by_key(w, key, a.now_ms).await? {
-            return Ok(LeaseResult::Existing(existing));
-        }
+    if let Some(key) = &a.idempotency_key
+        && let Some(existing) = active_by_key(w, key, a.now_ms).await?
+    {
+        return Ok(LeaseResult::Existing(existing));
     }
     let mut taken = HashSet::new();
     let mut entities_taken = HashSet::new();

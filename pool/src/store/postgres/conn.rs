@@ -53,10 +53,10 @@ pub(super) fn config(
     let mut cfg: tokio_postgres::Config = base
         .parse()
         .map_err(|e: tokio_postgres::Error| StoreError::Config(e.to_string()))?;
-    if cfg.get_password().is_none() {
-        if let Some(p) = url.expose_password() {
-            cfg.password(p);
-        }
+    if cfg.get_password().is_none()
+        && let Some(p) = url.expose_password()
+    {
+        cfg.password(p);
     }
     cfg.application_name(application_name);
     cfg.connect_timeout(Duration::from_secs(10));
