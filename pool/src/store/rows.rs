@@ -107,3 +107,25 @@ pub(crate) fn parse_entities(text: &str) -> StoreResult<Vec<String>> {
         Ok(serde_json::from_str(text)?)
     }
 }
+
+/// The `SELECT` of a `GET /datasets` filter in insertion order (without its
+/// `LIMIT`), with `placeholder(n)` for the n-th argument, and the arguments.
+pub(crate) fn dataset_filter_sql(
+    filter: &super::DatasetFilter,
+    placeholder: impl Fn(usize) -> String,
+) -> (String, Vec<String>) {
+    let mut text = format!("SELECT {DS_COLS} FROM datasets d WHERE 1 = 1");
+    let mut args: Vec<String> = Vec::new();
+    for (column, value) in [
+        ("type", filter.type_name.clone()),
+        ("state", filter.state.clone()),
+        ("status", filter.status.map(|s| s.as_str().to_string())),
+    ] {
+        if let Some(v) = value {
+            args.push(v);
+            text.push_str(&format!(" AND d.{column} = {}", placeholder(args.len())));
+        }
+    }
+    text.push_str(" ORDER BY d.seq");
+    (text, args)
+}

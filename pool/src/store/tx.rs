@@ -69,6 +69,44 @@ pub(crate) struct NewRow<'a> {
     pub request: Option<String>,
 }
 
+/// One dataset of a new lease.
+pub(crate) struct NewLeaseItem<'a> {
+    pub lease_id: &'a str,
+    pub dataset_id: &'a str,
+    pub name: &'a str,
+    pub index: u32,
+    /// Order in the lease answer.
+    pub pos: i64,
+    pub on_failure: OnFailure,
+}
+
+/// Ready datasets of `(type, state)` (with the `first` attribute when
+/// given) after `cursor` in insertion order, at most `batch`.
+pub(crate) struct CandidateQuery<'a> {
+    pub type_name: &'a str,
+    pub state: &'a str,
+    pub first: Option<(&'a str, &'a str)>,
+    pub cursor: i64,
+    pub batch: i64,
+}
+
+/// One attribute of a dataset of `(type, state)`.
+#[derive(Clone, Copy)]
+pub(crate) struct Attr<'a> {
+    pub type_name: &'a str,
+    pub state: &'a str,
+    pub name: &'a str,
+    pub value: &'a str,
+}
+
+/// A row's new status (`ready` clears its lease), time and lease.
+pub(crate) struct RowStatus<'a> {
+    pub seq: i64,
+    pub to: DatasetStatus,
+    pub lease_id: Option<&'a str>,
+    pub now_ms: i64,
+}
+
 /// A lease row to insert.
 pub(crate) struct NewLease<'a> {
     pub id: &'a str,
@@ -144,16 +182,7 @@ pub(crate) trait Tx {
     async fn active_lease_by_key(&self, key: &str) -> StoreResult<Option<LeaseRow>>;
     async fn lease_items(&self, lease_id: &str) -> StoreResult<Vec<LeaseItemRow>>;
     async fn insert_lease(&self, lease: NewLease<'_>) -> StoreResult<()>;
-    #[allow(clippy::too_many_arguments)]
-    async fn insert_lease_item(
-        &self,
-        lease_id: &str,
-        dataset_id: &str,
-        name: &str,
-        index: u32,
-        pos: i64,
-        on_failure: OnFailure,
-    ) -> StoreResult<()>;
+    async fn insert_lease_item(&self, item: NewLeaseItem<'_>) -> StoreResult<()>;
     async fn set_lease_expired(&self, id: &str, now_ms: i64, reason: &str) -> StoreResult<()>;
     async fn set_lease_expiry(&self, id: &str, expires_at: i64, ttl_ms: i64) -> StoreResult<()>;
     async fn set_lease_released(&self, end: LeaseEnd<'_>) -> StoreResult<()>;
@@ -181,32 +210,13 @@ pub(crate) trait Tx {
     ) -> StoreResult<i64>;
 
     // ----- picking
-    /// Ready datasets of `(type, state)`, with `first` attribute when given,
-    /// after `cursor` in insertion order, at most `batch`.
-    async fn candidates(
-        &self,
-        type_name: &str,
-        state: &str,
-        first: Option<(&str, &str)>,
-        cursor: i64,
-        batch: i64,
-    ) -> StoreResult<Vec<Candidate>>;
+    /// Ready datasets matching the query (see [`CandidateQuery`]).
+    async fn candidates(&self, q: CandidateQuery<'_>) -> StoreResult<Vec<Candidate>>;
     /// Datasets of `(type, state)` with the attribute, ready, generating or leased.
-    async fn potential_with(
-        &self,
-        type_name: &str,
-        state: &str,
-        name: &str,
-        value: &str,
-    ) -> StoreResult<u64>;
+    async fn potential_with(&self, attr: Attr<'_>) -> StoreResult<u64>;
     /// Datasets of `(type, state)` in any of `statuses`, from the counts, read
     /// in one statement.
-    async fn count(
-        &self,
-        type_name: &str,
-        state: &str,
-        statuses: &[DatasetStatus],
-    ) -> StoreResult<u64>;
+    async fn count(&self, of: (&str, &str), statuses: &[DatasetStatus]) -> StoreResult<u64>;
     /// Serialises generation starts of one `(type, state)` across writers.
     async fn lock_generation_cap(&self, type_name: &str, state: &str) -> StoreResult<()>;
 
@@ -218,22 +228,8 @@ pub(crate) trait Tx {
     async fn list_datasets(&self, filter: &DatasetFilter) -> StoreResult<Vec<RawDataset>>;
     /// Returns the new row's `seq`.
     async fn insert_dataset(&self, row: NewRow<'_>) -> StoreResult<i64>;
-    async fn insert_attr(
-        &self,
-        type_name: &str,
-        state: &str,
-        name: &str,
-        value: &str,
-        seq: i64,
-    ) -> StoreResult<()>;
-    /// Status, time and lease of a row (`ready` clears the lease).
-    async fn set_status(
-        &self,
-        seq: i64,
-        to: DatasetStatus,
-        lease_id: Option<&str>,
-        now_ms: i64,
-    ) -> StoreResult<()>;
+    async fn insert_attr(&self, attr: Attr<'_>, seq: i64) -> StoreResult<()>;
+    async fn set_status(&self, s: RowStatus<'_>) -> StoreResult<()>;
     async fn insert_history(&self, h: NewHistory<'_>) -> StoreResult<()>;
     async fn set_part_of(&self, seq: i64, parent: &str) -> StoreResult<()>;
     /// Entities (JSON text) of the parts of `parent`, in insertion order.

@@ -11,7 +11,7 @@ use super::{Change, Work, dataset_with_history};
 use crate::ids;
 use crate::store::rows::parse_entities;
 use crate::store::rules::reasons;
-use crate::store::tx::{GeneratedRow, NewHistory, NewRow, Tx};
+use crate::store::tx::{Attr, GeneratedRow, NewHistory, NewRow, Tx};
 use crate::store::{Generated, InputPick, NewGeneration, StoreResult};
 
 pub(crate) async fn begin<T: Tx>(
@@ -27,8 +27,7 @@ pub(crate) async fn begin<T: Tx>(
         tx.lock_generation_cap(&g.type_name, &g.state).await?;
         let have = tx
             .count(
-                &g.type_name,
-                &g.state,
+                (&g.type_name, &g.state),
                 &[DatasetStatus::Ready, DatasetStatus::Generating],
             )
             .await?;
@@ -157,8 +156,13 @@ pub(crate) async fn complete<T: Tx>(
     })
     .await?;
     for (name, value) in &g.attributes {
-        tx.insert_attr(&d.type_name, &d.state, name, value.as_str(), d.seq)
-            .await?;
+        let attr = Attr {
+            type_name: &d.type_name,
+            state: &d.state,
+            name,
+            value: value.as_str(),
+        };
+        tx.insert_attr(attr, d.seq).await?;
     }
     let (to, reason) = match &g.part_of {
         Some(parent) => (

@@ -11,7 +11,7 @@ use super::{Change, Work, granted, vanished};
 use crate::ids;
 use crate::store::rows::parse_entities;
 use crate::store::rules::reasons;
-use crate::store::tx::{NewLease, Tx};
+use crate::store::tx::{Attr, CandidateQuery, NewLease, NewLeaseItem, Tx};
 use crate::store::{ItemShortfall, LeaseAttempt, LeaseResult, StoreError, StoreResult};
 use stockroom_protocol::api::LeaseGranted;
 
@@ -130,8 +130,15 @@ async fn lease_in<T: Tx>(w: &mut Work<'_, T>, a: &LeaseAttempt) -> StoreResult<L
                 now_ms: now,
             })
             .await?;
-            w.tx.insert_lease_item(&id, &p.id, &item.name, idx as u32, pos, item.on_failure)
-                .await?;
+            w.tx.insert_lease_item(NewLeaseItem {
+                lease_id: &id,
+                dataset_id: &p.id,
+                name: &item.name,
+                index: idx as u32,
+                pos,
+                on_failure: item.on_failure,
+            })
+            .await?;
             pos += 1;
         }
     }
@@ -174,7 +181,13 @@ pub(crate) async fn pick<T: Tx>(
         .map(|(k, v)| (k.as_str(), v.as_str()));
     loop {
         let rows = tx
-            .candidates(&item.type_name, &item.state, first, cursor, batch)
+            .candidates(CandidateQuery {
+                type_name: &item.type_name,
+                state: &item.state,
+                first,
+                cursor,
+                batch,
+            })
             .await?;
         let full = rows.len() as i64 == batch;
         for c in rows {
@@ -225,11 +238,19 @@ async fn shortfall<T: Tx>(
     available: usize,
 ) -> StoreResult<ItemShortfall> {
     let (t, s) = (item.type_name.as_str(), item.state.as_str());
-    let ready = tx.count(t, s, &[DatasetStatus::Ready]).await?;
-    let generating = tx.count(t, s, &[DatasetStatus::Generating]).await?;
+    let ready = tx.count((t, s), &[DatasetStatus::Ready]).await?;
+    let generating = tx.count((t, s), &[DatasetStatus::Generating]).await?;
     let potential = match item.where_.iter().next() {
-        None => ready + generating + tx.count(t, s, &[DatasetStatus::Leased]).await?,
-        Some((name, value)) => tx.potential_with(t, s, name, value.as_str()).await?,
+        None => ready + generating + tx.count((t, s), &[DatasetStatus::Leased]).await?,
+        Some((name, value)) => {
+            tx.potential_with(Attr {
+                type_name: t,
+                state: s,
+                name,
+                value: value.as_str(),
+            })
+            .await?
+        }
     };
     Ok(ItemShortfall {
         name: item.name.clone(),

@@ -24,7 +24,7 @@ use stockroom_protocol::api::{DatasetView, LeaseGranted, LeaseView, LeasedDatase
 
 use super::rows::LeaseRow;
 use super::rules::heartbeat_interval_seconds;
-use super::tx::{CountKey, NewHistory, Tx};
+use super::tx::{CountKey, NewHistory, RowStatus, Tx};
 use super::{StoreError, StoreResult};
 use crate::time::rfc3339;
 
@@ -74,7 +74,12 @@ impl<'t, T: Tx> Work<'t, T> {
 
     pub async fn change(&mut self, c: Change<'_>) -> StoreResult<()> {
         self.tx
-            .set_status(c.seq, c.to, c.lease_id, c.now_ms)
+            .set_status(RowStatus {
+                seq: c.seq,
+                to: c.to,
+                lease_id: c.lease_id,
+                now_ms: c.now_ms,
+            })
             .await?;
         if let Some(from) = c.from {
             self.count(c.type_name, c.state, from, -1);
@@ -258,15 +263,7 @@ macro_rules! store_over_ops {
             by: String,
             now_ms: i64,
         ) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<$crate::store::SettleResult>> {
-            $write!(self, |tx| $crate::store::ops::settle::settle(
-                tx,
-                &id,
-                $crate::store::rules::DISCARDABLE,
-                ::stockroom_protocol::DatasetStatus::Discarded,
-                &by,
-                $crate::store::rules::reasons::DISCARDED,
-                now_ms
-            ))
+            $write!(self, |tx| $crate::store::ops::settle::discard(tx, &id, &by, now_ms))
         }
 
         fn recycle(
@@ -275,15 +272,7 @@ macro_rules! store_over_ops {
             by: String,
             now_ms: i64,
         ) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<$crate::store::SettleResult>> {
-            $write!(self, |tx| $crate::store::ops::settle::settle(
-                tx,
-                &id,
-                $crate::store::rules::RECYCLABLE,
-                ::stockroom_protocol::DatasetStatus::Ready,
-                &by,
-                $crate::store::rules::reasons::RECYCLED,
-                now_ms
-            ))
+            $write!(self, |tx| $crate::store::ops::settle::recycle(tx, &id, &by, now_ms))
         }
 
         fn get_dataset(&self, id: String) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<Option<::stockroom_protocol::api::DatasetView>>> {

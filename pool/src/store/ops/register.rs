@@ -7,7 +7,7 @@ use super::Work;
 use crate::ids;
 use crate::store::StoreResult;
 use crate::store::rules::reasons;
-use crate::store::tx::{NewHistory, NewRow, Tx};
+use crate::store::tx::{Attr, NewHistory, NewRow, Tx};
 use crate::time::rfc3339;
 
 pub(crate) async fn register<T: Tx>(
@@ -37,8 +37,13 @@ pub(crate) async fn register<T: Tx>(
             })
             .await?;
         for (name, value) in &d.attributes {
-            tx.insert_attr(&d.type_name, &d.state, name, value.as_str(), seq)
-                .await?;
+            let attr = Attr {
+                type_name: &d.type_name,
+                state: &d.state,
+                name,
+                value: value.as_str(),
+            };
+            tx.insert_attr(attr, seq).await?;
         }
         w.count(&d.type_name, &d.state, DatasetStatus::Ready, 1);
         w.know(&d.type_name, &d.state);

@@ -3,12 +3,34 @@
 use stockroom_protocol::DatasetStatus;
 
 use super::{Change, Work, dataset_with_history};
-use crate::store::rules::reasons;
+use crate::store::rules::{DISCARDABLE, RECYCLABLE, reasons};
 use crate::store::tx::Tx;
 use crate::store::{SettleResult, StoreResult};
 
+/// `quarantined`, `ready` or `failed` → `discarded`, by hand.
+pub(crate) async fn discard<T: Tx>(
+    tx: &T,
+    id: &str,
+    by: &str,
+    now_ms: i64,
+) -> StoreResult<SettleResult> {
+    let to = DatasetStatus::Discarded;
+    settle(tx, id, DISCARDABLE, to, by, reasons::DISCARDED, now_ms).await
+}
+
+/// `quarantined` → `ready`, by hand.
+pub(crate) async fn recycle<T: Tx>(
+    tx: &T,
+    id: &str,
+    by: &str,
+    now_ms: i64,
+) -> StoreResult<SettleResult> {
+    let to = DatasetStatus::Ready;
+    settle(tx, id, RECYCLABLE, to, by, reasons::RECYCLED, now_ms).await
+}
+
 /// Moves a dataset to `to` when its status is one of `allowed`.
-pub(crate) async fn settle<T: Tx>(
+async fn settle<T: Tx>(
     tx: &T,
     id: &str,
     allowed: &[DatasetStatus],

@@ -3,18 +3,21 @@
 //! candidates for leasing are locked and skipped by others (`SKIP LOCKED`).
 
 use deadpool_postgres::Transaction;
+use stockroom_protocol::DatasetStatus;
 use stockroom_protocol::api::{HistoryEntry, StockSettings};
-use stockroom_protocol::{DatasetStatus, OnFailure};
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, ToSql};
 
 use super::APP_PREFIX;
 use super::statements as sql;
-use crate::store::rows::{DS_COLS, LeaseRow, RawDataset, parse_on_failure, parse_status};
+use crate::store::rows::{
+    LeaseRow, RawDataset, dataset_filter_sql, parse_on_failure, parse_status,
+};
 use crate::store::sessions::{SessionRow, parse_role};
 use crate::store::tx::{
-    Candidate, CountKey, DatasetRef, ExtendedRow, GeneratedRow, LeaseEnd, LeaseItemRow, NewHistory,
-    NewLease, NewRow, QuarantinedRow, ReleaseRow, Tx,
+    Attr, Candidate, CandidateQuery, CountKey, DatasetRef, ExtendedRow, GeneratedRow, LeaseEnd,
+    LeaseItemRow, NewHistory, NewLease, NewLeaseItem, NewRow, QuarantinedRow, ReleaseRow,
+    RowStatus, Tx,
 };
 use crate::store::{DatasetFilter, StoreResult};
 use crate::time::rfc3339;
@@ -195,24 +198,16 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
-    async fn insert_lease_item(
-        &self,
-        lease_id: &str,
-        dataset_id: &str,
-        name: &str,
-        index: u32,
-        pos: i64,
-        on_failure: OnFailure,
-    ) -> StoreResult<()> {
+    async fn insert_lease_item(&self, i: NewLeaseItem<'_>) -> StoreResult<()> {
         self.execute(
             sql::INSERT_LEASE_ITEM,
             &[
-                &lease_id,
-                &dataset_id,
-                &name,
-                &i64::from(index),
-                &pos,
-                &on_failure.as_str(),
+                &i.lease_id,
+                &i.dataset_id,
+                &i.name,
+                &i64::from(i.index),
+                &i.pos,
+                &i.on_failure.as_str(),
             ],
         )
         .await?;
@@ -329,15 +324,9 @@ impl Tx for PgTx<'_> {
         Ok(floor)
     }
 
-    async fn candidates(
-        &self,
-        type_name: &str,
-        state: &str,
-        first: Option<(&str, &str)>,
-        cursor: i64,
-        batch: i64,
-    ) -> StoreResult<Vec<Candidate>> {
-        let rows = match first {
+    async fn candidates(&self, q: CandidateQuery<'_>) -> StoreResult<Vec<Candidate>> {
+        let (type_name, state, cursor, batch) = (q.type_name, q.state, q.cursor, q.batch);
+        let rows = match q.first {
             None => {
                 self.query(sql::PICK, &[&type_name, &state, &cursor, &batch])
                     .await?
@@ -363,28 +352,20 @@ impl Tx for PgTx<'_> {
             .collect()
     }
 
-    async fn potential_with(
-        &self,
-        type_name: &str,
-        state: &str,
-        name: &str,
-        value: &str,
-    ) -> StoreResult<u64> {
+    async fn potential_with(&self, a: Attr<'_>) -> StoreResult<u64> {
         let row = self
-            .query_one(sql::POTENTIAL_WITH, &[&type_name, &state, &name, &value])
+            .query_one(
+                sql::POTENTIAL_WITH,
+                &[&a.type_name, &a.state, &a.name, &a.value],
+            )
             .await?;
         Ok(to_u64(get(&row, 0)?))
     }
 
-    async fn count(
-        &self,
-        type_name: &str,
-        state: &str,
-        statuses: &[DatasetStatus],
-    ) -> StoreResult<u64> {
+    async fn count(&self, of: (&str, &str), statuses: &[DatasetStatus]) -> StoreResult<u64> {
         let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
         let row = self
-            .query_one(sql::COUNT, &[&type_name, &state, &statuses])
+            .query_one(sql::COUNT, &[&of.0, &of.1, &statuses])
             .await?;
         Ok(to_u64(get(&row, 0)?))
     }
@@ -430,20 +411,9 @@ impl Tx for PgTx<'_> {
     }
 
     async fn list_datasets(&self, filter: &DatasetFilter) -> StoreResult<Vec<RawDataset>> {
-        let mut text = format!("SELECT {DS_COLS} FROM datasets d WHERE 1 = 1");
-        let mut args: Vec<String> = Vec::new();
-        for (column, value) in [
-            ("type", filter.type_name.clone()),
-            ("state", filter.state.clone()),
-            ("status", filter.status.map(|s| s.as_str().to_string())),
-        ] {
-            if let Some(v) = value {
-                args.push(v);
-                text.push_str(&format!(" AND d.{column} = ${}", args.len()));
-            }
-        }
+        let (mut text, args) = dataset_filter_sql(filter, |n| format!("${n}"));
         // The limit is a parameter too: one cached statement per filter shape.
-        text.push_str(&format!(" ORDER BY d.seq LIMIT ${}", args.len() + 1));
+        text.push_str(&format!(" LIMIT ${}", args.len() + 1));
         let limit = i64::from(filter.limit);
         let mut params: Vec<&(dyn ToSql + Sync)> =
             args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
@@ -481,28 +451,21 @@ impl Tx for PgTx<'_> {
         get(&row, 0)
     }
 
-    async fn insert_attr(
-        &self,
-        type_name: &str,
-        state: &str,
-        name: &str,
-        value: &str,
-        seq: i64,
-    ) -> StoreResult<()> {
-        self.execute(sql::INSERT_ATTR, &[&type_name, &state, &name, &value, &seq])
-            .await?;
+    async fn insert_attr(&self, a: Attr<'_>, seq: i64) -> StoreResult<()> {
+        self.execute(
+            sql::INSERT_ATTR,
+            &[&a.type_name, &a.state, &a.name, &a.value, &seq],
+        )
+        .await?;
         Ok(())
     }
 
-    async fn set_status(
-        &self,
-        seq: i64,
-        to: DatasetStatus,
-        lease_id: Option<&str>,
-        now_ms: i64,
-    ) -> StoreResult<()> {
-        self.execute(sql::CHANGE, &[&to.as_str(), &now_ms, &lease_id, &seq])
-            .await?;
+    async fn set_status(&self, s: RowStatus<'_>) -> StoreResult<()> {
+        self.execute(
+            sql::CHANGE,
+            &[&s.to.as_str(), &s.now_ms, &s.lease_id, &s.seq],
+        )
+        .await?;
         Ok(())
     }
 

@@ -3,16 +3,17 @@
 //! single writer serialises every write, so `lock` is ignored.
 
 use rusqlite::{Connection, OptionalExtension, params};
+use stockroom_protocol::DatasetStatus;
 use stockroom_protocol::api::{HistoryEntry, StockSettings};
-use stockroom_protocol::{DatasetStatus, OnFailure};
 
 use crate::store::rows::{
-    DS_COLS, LEASE_COLS, LeaseRow, RawDataset, parse_on_failure, parse_status,
+    DS_COLS, LEASE_COLS, LeaseRow, RawDataset, dataset_filter_sql, parse_on_failure, parse_status,
 };
 use crate::store::sessions::{SessionRow, parse_role};
 use crate::store::tx::{
-    Candidate, CountKey, DatasetRef, ExtendedRow, GeneratedRow, LeaseEnd, LeaseItemRow, NewHistory,
-    NewLease, NewRow, QuarantinedRow, ReleaseRow, Tx,
+    Attr, Candidate, CandidateQuery, CountKey, DatasetRef, ExtendedRow, GeneratedRow, LeaseEnd,
+    LeaseItemRow, NewHistory, NewLease, NewLeaseItem, NewRow, QuarantinedRow, ReleaseRow,
+    RowStatus, Tx,
 };
 use crate::store::{DatasetFilter, StoreResult};
 use crate::time::rfc3339;
@@ -71,15 +72,29 @@ fn dataset_ref((seq, id, type_name, state, status): RefCols) -> StoreResult<Data
     })
 }
 
+/// `at, from_status, to_status, lease_id, holder, reason` of a history row.
+type HistoryCols = (
+    i64,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+fn history_cols(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<HistoryCols> {
+    Ok((
+        r.get(at)?,
+        r.get(at + 1)?,
+        r.get(at + 2)?,
+        r.get(at + 3)?,
+        r.get(at + 4)?,
+        r.get(at + 5)?,
+    ))
+}
+
 fn history_entry(
-    (at, from, to, lease_id, holder, reason): (
-        i64,
-        Option<String>,
-        String,
-        Option<String>,
-        Option<String>,
-        String,
-    ),
+    (at, from, to, lease_id, holder, reason): HistoryCols,
 ) -> StoreResult<HistoryEntry> {
     Ok(HistoryEntry {
         at: rfc3339(at),
@@ -162,20 +177,12 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
-    async fn insert_lease_item(
-        &self,
-        lease_id: &str,
-        dataset_id: &str,
-        name: &str,
-        index: u32,
-        pos: i64,
-        on_failure: OnFailure,
-    ) -> StoreResult<()> {
+    async fn insert_lease_item(&self, i: NewLeaseItem<'_>) -> StoreResult<()> {
         self.conn
             .prepare_cached(
                 "INSERT INTO lease_items (lease_id, dataset_id, name, idx, pos, on_failure) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![lease_id, dataset_id, name, index, pos, on_failure.as_str()])?;
+            .execute(params![i.lease_id, i.dataset_id, i.name, i.index, i.pos, i.on_failure.as_str()])?;
         Ok(())
     }
 
@@ -309,14 +316,7 @@ impl Tx for SqliteTx<'_> {
         Ok(now_ms)
     }
 
-    async fn candidates(
-        &self,
-        type_name: &str,
-        state: &str,
-        first: Option<(&str, &str)>,
-        cursor: i64,
-        batch: i64,
-    ) -> StoreResult<Vec<Candidate>> {
+    async fn candidates(&self, q: CandidateQuery<'_>) -> StoreResult<Vec<Candidate>> {
         let map = |r: &rusqlite::Row<'_>| {
             Ok(Candidate {
                 seq: r.get(0)?,
@@ -326,14 +326,14 @@ impl Tx for SqliteTx<'_> {
                 updated_at: r.get(4)?,
             })
         };
-        Ok(match first {
+        Ok(match q.first {
             None => self
                 .conn
                 .prepare_cached(
                     "SELECT seq, id, attributes, entities, updated_at FROM datasets \
                      WHERE type = ?1 AND state = ?2 AND status = 'ready' AND seq > ?3 ORDER BY seq LIMIT ?4",
                 )?
-                .query_map(params![type_name, state, cursor, batch], map)?
+                .query_map(params![q.type_name, q.state, q.cursor, q.batch], map)?
                 .collect::<Result<_, _>>()?,
             Some((name, value)) => self
                 .conn
@@ -343,18 +343,15 @@ impl Tx for SqliteTx<'_> {
                      WHERE a.type = ?1 AND a.state = ?2 AND a.name = ?5 AND a.value = ?6 AND a.seq > ?3 \
                      AND d.status = 'ready' ORDER BY a.seq LIMIT ?4",
                 )?
-                .query_map(params![type_name, state, cursor, batch, name, value], map)?
+                .query_map(
+                    params![q.type_name, q.state, q.cursor, q.batch, name, value],
+                    map,
+                )?
                 .collect::<Result<_, _>>()?,
         })
     }
 
-    async fn potential_with(
-        &self,
-        type_name: &str,
-        state: &str,
-        name: &str,
-        value: &str,
-    ) -> StoreResult<u64> {
+    async fn potential_with(&self, a: Attr<'_>) -> StoreResult<u64> {
         let n: i64 = self
             .conn
             .prepare_cached(
@@ -362,16 +359,11 @@ impl Tx for SqliteTx<'_> {
                  WHERE a.type = ?1 AND a.state = ?2 AND a.name = ?3 AND a.value = ?4 \
                  AND d.status IN ('ready', 'generating', 'leased')",
             )?
-            .query_row(params![type_name, state, name, value], |r| r.get(0))?;
+            .query_row(params![a.type_name, a.state, a.name, a.value], |r| r.get(0))?;
         Ok(to_u64(n))
     }
 
-    async fn count(
-        &self,
-        type_name: &str,
-        state: &str,
-        statuses: &[DatasetStatus],
-    ) -> StoreResult<u64> {
+    async fn count(&self, of: (&str, &str), statuses: &[DatasetStatus]) -> StoreResult<u64> {
         let mut total = 0;
         for status in statuses {
             let n: Option<i64> = self
@@ -379,7 +371,7 @@ impl Tx for SqliteTx<'_> {
                 .prepare_cached(
                     "SELECT n FROM status_counts WHERE type = ?1 AND state = ?2 AND status = ?3",
                 )?
-                .query_row(params![type_name, state, status.as_str()], |r| r.get(0))
+                .query_row(params![of.0, of.1, status.as_str()], |r| r.get(0))
                 .optional()?;
             total += to_u64(n.unwrap_or(0));
         }
@@ -421,35 +413,15 @@ impl Tx for SqliteTx<'_> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT at, from_status, to_status, lease_id, holder, reason FROM history WHERE dataset_id = ?1 ORDER BY seq",
         )?;
-        let rows: Vec<_> = stmt
-            .query_map([id], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })?
+        let rows: Vec<HistoryCols> = stmt
+            .query_map([id], |r| history_cols(r, 0))?
             .collect::<Result<_, _>>()?;
         rows.into_iter().map(history_entry).collect()
     }
 
     async fn list_datasets(&self, filter: &DatasetFilter) -> StoreResult<Vec<RawDataset>> {
-        let mut sql = format!("SELECT {DS_COLS} FROM datasets d WHERE 1 = 1");
-        let mut args: Vec<String> = Vec::new();
-        for (column, value) in [
-            ("type", filter.type_name.clone()),
-            ("state", filter.state.clone()),
-            ("status", filter.status.map(|s| s.as_str().to_string())),
-        ] {
-            if let Some(v) = value {
-                args.push(v);
-                sql.push_str(&format!(" AND d.{column} = ?{}", args.len()));
-            }
-        }
-        sql.push_str(&format!(" ORDER BY d.seq LIMIT {}", filter.limit));
+        let (mut sql, args) = dataset_filter_sql(filter, |n| format!("?{n}"));
+        sql.push_str(&format!(" LIMIT {}", filter.limit));
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
             raw_dataset(r, 0)
@@ -480,35 +452,22 @@ impl Tx for SqliteTx<'_> {
         Ok(self.conn.last_insert_rowid())
     }
 
-    async fn insert_attr(
-        &self,
-        type_name: &str,
-        state: &str,
-        name: &str,
-        value: &str,
-        seq: i64,
-    ) -> StoreResult<()> {
+    async fn insert_attr(&self, a: Attr<'_>, seq: i64) -> StoreResult<()> {
         self.conn
             .prepare_cached(
                 "INSERT OR IGNORE INTO dataset_attrs (type, state, name, value, seq) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![type_name, state, name, value, seq])?;
+            .execute(params![a.type_name, a.state, a.name, a.value, seq])?;
         Ok(())
     }
 
-    async fn set_status(
-        &self,
-        seq: i64,
-        to: DatasetStatus,
-        lease_id: Option<&str>,
-        now_ms: i64,
-    ) -> StoreResult<()> {
+    async fn set_status(&self, s: RowStatus<'_>) -> StoreResult<()> {
         self.conn
             .prepare_cached(
                 "UPDATE datasets SET status = ?1, updated_at = ?2, \
                  lease_id = CASE WHEN ?1 = 'ready' THEN NULL ELSE COALESCE(?3, lease_id) END WHERE seq = ?4",
             )?
-            .execute(params![to.as_str(), now_ms, lease_id, seq])?;
+            .execute(params![s.to.as_str(), s.now_ms, s.lease_id, s.seq])?;
         Ok(())
     }
 
@@ -634,19 +593,9 @@ impl Tx for SqliteTx<'_> {
             "SELECT dataset_id, at, from_status, to_status, lease_id, holder, reason FROM history \
              WHERE dataset_id IN (SELECT value FROM json_each(?1)) ORDER BY seq",
         )?;
-        let rows: Vec<(String, _)> = stmt
+        let rows: Vec<(String, HistoryCols)> = stmt
             .query_map([serde_json::to_string(ids)?], |r| {
-                Ok((
-                    r.get(0)?,
-                    (
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ),
-                ))
+                Ok((r.get(0)?, history_cols(r, 1)?))
             })?
             .collect::<Result<_, _>>()?;
         rows.into_iter()
