@@ -4,12 +4,12 @@
 use std::collections::HashSet;
 
 use stockroom_protocol::api::LeaseItem;
-use stockroom_protocol::{Attributes, DatasetStatus};
+use stockroom_protocol::{Attributes, DatasetStatus, LeaseStatus};
 
 use super::heartbeat::expire_lease;
-use super::{Change, Work, granted, vanished};
+use super::{Change, Work, granted};
 use crate::ids;
-use crate::store::rows::parse_entities;
+use crate::store::rows::{LeaseRow, parse_entities};
 use crate::store::rules::reasons;
 use crate::store::tx::{Attr, CandidateQuery, NewLease, NewLeaseItem, Tx};
 use crate::store::{ItemShortfall, LeaseAttempt, LeaseResult, StoreError, StoreResult};
@@ -58,16 +58,32 @@ pub(crate) async fn lease<T: Tx>(tx: &T, a: &LeaseAttempt) -> StoreResult<LeaseR
         ));
     }
     let mut w = Work::new(tx);
-    let out = lease_in(&mut w, a).await?;
-    w.finish().await?;
-    Ok(out)
+    match lease_in(&mut w, a).await? {
+        Leased::Answer(out) => {
+            w.finish().await?;
+            Ok(out)
+        }
+        Leased::New(lease) => {
+            // The read-back and the bookkeeping in one round trip where the
+            // backend pipelines (neither depends on the other).
+            let (granted, finished) = tokio::join!(granted(tx, &lease), w.finish());
+            finished?;
+            Ok(LeaseResult::Granted(granted?))
+        }
+    }
 }
 
-async fn lease_in<T: Tx>(w: &mut Work<'_, T>, a: &LeaseAttempt) -> StoreResult<LeaseResult> {
+/// What [`lease_in`] did: answered, or inserted a new lease to hand out.
+enum Leased {
+    Answer(LeaseResult),
+    New(LeaseRow),
+}
+
+async fn lease_in<T: Tx>(w: &mut Work<'_, T>, a: &LeaseAttempt) -> StoreResult<Leased> {
     if let Some(key) = &a.idempotency_key
         && let Some(existing) = active_by_key(w, key, a.now_ms).await?
     {
-        return Ok(LeaseResult::Existing(existing));
+        return Ok(Leased::Answer(LeaseResult::Existing(existing)));
     }
     let mut taken = HashSet::new();
     let mut entities_taken = HashSet::new();
@@ -81,7 +97,7 @@ async fn lease_in<T: Tx>(w: &mut Work<'_, T>, a: &LeaseAttempt) -> StoreResult<L
         picks.push(got);
     }
     if !short.is_empty() {
-        return Ok(LeaseResult::NoStock(short));
+        return Ok(Leased::Answer(LeaseResult::NoStock(short)));
     }
     let id = ids::lease_id();
     // Entities first: their key is the exclusivity. With concurrent writers a
@@ -102,11 +118,12 @@ async fn lease_in<T: Tx>(w: &mut Work<'_, T>, a: &LeaseAttempt) -> StoreResult<L
         .collect();
     let now = w.tx.clock_floor(&updated, &entities, a.now_ms).await?;
     let label = a.holder.label();
+    let holder_json = serde_json::to_string(&a.holder)?;
     // A unique violation here (a concurrent lease of the same key) rolls the
     // attempt back; a retry then finds that lease and answers `Existing`.
     w.tx.insert_lease(NewLease {
         id: &id,
-        holder_json: serde_json::to_string(&a.holder)?,
+        holder_json: holder_json.clone(),
         holder_label: &label,
         idempotency_key: a.idempotency_key.as_deref(),
         ttl_ms: a.ttl_ms,
@@ -142,11 +159,21 @@ async fn lease_in<T: Tx>(w: &mut Work<'_, T>, a: &LeaseAttempt) -> StoreResult<L
             pos += 1;
         }
     }
-    let lease =
-        w.tx.find_lease(&id, false)
-            .await?
-            .ok_or_else(|| vanished("a new lease"))?;
-    Ok(LeaseResult::Granted(granted(w.tx, &lease).await?))
+    // The row as just inserted: no need to read it back.
+    Ok(Leased::New(LeaseRow {
+        id,
+        status: LeaseStatus::Active.as_str().to_string(),
+        holder: holder_json,
+        holder_label: label,
+        ttl_ms: a.ttl_ms,
+        created_at: now,
+        expires_at: now + a.ttl_ms,
+        ended_at: None,
+        outcome: None,
+        reason: None,
+        details_url: None,
+        answer: None,
+    }))
 }
 
 /// Whether a dataset's attributes match every `where` pair.

@@ -22,10 +22,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use stockroom_protocol::DatasetStatus;
 use stockroom_protocol::api::{DatasetView, LeaseGranted, LeaseView, LeasedDataset};
 
+use super::StoreResult;
 use super::rows::LeaseRow;
 use super::rules::heartbeat_interval_seconds;
 use super::tx::{CountKey, NewHistory, RowStatus, Tx};
-use super::{StoreError, StoreResult};
 use crate::time::rfc3339;
 
 /// One operation's transaction and the bookkeeping it owes at the end.
@@ -191,11 +191,6 @@ pub(crate) async fn dataset_with_history<T: Tx>(
     let mut view = raw.view()?;
     view.history = tx.history(id).await?;
     Ok(Some(view))
-}
-
-/// A row the operation just wrote and must find again.
-pub(crate) fn vanished(what: &str) -> StoreError {
-    StoreError::bug(format!("{what} vanished within its transaction"))
 }
 
 /// The [`Store`](super::Store) of a backend, every method one shared

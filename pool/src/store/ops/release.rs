@@ -18,21 +18,39 @@ pub(crate) async fn release<T: Tx>(
     now_ms: i64,
 ) -> StoreResult<ReleaseResult> {
     let mut w = Work::new(tx);
-    let out = release_in(&mut w, id, outcome, reason, details_url, now_ms).await?;
-    w.finish().await?;
-    Ok(out)
+    match release_in(&mut w, id, outcome, reason, details_url, now_ms).await? {
+        Released::Answer(out) => {
+            w.finish().await?;
+            Ok(out)
+        }
+        Released::Ended(answer, end) => {
+            // The lease's end and the bookkeeping in one round trip where the
+            // backend pipelines (neither depends on the other).
+            let (ended, finished) = tokio::join!(tx.set_lease_released(end), w.finish());
+            ended?;
+            finished?;
+            Ok(ReleaseResult::Released(answer))
+        }
+    }
 }
 
-async fn release_in<T: Tx>(
+/// What [`release_in`] did: answered, or released the datasets and left the
+/// lease row's end to write.
+enum Released<'a> {
+    Answer(ReleaseResult),
+    Ended(ReleaseAnswer, LeaseEnd<'a>),
+}
+
+async fn release_in<'a, T: Tx>(
     w: &mut Work<'_, T>,
-    id: &str,
+    id: &'a str,
     outcome: Outcome,
-    reason: Option<&str>,
-    details_url: Option<&str>,
+    reason: Option<&'a str>,
+    details_url: Option<&'a str>,
     now_ms: i64,
-) -> StoreResult<ReleaseResult> {
+) -> StoreResult<Released<'a>> {
     let Some(lease) = w.tx.find_lease(id, true).await? else {
-        return Ok(ReleaseResult::NotFound);
+        return Ok(Released::Answer(ReleaseResult::NotFound));
     };
     match lease.status()? {
         LeaseStatus::Released => {
@@ -40,14 +58,13 @@ async fn release_in<T: Tx>(
                 .answer
                 .as_deref()
                 .ok_or_else(|| StoreError::corrupt("a released lease lacks its answer"))?;
-            return Ok(ReleaseResult::AlreadyReleased(serde_json::from_str(
-                answer,
-            )?));
+            let answer = serde_json::from_str(answer)?;
+            return Ok(Released::Answer(ReleaseResult::AlreadyReleased(answer)));
         }
-        LeaseStatus::Expired => return Ok(ReleaseResult::Expired),
+        LeaseStatus::Expired => return Ok(Released::Answer(ReleaseResult::Expired)),
         LeaseStatus::Active if lease.expires_at <= now_ms => {
             expire_lease(w, &lease, now_ms).await?;
-            return Ok(ReleaseResult::Expired);
+            return Ok(Released::Answer(ReleaseResult::Expired));
         }
         LeaseStatus::Active => {}
     }
@@ -89,14 +106,13 @@ async fn release_in<T: Tx>(
         outcome: Some(outcome),
         datasets,
     };
-    w.tx.set_lease_released(LeaseEnd {
+    let end = LeaseEnd {
         id,
         now_ms,
         outcome: outcome.as_str(),
         reason,
         details_url,
         answer_json: serde_json::to_string(&answer)?,
-    })
-    .await?;
-    Ok(ReleaseResult::Released(answer))
+    };
+    Ok(Released::Ended(answer, end))
 }

@@ -3,7 +3,7 @@
 -- Datasets per (type, state, status), as SQLite keeps them: stock() no longer
 -- scans every dataset. A single counter row per key would make every lease
 -- of a state wait for the previous one's commit, so each key is spread over
--- slots (a connection writes the slot of its backend pid) and read as a sum.
+-- 64 slots (a connection writes the slot of its backend pid) and read as a sum.
 -- Each transaction adds its deltas in one statement right before it commits,
 -- keys in order: the rows stay locked for the shortest time, never in
 -- opposite orders.
