@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
+use deadpool_postgres::{Pool, Transaction};
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_postgres::NoTls;
@@ -252,24 +252,12 @@ impl RawVariant {
     }
 }
 
-/// A deadpool of `size` connections to `url`, built like the store's.
+/// A deadpool of `size` connections to `url`, built by the store's own code.
 pub fn build_pool(url: &str, size: usize) -> Result<Pool, String> {
     let cfg: tokio_postgres::Config = url
         .parse()
         .map_err(|e: tokio_postgres::Error| format!("{url}: {e}"))?;
-    let mgr = Manager::from_config(
-        cfg,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(mgr)
-        .max_size(size)
-        .wait_timeout(Some(Duration::from_secs(30)))
-        .create_timeout(Some(Duration::from_secs(10)))
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .build()
+    stockroom_pool::store::postgres::connection_pool(cfg, size)
         .map_err(|e| format!("cannot build the connection pool: {e}"))
 }
 

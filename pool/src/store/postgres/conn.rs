@@ -63,7 +63,9 @@ pub(super) fn config(
     Ok((cfg, size))
 }
 
-pub(super) fn pool(cfg: tokio_postgres::Config, size: usize) -> StoreResult<Pool> {
+/// The connection pool of one replica: `size` connections, statements
+/// cached per connection (also what `pool-bench`'s raw-SQL ceiling uses).
+pub fn pool(cfg: tokio_postgres::Config, size: usize) -> StoreResult<Pool> {
     let mgr = Manager::from_config(
         cfg,
         NoTls,

@@ -28,6 +28,8 @@
 
 mod conn;
 pub mod statements;
+
+pub use conn::pool as connection_pool;
 mod tx;
 
 use std::time::Duration;
