@@ -263,14 +263,13 @@ pub fn build_pool(url: &str, size: usize) -> Result<Pool, String> {
 
 // The statements the store runs for this cycle, from the store itself.
 use stockroom_pool::store::postgres::statements::{
-    ADD_COUNTS, APPLY_COUNTS, CHANGE, END_LEASE, ENTITY_HOLDER, FIND_LEASE, FIND_LEASE_FOR_UPDATE,
+    APPLY_COUNTS, CHANGE, END_LEASE, ENTITY_HOLDER, FIND_LEASE, FIND_LEASE_FOR_UPDATE,
     FREE_ENTITIES, HEARTBEAT, HISTORY, HOLD, INSERT_LEASE, INSERT_LEASE_ITEM, LEASE_DATASETS,
     NOT_BEFORE, PICK, RELEASE_ITEMS, STOCK,
 };
 
 /// The count deltas of one status change of the bench's state, as the store
-/// writes them right before its commit (keys in order): added to this
-/// connection's slot rows, inserted the first time a slot row is missing.
+/// writes them right before its commit (one statement, keys in order).
 async fn apply_counts(tx: &Transaction<'_>, p: bool, from: &str, to: &str) -> Result<(), String> {
     let mut keys = [(from, -1i64), (to, 1i64)];
     keys.sort();
@@ -278,26 +277,13 @@ async fn apply_counts(tx: &Transaction<'_>, p: bool, from: &str, to: &str) -> Re
     let states = [pool::STATE, pool::STATE];
     let statuses = [keys[0].0, keys[1].0];
     let ns = [keys[0].1, keys[1].1];
-    let found = query(
+    query(
         tx,
         p,
-        ADD_COUNTS,
+        APPLY_COUNTS,
         &[&&types[..], &&states[..], &&statuses[..], &&ns[..]],
     )
     .await?;
-    if found.len() < keys.len() {
-        let found: Vec<String> = found.iter().map(|r| get(r, 2)).collect::<Result<_, _>>()?;
-        let missing: Vec<(&str, i64)> = keys
-            .iter()
-            .copied()
-            .filter(|(st, _)| !found.iter().any(|f| f == st))
-            .collect();
-        let types = vec![pool::TYPE; missing.len()];
-        let states = vec![pool::STATE; missing.len()];
-        let statuses: Vec<&str> = missing.iter().map(|(st, _)| *st).collect();
-        let ns: Vec<i64> = missing.iter().map(|(_, n)| *n).collect();
-        query(tx, p, APPLY_COUNTS, &[&types, &states, &statuses, &ns]).await?;
-    }
     Ok(())
 }
 

@@ -94,16 +94,8 @@ pub const QUARANTINED: &str = "SELECT d.id, d.type, d.state, d.status, d.attribu
 pub const HISTORIES: &str = "SELECT dataset_id, at, from_status, to_status, lease_id, holder, reason FROM history \
      WHERE dataset_id = ANY($1) ORDER BY seq";
 
-/// The deltas of one transaction, keys in order, added to this connection's
-/// slot rows (see the 0002 migration: a slot per backend keeps connections
-/// off one row); answers the keys it found. A plain `UPDATE`: cheaper than
-/// the upsert below, which only runs for the keys it did not find.
-pub const ADD_COUNTS: &str = "UPDATE status_counts c SET n = c.n + u.n \
-     FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[]) AS u (t, s, st, n) \
-     WHERE c.type = u.t AND c.state = u.s AND c.status = u.st AND c.slot = pg_backend_pid() % 64 \
-     RETURNING c.type, c.state, c.status";
-/// Deltas for slot rows [`ADD_COUNTS`] did not find: inserted, or added to
-/// when another connection of the same slot inserted them meanwhile.
+/// The deltas of one transaction, keys in order, into this connection's slot
+/// (see the 0002 migration: a slot per backend keeps replicas off one row).
 pub const APPLY_COUNTS: &str = "INSERT INTO status_counts (type, state, status, slot, n) \
      SELECT t, s, st, pg_backend_pid() % 64, n FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[]) AS u (t, s, st, n) \
      ON CONFLICT (type, state, status, slot) DO UPDATE SET n = status_counts.n + excluded.n";

@@ -577,36 +577,10 @@ impl Tx for PgTx<'_> {
     }
 
     async fn apply_counts(&self, deltas: &[(CountKey, i64)]) -> StoreResult<()> {
-        let columns = |deltas: &[&(CountKey, i64)]| {
-            let types: Vec<String> = deltas.iter().map(|((t, _, _), _)| t.clone()).collect();
-            let states: Vec<String> = deltas.iter().map(|((_, s, _), _)| s.clone()).collect();
-            let statuses: Vec<&str> = deltas.iter().map(|((_, _, st), _)| st.as_str()).collect();
-            let ns: Vec<i64> = deltas.iter().map(|(_, n)| *n).collect();
-            (types, states, statuses, ns)
-        };
-        let all: Vec<&(CountKey, i64)> = deltas.iter().collect();
-        let (types, states, statuses, ns) = columns(&all);
-        let found = self
-            .query(sql::ADD_COUNTS, &[&types, &states, &statuses, &ns])
-            .await?;
-        if found.len() == deltas.len() {
-            return Ok(());
-        }
-        let mut seen = std::collections::HashSet::new();
-        for r in &found {
-            seen.insert((
-                get::<String>(r, 0)?,
-                get::<String>(r, 1)?,
-                get::<String>(r, 2)?,
-            ));
-        }
-        let missing: Vec<&(CountKey, i64)> = deltas
-            .iter()
-            .filter(|((t, s, st), _)| {
-                !seen.contains(&(t.clone(), s.clone(), st.as_str().to_string()))
-            })
-            .collect();
-        let (types, states, statuses, ns) = columns(&missing);
+        let types: Vec<&str> = deltas.iter().map(|((t, _, _), _)| t.as_str()).collect();
+        let states: Vec<&str> = deltas.iter().map(|((_, s, _), _)| s.as_str()).collect();
+        let statuses: Vec<&str> = deltas.iter().map(|((_, _, st), _)| st.as_str()).collect();
+        let ns: Vec<i64> = deltas.iter().map(|(_, n)| *n).collect();
         self.execute(sql::APPLY_COUNTS, &[&types, &states, &statuses, &ns])
             .await?;
         Ok(())
