@@ -4,7 +4,7 @@
 //!   fresh database per configuration (`stockroom_bench_<pid>_<n>`, created
 //!   and dropped here) and into the store URL the pool replicas get.
 //! - [`run_raw`]: the raw-SQL ceiling — C tasks doing the statements of
-//!   `pool/src/store/postgres.rs` for one lease cycle (`lease_tx`,
+//!   `pool/src/store/postgres/statements.rs` (imported, not copied) for one lease cycle (`lease_tx`,
 //!   `heartbeat_tx`, `release_tx` for one item of count 1, one entity, no
 //!   idempotency key) in the same three READ COMMITTED transactions, straight
 //!   through tokio-postgres + deadpool-postgres: no HTTP, no JSON bodies, no
@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
+use deadpool_postgres::{Pool, Transaction};
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_postgres::NoTls;
@@ -252,62 +252,40 @@ impl RawVariant {
     }
 }
 
-/// A deadpool of `size` connections to `url`, built like the store's.
+/// A deadpool of `size` connections to `url`, built by the store's own code.
 pub fn build_pool(url: &str, size: usize) -> Result<Pool, String> {
     let cfg: tokio_postgres::Config = url
         .parse()
         .map_err(|e: tokio_postgres::Error| format!("{url}: {e}"))?;
-    let mgr = Manager::from_config(
-        cfg,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(mgr)
-        .max_size(size)
-        .wait_timeout(Some(Duration::from_secs(30)))
-        .create_timeout(Some(Duration::from_secs(10)))
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .build()
+    stockroom_pool::store::postgres::connection_pool(cfg, size)
         .map_err(|e| format!("cannot build the connection pool: {e}"))
 }
 
-// The store's statements (pool/src/store/postgres.rs), verbatim.
-const PICK: &str = "SELECT seq, id, attributes, entities, updated_at FROM datasets \
-     WHERE type = $1 AND state = $2 AND status = 'ready' AND seq > $3 ORDER BY seq LIMIT $4 \
-     FOR UPDATE SKIP LOCKED";
-const ENTITY_HELD: &str = "SELECT 1 FROM entity_holds WHERE entity = $1";
-const HOLD: &str = "INSERT INTO entity_holds (entity, lease_id, dataset_id) VALUES ($1, $2, $3)";
-const NOT_BEFORE: &str = "SELECT COALESCE(max(at), 0) FROM entity_released WHERE entity = ANY($1)";
-const INSERT_LEASE: &str = "INSERT INTO leases (id, status, holder, holder_label, idempotency_key, ttl_ms, created_at, expires_at) \
-     VALUES ($1, 'active', $2, $3, $4, $5, $6, $7)";
-const CHANGE: &str = "UPDATE datasets SET status = $1, updated_at = $2, \
-     lease_id = CASE WHEN $1 = 'ready' THEN NULL ELSE COALESCE($3, lease_id) END WHERE seq = $4";
-const HISTORY: &str = "INSERT INTO history (dataset_id, at, from_status, to_status, lease_id, holder, reason) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const ITEM: &str = "INSERT INTO lease_items (lease_id, dataset_id, name, idx, pos, on_failure) VALUES ($1, $2, $3, $4, $5, $6)";
-const FIND_LEASE: &str = "SELECT id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer \
-     FROM leases WHERE id = $1";
-const FIND_LEASE_FOR_UPDATE: &str = "SELECT id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer \
-     FROM leases WHERE id = $1 FOR UPDATE";
-const LEASE_DATASETS: &str = "SELECT li.name, li.idx, d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at \
-     FROM lease_items li JOIN datasets d ON d.id = li.dataset_id \
-     WHERE li.lease_id = $1 ORDER BY li.pos";
-const HEARTBEAT: &str = "UPDATE leases SET expires_at = $2, ttl_ms = $3 WHERE id = $1";
-const RELEASE_ITEMS: &str = "SELECT li.name, li.on_failure, d.seq, d.id, d.reusable, d.status \
-     FROM lease_items li JOIN datasets d ON d.id = li.dataset_id WHERE li.lease_id = $1 ORDER BY li.pos \
-     FOR UPDATE OF d";
-const FREE_ENTITIES: &str = "WITH gone AS (DELETE FROM entity_holds WHERE lease_id = $1 RETURNING entity) \
-     INSERT INTO entity_released (entity, at) SELECT entity, $2 FROM gone \
-     ON CONFLICT (entity) DO UPDATE SET at = GREATEST(entity_released.at, excluded.at)";
-const END_LEASE: &str = "UPDATE leases SET status = 'released', ended_at = $2, outcome = $3, reason = $4, details_url = $5, answer = $6 \
-     WHERE id = $1";
-const STOCK: [&str; 3] = [
-    "SELECT type, state, status, count(*) FROM datasets GROUP BY type, state, status",
-    "SELECT type, state FROM known_states",
-    "SELECT type, state, min_ready, max_ready FROM stock_settings",
-];
+// The statements the store runs for this cycle, from the store itself.
+use stockroom_pool::store::postgres::statements::{
+    APPLY_COUNTS, CHANGE, END_LEASE, ENTITY_HOLDER, FIND_LEASE, FIND_LEASE_FOR_UPDATE,
+    FREE_ENTITIES, HEARTBEAT, HISTORY, HOLD, INSERT_LEASE, INSERT_LEASE_ITEM, LEASE_DATASETS,
+    NOT_BEFORE, PICK, RELEASE_ITEMS, STOCK,
+};
+
+/// The count deltas of one status change of the bench's state, as the store
+/// writes them right before its commit (one statement, keys in order).
+async fn apply_counts(tx: &Transaction<'_>, p: bool, from: &str, to: &str) -> Result<(), String> {
+    let mut keys = [(from, -1i64), (to, 1i64)];
+    keys.sort();
+    let types = [pool::TYPE, pool::TYPE];
+    let states = [pool::STATE, pool::STATE];
+    let statuses = [keys[0].0, keys[1].0];
+    let ns = [keys[0].1, keys[1].1];
+    query(
+        tx,
+        p,
+        APPLY_COUNTS,
+        &[&&types[..], &&states[..], &&statuses[..], &&ns[..]],
+    )
+    .await?;
+    Ok(())
+}
 
 /// Runs `sql` prepared (cached per connection) or as text, like the store.
 async fn query(
@@ -385,7 +363,7 @@ async fn lease_tx(tx: &Transaction<'_>, c: &Cycle<'_>) -> Result<String, String>
             serde_json::from_str(&entities).map_err(|e| format!("entities: {e}"))?;
         let mut free = true;
         for e in &entities {
-            if !query(tx, p, ENTITY_HELD, &[e]).await?.is_empty() {
+            if !query(tx, p, ENTITY_HOLDER, &[e]).await?.is_empty() {
                 free = false;
                 break;
             }
@@ -436,7 +414,7 @@ async fn lease_tx(tx: &Transaction<'_>, c: &Cycle<'_>) -> Result<String, String>
     query(
         tx,
         p,
-        ITEM,
+        INSERT_LEASE_ITEM,
         &[id, &ds_id, &"account", &0i64, &0i64, &"quarantine"],
     )
     .await?;
@@ -447,6 +425,7 @@ async fn lease_tx(tx: &Transaction<'_>, c: &Cycle<'_>) -> Result<String, String>
     if got.len() != 1 {
         return Err(format!("the new lease has {} datasets", got.len()));
     }
+    apply_counts(tx, p, "ready", "leased").await?;
     Ok(ds_id)
 }
 
@@ -481,11 +460,11 @@ async fn release_tx(tx: &Transaction<'_>, c: &Cycle<'_>) -> Result<(), String> {
     let why = "lease released: passed";
     let mut datasets = Vec::with_capacity(items.len());
     for r in &items {
-        let name: String = get(r, 0)?;
-        let seq: i64 = get(r, 2)?;
-        let ds_id: String = get(r, 3)?;
-        let reusable: bool = get(r, 4)?;
-        let status: String = get(r, 5)?;
+        let seq: i64 = get(r, 0)?;
+        let ds_id: String = get(r, 1)?;
+        let status: String = get(r, 4)?;
+        let name: String = get(r, 5)?;
+        let reusable: bool = get(r, 7)?;
         if status != "leased" || !reusable {
             return Err(format!("release: dataset {status}, reusable {reusable}"));
         }
@@ -520,6 +499,7 @@ async fn release_tx(tx: &Transaction<'_>, c: &Cycle<'_>) -> Result<(), String> {
         &[id, &now, &"passed", &none, &none, &answer],
     )
     .await?;
+    apply_counts(tx, p, "leased", "ready").await?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use stockroom_protocol::pool_config::{PoolConfig, check_store_url};
+use stockroom_protocol::pool_config::{PoolConfig, StoreUrl};
 
 /// Command-line flags of `stockroom-pool`.
 #[derive(Debug, Clone, Default, clap::Parser)]
@@ -71,7 +71,8 @@ pub fn demo_settings(
 ) -> Result<PoolConfig, ConfigError> {
     let cfg = PoolConfig {
         listen: flags.listen.clone(),
-        store: flags.store.clone().unwrap_or(default_store),
+        store: StoreUrl::parse(&flags.store.clone().unwrap_or(default_store))
+            .map_err(ConfigError)?,
         generators,
         stock: DEMO_STOCK
             .iter()
@@ -105,8 +106,10 @@ pub fn settings(flags: &Flags) -> Result<PoolConfig, ConfigError> {
         cfg.listen = listen.clone();
     }
     if let Some(store) = &flags.store {
-        cfg.store = store.clone();
+        cfg.store = StoreUrl::parse(store).map_err(ConfigError)?;
     }
+    // The password may also come from PGPASSWORD (one in the URL wins).
+    cfg.store = cfg.store.with_env_password(&|k| std::env::var(k).ok());
     validate(&cfg)?;
     Ok(cfg)
 }
@@ -119,7 +122,6 @@ pub fn validate(cfg: &PoolConfig) -> Result<(), ConfigError> {
             cfg.listen
         )));
     }
-    check_store_url(&cfg.store).map_err(ConfigError)?;
     if cfg.tokens.is_empty() && !cfg.listens_on_loopback() {
         return Err(ConfigError(format!(
             "refusing to listen on non-loopback address {} without tokens: add [[tokens]] entries (name, role, sha256) \
@@ -147,12 +149,15 @@ mod tests {
             ..Flags::default()
         };
         let cfg = settings(&flags).unwrap();
-        assert_eq!(cfg.store, "sqlite://x.db");
+        assert_eq!(cfg.store.expose_url(), "sqlite://x.db");
         let flags = Flags {
             store: Some("postgres://h/db".into()),
             ..Flags::default()
         };
-        assert_eq!(settings(&flags).unwrap().store, "postgres://h/db");
+        assert_eq!(
+            settings(&flags).unwrap().store.expose_url(),
+            "postgres://h/db"
+        );
         let flags = Flags {
             store: Some("mysql://h/db".into()),
             ..Flags::default()

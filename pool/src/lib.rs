@@ -58,8 +58,9 @@ impl PoolError {
     pub fn exit_code(&self) -> i32 {
         use exit_codes::pool;
         match self {
-            PoolError::Config(_) => pool::CONFIG,
-            PoolError::Store(_) => pool::CONFIG,
+            PoolError::Config(_) | PoolError::Store(StoreError::Config(_)) => pool::CONFIG,
+            PoolError::Store(e) if e.is_unavailable() => pool::STORE_UNAVAILABLE,
+            PoolError::Store(_) => pool::STORE_FAILED,
             PoolError::Bind { .. } | PoolError::Serve(_) => pool::IO,
         }
     }

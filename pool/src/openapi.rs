@@ -137,6 +137,7 @@ pub mod examples {
         LeasedDataset {
             name: "buyer".into(),
             index: 0,
+            count: 1,
             dataset: dataset(),
         }
     }

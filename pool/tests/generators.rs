@@ -39,7 +39,11 @@ impl TestPool {
         let dir = tempfile::tempdir().unwrap();
         let cfg = PoolConfig {
             listen: "127.0.0.1:0".into(),
-            store: format!("sqlite://{}", dir.path().join("pool.db").display()),
+            store: stockroom_protocol::pool_config::StoreUrl::parse(&format!(
+                "sqlite://{}",
+                dir.path().join("pool.db").display()
+            ))
+            .unwrap(),
             generators,
             stock,
             ..PoolConfig::default()

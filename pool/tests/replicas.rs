@@ -423,28 +423,6 @@ async fn replicas_pre_generate_together_without_overshooting_max_ready() {
     db.drop_db().await;
 }
 
-#[test]
-fn an_unreachable_database_exits_78_before_binding() {
-    // Needs no PostgreSQL: nothing listens on port 1.
-    let dir = tempfile::tempdir().unwrap();
-    let ready = dir.path().join("ready");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stockroom-pool"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            "postgres://postgres@127.0.0.1:1/nowhere",
-        ])
-        .arg("--ready-file")
-        .arg(&ready)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(78));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot open store"), "{stderr}");
-    assert!(!ready.exists(), "nothing was bound");
-}
-
 /// The rule every PostgreSQL test follows (see common/fresh_db.rs).
 #[test]
 fn a_missing_postgres_url_fails_in_ci_and_skips_elsewhere() {

@@ -102,13 +102,22 @@ pub struct LeaseRequest {
     pub items: Vec<LeaseItem>,
 }
 
-/// A dataset as handed out in a lease: which item it answers and its index there.
+/// A dataset as handed out in a lease: which item it answers, its index
+/// there, and how many datasets that item asked for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeasedDataset {
     pub name: String,
     pub index: u32,
+    /// How many datasets the item `name` asked for (and got): `index` runs
+    /// from 0 to `count - 1`. Absent in answers of older pools: read as 1.
+    #[serde(default = "one")]
+    pub count: u32,
     #[serde(flatten)]
     pub dataset: Dataset,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// 201 (new) or 200 (same idempotency key) answer to `POST /leases`.

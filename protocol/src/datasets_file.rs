@@ -47,15 +47,17 @@ pub struct DatasetsFile {
 }
 
 impl DatasetsFile {
-    /// Groups leased datasets by manifest name; `counts` says which names
-    /// asked for more than one (and so get a list even if one came back).
+    /// Groups leased datasets by manifest name; an item that asked for more
+    /// than one (each dataset's `count`, from the lease answer) is a list
+    /// even if one came back.
     pub fn from_lease(
         lease_id: &str,
         expires_at: &str,
         shard: ShardInfo,
         leased: &[crate::api::LeasedDataset],
-        counts: &BTreeMap<String, u32>,
     ) -> DatasetsFile {
+        let counts: BTreeMap<&str, u32> =
+            leased.iter().map(|d| (d.name.as_str(), d.count)).collect();
         let mut grouped: BTreeMap<String, Vec<(u32, Dataset)>> = BTreeMap::new();
         for d in leased {
             grouped
@@ -67,7 +69,7 @@ impl DatasetsFile {
             .into_iter()
             .map(|(name, mut items)| {
                 items.sort_by_key(|(i, _)| *i);
-                let many = counts.get(&name).copied().unwrap_or(1) > 1 || items.len() > 1;
+                let many = counts.get(name.as_str()).copied().unwrap_or(1) > 1 || items.len() > 1;
                 let mut list: Vec<Dataset> = items.into_iter().map(|(_, d)| d).collect();
                 let entry = match (many, list.pop()) {
                     (false, Some(only)) => DatasetsEntry::One(Box::new(only)),
@@ -98,6 +100,7 @@ mod tests {
         LeasedDataset {
             name: name.into(),
             index,
+            count: if name == "orders" { 2 } else { 1 },
             dataset: serde_json::from_value(
                 json!({"id": id, "type": "t", "state": "s", "data": {}}),
             )
@@ -107,7 +110,6 @@ mod tests {
 
     #[test]
     fn count_one_is_an_object_and_more_is_an_ordered_list() {
-        let counts = BTreeMap::from([("buyer".to_string(), 1), ("orders".to_string(), 2)]);
         let file = DatasetsFile::from_lease(
             "l1",
             "2026-01-01T00:00:00Z",
@@ -117,7 +119,6 @@ mod tests {
                 leased("buyer", 0, "b1"),
                 leased("orders", 0, "o1"),
             ],
-            &counts,
         );
         let v = serde_json::to_value(&file).unwrap();
         assert_eq!(v["datasets"]["buyer"]["id"], "b1");

@@ -72,7 +72,7 @@ pub struct StockConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PoolConfig {
     pub listen: String,
-    pub store: String,
+    pub store: StoreUrl,
     pub default_lease_ttl: HumanDuration,
     /// The longest TTL a client may ask for.
     pub max_lease_ttl: HumanDuration,
@@ -93,7 +93,7 @@ impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
             listen: DEFAULT_LISTEN.to_string(),
-            store: DEFAULT_STORE.to_string(),
+            store: StoreUrl::default(),
             default_lease_ttl: HumanDuration::from_secs(120),
             max_lease_ttl: HumanDuration::from_secs(24 * 3600),
             max_wait: HumanDuration::from_secs(600),
@@ -112,6 +112,7 @@ impl Default for PoolConfig {
 struct RawConfig {
     listen: Option<Spanned<String>>,
     store: Option<Spanned<String>>,
+    store_password_file: Option<Spanned<PathBuf>>,
     default_lease_ttl: Option<Spanned<HumanDuration>>,
     max_lease_ttl: Option<Spanned<HumanDuration>>,
     max_wait: Option<Spanned<HumanDuration>>,
@@ -215,10 +216,37 @@ impl PoolConfig {
             cfg.listen = l.into_inner();
         }
         if let Some(s) = raw.store {
-            if let Err(msg) = check_store_url(s.get_ref()) {
-                errors.push((s.span(), msg));
+            match StoreUrl::parse(s.get_ref()) {
+                Ok(url) => cfg.store = url,
+                Err(msg) => errors.push((s.span(), msg)),
             }
-            cfg.store = s.into_inner();
+        }
+        if let Some(file) = raw.store_password_file {
+            // Relative to the config file, like a path a person writes next to it.
+            let full = path.parent().unwrap_or(Path::new("")).join(file.get_ref());
+            if !cfg.store.is_postgres() {
+                errors.push((
+                    file.span(),
+                    "store_password_file applies to a postgres:// store only".to_string(),
+                ));
+            } else {
+                match std::fs::read_to_string(&full) {
+                    Ok(text) => {
+                        let password = text.trim_end_matches(['\n', '\r']).to_string();
+                        if password.is_empty() {
+                            errors.push((
+                                file.span(),
+                                format!("store_password_file {} is empty", full.display()),
+                            ));
+                        }
+                        cfg.store = cfg.store.clone().with_password(password);
+                    }
+                    Err(e) => errors.push((
+                        file.span(),
+                        format!("cannot read store_password_file {}: {e}", full.display()),
+                    )),
+                }
+            }
         }
         let mut duration = |d: Option<Spanned<HumanDuration>>,
                             what: &str,
@@ -412,20 +440,146 @@ impl PoolConfig {
 
 /// Checks a store URL: `sqlite://PATH` or `postgres://…`.
 pub fn check_store_url(url: &str) -> Result<(), String> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        if path.is_empty() {
-            return Err(
-                "store \"sqlite://\" needs a file path, such as \"sqlite://stockroom.db\""
-                    .to_string(),
-            );
+    StoreUrl::parse(url).map(|_| ())
+}
+
+/// The environment variable a PostgreSQL password may come from (as for libpq).
+pub const PGPASSWORD: &str = "PGPASSWORD";
+
+/// Where the pool keeps its state: `sqlite://PATH` or `postgres://…`.
+///
+/// `Display`, `Debug` and `Serialize` hide the password (in the user info
+/// or a `password=` parameter), so the URL can be logged and put in errors.
+/// A password may also be given apart from the URL ([`StoreUrl::with_password`]:
+/// `PGPASSWORD`, `store_password_file`); one inside the URL wins.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreUrl {
+    url: String,
+    password: Option<String>,
+}
+
+impl StoreUrl {
+    /// Checks the scheme (and that SQLite names a file).
+    pub fn parse(url: &str) -> Result<StoreUrl, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(
+                    "store \"sqlite://\" needs a file path, such as \"sqlite://stockroom.db\""
+                        .to_string(),
+                );
+            }
+        } else if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(format!(
+                "store must be \"sqlite://PATH\" or \"postgres://user@host/db\", found {:?}",
+                redact(url)
+            ));
         }
-        Ok(())
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(())
-    } else {
-        Err(format!(
-            "store must be \"sqlite://PATH\" or \"postgres://user@host/db\", found {url:?}"
-        ))
+        Ok(StoreUrl {
+            url: url.to_string(),
+            password: None,
+        })
+    }
+
+    /// The database file of a `sqlite://` URL.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        self.url.strip_prefix("sqlite://").map(Path::new)
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.sqlite_path().is_none()
+    }
+
+    /// The URL as given, password included: for the database driver only,
+    /// never for a log or a message.
+    pub fn expose_url(&self) -> &str {
+        &self.url
+    }
+
+    /// The password given apart from the URL, if any.
+    pub fn expose_password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// Sets the password given apart from the URL (for PostgreSQL only).
+    pub fn with_password(mut self, password: String) -> StoreUrl {
+        if self.is_postgres() {
+            self.password = Some(password);
+        }
+        self
+    }
+
+    /// Takes the password from `PGPASSWORD` when none is set yet; `env`
+    /// reads a variable (the process environment, or a map in tests).
+    pub fn with_env_password(self, env: &dyn Fn(&str) -> Option<String>) -> StoreUrl {
+        if self.password.is_some() || !self.is_postgres() {
+            return self;
+        }
+        match env(PGPASSWORD).filter(|p| !p.is_empty()) {
+            Some(p) => self.with_password(p),
+            None => self,
+        }
+    }
+}
+
+/// The URL with any password replaced by `***`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact(&self.url))
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreUrl")
+            .field("url", &redact(&self.url))
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl Serialize for StoreUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&redact(&self.url))
+    }
+}
+
+impl Default for StoreUrl {
+    fn default() -> Self {
+        StoreUrl {
+            url: DEFAULT_STORE.to_string(),
+            password: None,
+        }
     }
 }
 
@@ -527,5 +681,72 @@ max_ready = 100
             first_error("default_lease_ttl = \"0s\"\n")
                 .starts_with("1:21: default_lease_ttl must be at least")
         );
+    }
+
+    #[test]
+    fn a_store_url_never_shows_its_password() {
+        let url =
+            StoreUrl::parse("postgres://bob:hunter2@127.0.0.1:1/db?password=hunter2&pool_size=4")
+                .unwrap();
+        let url = url.with_password("hunter3".into());
+        for shown in [
+            url.to_string(),
+            format!("{url:?}"),
+            serde_json::to_string(&url).unwrap(),
+        ] {
+            assert!(!shown.contains("hunter"), "{shown}");
+        }
+        assert_eq!(
+            url.to_string(),
+            "postgres://bob:***@127.0.0.1:1/db?password=***&pool_size=4"
+        );
+        assert_eq!(url.expose_password(), Some("hunter3"));
+        let plain = StoreUrl::parse("postgres://bob@h/db").unwrap();
+        assert_eq!(plain.to_string(), "postgres://bob@h/db");
+        let bad = StoreUrl::parse("mysql://bob:hunter2@h/db").unwrap_err();
+        assert!(!bad.contains("hunter2"), "{bad}");
+    }
+
+    #[test]
+    fn the_password_may_come_from_pgpassword() {
+        let env = |k: &str| (k == PGPASSWORD).then(|| "from-env".to_string());
+        let url = StoreUrl::parse("postgres://bob@h/db")
+            .unwrap()
+            .with_env_password(&env);
+        assert_eq!(url.expose_password(), Some("from-env"));
+        let sqlite = StoreUrl::parse("sqlite://x.db")
+            .unwrap()
+            .with_env_password(&env);
+        assert_eq!(sqlite.expose_password(), None);
+        let none = |_: &str| None;
+        let url = StoreUrl::parse("postgres://bob@h/db")
+            .unwrap()
+            .with_env_password(&none);
+        assert_eq!(url.expose_password(), None);
+    }
+
+    #[test]
+    fn the_password_may_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pg.pass"), "s3cret\n").unwrap();
+        let cfg_path = dir.path().join("pool.toml");
+        let cfg = PoolConfig::parse(
+            &cfg_path,
+            "store = \"postgres://bob@h/db\"\nstore_password_file = \"pg.pass\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.store.expose_password(), Some("s3cret"));
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+        match PoolConfig::parse(
+            &cfg_path,
+            "store = \"postgres://bob@h/db\"\nstore_password_file = \"missing\"\n",
+        ) {
+            Err(PoolConfigError::Invalid(e)) => {
+                let text = e[0].to_string();
+                assert!(text.contains("2:23"), "{text}");
+                assert!(text.contains("cannot read store_password_file"), "{text}");
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
     }
 }

@@ -1,7 +1,6 @@
 //! Hands the leased datasets to the tests (docs/sidecar.md, "What the tests
 //! see"): the 0600 datasets file and the environment variables.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -60,22 +59,12 @@ pub fn absolute(path: &Path) -> Result<PathBuf, Error> {
 }
 
 /// The datasets file of a granted lease.
-pub fn datasets_file(
-    manifest: &Manifest,
-    granted: &LeaseGranted,
-    shard: ShardInfo,
-) -> DatasetsFile {
-    let counts: BTreeMap<String, u32> = manifest
-        .datasets
-        .iter()
-        .map(|d| (d.name.clone(), d.count))
-        .collect();
+pub fn datasets_file(granted: &LeaseGranted, shard: ShardInfo) -> DatasetsFile {
     DatasetsFile::from_lease(
         &granted.lease_id,
         &granted.expires_at,
         shard,
         &granted.datasets,
-        &counts,
     )
 }
 

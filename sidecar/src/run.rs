@@ -149,7 +149,7 @@ pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result
         index: prepared.shard.index,
         total: prepared.shard.total,
     };
-    let file = inject::datasets_file(&prepared.manifest, &granted, shard);
+    let file = inject::datasets_file(&granted, shard);
     inject::register_secrets(&file);
 
     let injected = DatasetsFileHome::for_run(&prepared.manifest).and_then(|home| {

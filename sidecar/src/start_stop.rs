@@ -143,7 +143,7 @@ pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> R
         index: prepared.shard.index,
         total: prepared.shard.total,
     };
-    let file = inject::datasets_file(&prepared.manifest, &granted, shard);
+    let file = inject::datasets_file(&granted, shard);
     inject::register_secrets(&file);
     let (home, owned) = match &prepared.manifest.inject.json_file {
         Some(path) => (DatasetsFileHome::kept(inject::absolute(path)?), false),
@@ -163,12 +163,7 @@ pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> R
             .datasets
             .iter()
             .map(|d| StateDataset {
-                name: if prepared
-                    .manifest
-                    .datasets
-                    .iter()
-                    .any(|s| s.name == d.name && s.count > 1)
-                {
+                name: if d.count > 1 {
                     format!("{}.{}", d.name, d.index)
                 } else {
                     d.name.clone()

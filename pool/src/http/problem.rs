@@ -40,6 +40,15 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         tracing::error!(error = %e, "store failure");
+        if e.is_unavailable() {
+            // The database is down or unreachable: worth a retry, not a bug report.
+            let mut a = ApiError::new(
+                ProblemKind::Unavailable,
+                "the pool's database is unreachable; retry shortly (the error is in the pool's log)",
+            );
+            a.retry_after = Some(2);
+            return a;
+        }
         ApiError::new(
             ProblemKind::Internal,
             "the pool's store failed; the error is in the pool's log",

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use stockroom_protocol::DatasetStatus;
 use stockroom_protocol::api::{DatasetView, NewDataset};
 
 use super::{PoolService, ServiceError, ServiceResult};
@@ -15,13 +14,7 @@ fn redacted(mut v: DatasetView) -> DatasetView {
 }
 
 /// One quarantined dataset with what the quarantine page shows about it.
-#[derive(Debug, Clone)]
-pub struct Quarantined {
-    /// Secrets redacted, full history.
-    pub view: DatasetView,
-    /// The failing job: the last lease's `details_url`, else its holder's URL.
-    pub failing_job: Option<String>,
-}
+pub use crate::store::QuarantinedDataset as Quarantined;
 
 /// How a dataset is settled by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,26 +117,12 @@ impl PoolService {
     }
 
     /// Quarantined datasets, oldest first, at most `limit`, with their
-    /// history and failing job.
+    /// history and failing job, secrets redacted (a constant number of
+    /// queries, whatever `limit`).
     pub async fn quarantined(&self, limit: u32) -> ServiceResult<Vec<Quarantined>> {
-        let filter = DatasetFilter {
-            status: Some(DatasetStatus::Quarantined),
-            limit,
-            ..DatasetFilter::default()
-        };
-        let list = self.store().list_datasets(filter).await?;
-        let mut rows = Vec::with_capacity(list.len());
-        for view in list {
-            let mut view = redacted(view);
-            view.history = self.store().history(view.dataset.id.clone()).await?;
-            let lease_id = view.history.iter().rev().find_map(|h| h.lease_id.clone());
-            let mut failing_job = None;
-            if let Some(l) = lease_id
-                && let Some(lease) = self.store().get_lease(l).await?
-            {
-                failing_job = lease.details_url.or(lease.holder.url);
-            }
-            rows.push(Quarantined { view, failing_job });
+        let mut rows = self.store().list_quarantined(limit).await?;
+        for row in &mut rows {
+            row.view.dataset = row.view.dataset.redacted();
         }
         Ok(rows)
     }

@@ -181,7 +181,9 @@ impl PoolService {
                 // Not our turn: an earlier waiter for the same states goes
                 // first, but a retry of a lease already granted is answered.
                 if let Some(key) = &req.idempotency_key
-                    && let Some(granted) = self.lease_of_key(key).await?
+                    && let Some(granted) = store
+                        .find_by_idempotency_key(key.clone(), self.now_ms())
+                        .await?
                 {
                     return Ok(Leased {
                         granted,
@@ -229,21 +231,6 @@ impl PoolService {
         })
     }
 
-    /// The active lease of an idempotency key, if any.
-    async fn lease_of_key(&self, key: &str) -> ServiceResult<Option<LeaseGranted>> {
-        let attempt = LeaseAttempt {
-            holder: Default::default(),
-            items: Vec::new(),
-            ttl_ms: 0,
-            idempotency_key: Some(key.to_string()),
-            now_ms: self.now_ms(),
-        };
-        Ok(match self.store().lease(attempt).await? {
-            LeaseResult::Existing(g) | LeaseResult::Granted(g) => Some(g),
-            LeaseResult::NoStock(_) => None,
-        })
-    }
-
     /// Extends an active lease to now + TTL (the asked TTL, capped, or the
     /// lease's own). A lease found past its expiry is expired on the spot.
     pub async fn heartbeat(
@@ -268,9 +255,7 @@ impl PoolService {
             } => Ok(HeartbeatAnswer {
                 lease_id: id,
                 expires_at: rfc3339(expires_at_ms),
-                heartbeat_interval_seconds: crate::store::sqlite::heartbeat_interval_seconds(
-                    ttl_ms,
-                ),
+                heartbeat_interval_seconds: crate::store::heartbeat_interval_seconds(ttl_ms),
             }),
             HeartbeatResult::Gone(status) => {
                 if status == LeaseStatus::Expired {

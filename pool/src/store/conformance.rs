@@ -1,9 +1,10 @@
 //! The semantics every [`Store`] backend must have, as one suite.
 //!
-//! `pool/tests/conformance.rs` runs it against SQLite; a PostgreSQL backend
-//! runs the same [`run_all`] against its own database. Each check uses its own
-//! type names, so the checks can share one store. Time is passed in, so TTLs
-//! are tested without sleeping. Failures panic with a message (test style).
+//! [`conformance_tests!`](crate::conformance_tests) makes one test per check
+//! for a backend; `pool/tests/conformance.rs` runs them on SQLite and on
+//! PostgreSQL. Each check uses its own type names (so checks could share a
+//! store), time is passed in (TTLs are tested without sleeping), and
+//! failures panic with a message (test style).
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -12,9 +13,36 @@ use stockroom_protocol::api::{Holder, LeaseItem, NewDataset};
 use stockroom_protocol::{AttrValue, Attributes, DatasetStatus, LeaseStatus, OnFailure, Outcome};
 
 use super::{
-    ExtendResult, Extension, Generated, HeartbeatResult, InputPick, LeaseAttempt, LeaseResult,
-    NewGeneration, ReleaseResult, SettleResult, Store,
+    DatasetFilter, ExtendResult, Extension, Generated, HeartbeatResult, InputPick, LeaseAttempt,
+    LeaseResult, NewGeneration, ReleaseResult, SessionRow, SettleResult, Store,
 };
+use stockroom_protocol::api::{StockCounts, StockSettings};
+use stockroom_protocol::pool_config::Role;
+
+/// One `#[tokio::test]` per check of this suite, each on a store of its own:
+/// `$run(name, check)` makes the store (named after the check), awaits
+/// `check(store)` and cleans up. The list of checks is here, once.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($run:path) => {
+        $crate::conformance_tests!(@checks $run;
+            all_or_nothing, entity_isolation, release_outcomes, heartbeat_and_expiry,
+            idempotency, idempotency_lookup, where_filters, discard_and_recycle, generations,
+            composition, interrupted_generations, extend_leased, lease_counts, purge_consumed,
+            list_filters, stock_settings, counts_match_the_rows, sessions, quarantine_page);
+    };
+    (@checks $run:path; $($check:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                $run(stringify!($check), |store: ::std::sync::Arc<dyn $crate::store::Store>| async move {
+                    $crate::store::conformance::$check(&*store).await
+                })
+                .await;
+            }
+        )*
+    };
+}
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -71,21 +99,6 @@ async fn status_of(store: &dyn Store, id: &str) -> DatasetStatus {
         .unwrap()
         .unwrap()
         .status
-}
-
-/// Runs every check.
-pub async fn run_all(store: &dyn Store) {
-    all_or_nothing(store).await;
-    entity_isolation(store).await;
-    release_outcomes(store).await;
-    heartbeat_and_expiry(store).await;
-    idempotency(store).await;
-    where_filters(store).await;
-    discard_and_recycle(store).await;
-    generations(store).await;
-    composition(store).await;
-    interrupted_generations(store).await;
-    extend_leased(store).await;
 }
 
 fn generation(type_name: &str, state: &str, cap: Option<u64>) -> NewGeneration {
@@ -777,4 +790,553 @@ pub async fn discard_and_recycle(store: &dyn Store) {
         (c.ready, c.discarded, c.quarantined, c.leased),
         (1, 1, 0, 0)
     );
+}
+
+/// The idempotency key is looked up on its own; an overdue lease of the key
+/// is expired on the way; a lease attempt without items is refused.
+pub async fn idempotency_lookup(store: &dyn Store) {
+    store
+        .register(vec![new("c_key", "s", &[], &[])], "t".into(), T0)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .find_by_idempotency_key("k".into(), T0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut a = attempt(vec![item("a", "c_key", "s", 1)], T0);
+    a.idempotency_key = Some("k".into());
+    let g = granted(store, a.clone()).await;
+    let found = store
+        .find_by_idempotency_key("k".into(), T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(found.map(|f| f.lease_id), Some(g.lease_id.clone()));
+    let overdue = store
+        .find_by_idempotency_key("k".into(), T0 + 60_000)
+        .await
+        .unwrap();
+    assert!(overdue.is_none(), "an overdue lease is no answer");
+    assert_eq!(
+        store
+            .get_lease(g.lease_id.clone())
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        LeaseStatus::Expired
+    );
+    assert_eq!(
+        status_of(store, &g.datasets[0].dataset.id).await,
+        DatasetStatus::Quarantined
+    );
+    let mut empty = a;
+    empty.items.clear();
+    assert!(
+        store.lease(empty).await.is_err(),
+        "no items is a caller bug"
+    );
+}
+
+/// Each leased dataset says how many its item asked for.
+pub async fn lease_counts(store: &dyn Store) {
+    store
+        .register(
+            (0..3).map(|_| new("c_cnt", "s", &[], &[])).collect(),
+            "t".into(),
+            T0,
+        )
+        .await
+        .unwrap();
+    let g = granted(
+        store,
+        attempt(
+            vec![item("two", "c_cnt", "s", 2), item("one", "c_cnt", "s", 1)],
+            T0,
+        ),
+    )
+    .await;
+    let shape: Vec<(&str, u32, u32)> = g
+        .datasets
+        .iter()
+        .map(|d| (d.name.as_str(), d.index, d.count))
+        .collect();
+    assert_eq!(shape, [("two", 0, 2), ("two", 1, 2), ("one", 0, 1)]);
+    let view = store.get_lease(g.lease_id).await.unwrap().unwrap();
+    assert_eq!(
+        view.datasets.iter().map(|d| d.count).collect::<Vec<_>>(),
+        [2, 2, 1]
+    );
+}
+
+/// Old consumed data is erased (the row and its history stay, plus a line).
+pub async fn purge_consumed(store: &dyn Store) {
+    let ds = store
+        .register(
+            (0..3).map(|_| new("c_purge", "s", &[], &[])).collect(),
+            "t".into(),
+            T0,
+        )
+        .await
+        .unwrap();
+    let old = granted(store, attempt(vec![item("a", "c_purge", "s", 2)], T0)).await;
+    store
+        .release(old.lease_id, Outcome::Passed, None, None, T0)
+        .await
+        .unwrap();
+    let late = granted(
+        store,
+        attempt(vec![item("a", "c_purge", "s", 1)], T0 + 10_000),
+    )
+    .await;
+    store
+        .release(late.lease_id, Outcome::Passed, None, None, T0 + 10_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.purge_consumed(T0 + 5_000, T0 + 20_000).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        store.purge_consumed(T0 + 5_000, T0 + 20_000).await.unwrap(),
+        0,
+        "once"
+    );
+    for d in &ds[..2] {
+        let v = store
+            .get_dataset(d.dataset.id.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(v.status, DatasetStatus::Consumed);
+        assert_eq!(v.dataset.data, serde_json::Value::Null);
+        assert!(v.history.last().unwrap().reason.contains("erased"));
+    }
+    let kept = store
+        .get_dataset(ds[2].dataset.id.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(
+        kept.dataset.data,
+        serde_json::Value::Null,
+        "newer data stays"
+    );
+}
+
+/// `list_datasets` filters by type, state and status with a limit, in
+/// insertion order; `list_leases` by status with a limit, newest first.
+pub async fn list_filters(store: &dyn Store) {
+    let a = store
+        .register(
+            vec![
+                new("c_list", "a", &[], &[]),
+                new("c_list", "a", &[], &[]),
+                new("c_list", "b", &[], &[]),
+                new("c_list_other", "a", &[], &[]),
+            ],
+            "t".into(),
+            T0,
+        )
+        .await
+        .unwrap();
+    let ids = |v: Vec<stockroom_protocol::api::DatasetView>| {
+        v.into_iter().map(|d| d.dataset.id).collect::<Vec<_>>()
+    };
+    let filter =
+        |t: Option<&str>, s: Option<&str>, st: Option<DatasetStatus>, limit| DatasetFilter {
+            type_name: t.map(str::to_string),
+            state: s.map(str::to_string),
+            status: st,
+            limit,
+        };
+    let all = ids(store
+        .list_datasets(filter(Some("c_list"), None, None, 100))
+        .await
+        .unwrap());
+    assert_eq!(
+        all,
+        [
+            a[0].dataset.id.clone(),
+            a[1].dataset.id.clone(),
+            a[2].dataset.id.clone()
+        ]
+    );
+    let in_a = ids(store
+        .list_datasets(filter(Some("c_list"), Some("a"), None, 100))
+        .await
+        .unwrap());
+    assert_eq!(in_a, [a[0].dataset.id.clone(), a[1].dataset.id.clone()]);
+    let one = ids(store
+        .list_datasets(filter(Some("c_list"), None, None, 1))
+        .await
+        .unwrap());
+    assert_eq!(one, [a[0].dataset.id.clone()]);
+    let first = granted(store, attempt(vec![item("x", "c_list", "a", 1)], T0)).await;
+    let second = granted(store, attempt(vec![item("x", "c_list", "b", 1)], T0 + 1)).await;
+    store
+        .release(first.lease_id.clone(), Outcome::Passed, None, None, T0 + 2)
+        .await
+        .unwrap();
+    let leased = ids(store
+        .list_datasets(filter(
+            Some("c_list"),
+            None,
+            Some(DatasetStatus::Leased),
+            100,
+        ))
+        .await
+        .unwrap());
+    assert_eq!(leased, [a[2].dataset.id.clone()]);
+    let consumed = ids(store
+        .list_datasets(filter(None, Some("a"), Some(DatasetStatus::Consumed), 100))
+        .await
+        .unwrap());
+    assert_eq!(consumed, [a[0].dataset.id.clone()]);
+    let lease_ids = |v: Vec<stockroom_protocol::api::LeaseView>| {
+        v.into_iter().map(|l| l.lease_id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        lease_ids(store.list_leases(None, 10).await.unwrap()),
+        [second.lease_id.clone(), first.lease_id.clone()]
+    );
+    assert_eq!(
+        lease_ids(store.list_leases(None, 1).await.unwrap()),
+        std::slice::from_ref(&second.lease_id)
+    );
+    assert_eq!(
+        lease_ids(
+            store
+                .list_leases(Some(LeaseStatus::Active), 10)
+                .await
+                .unwrap()
+        ),
+        [second.lease_id]
+    );
+    assert_eq!(
+        lease_ids(
+            store
+                .list_leases(Some(LeaseStatus::Released), 10)
+                .await
+                .unwrap()
+        ),
+        [first.lease_id]
+    );
+    assert_eq!(store.active_lease_count().await.unwrap(), 1);
+}
+
+/// Stock settings are kept per state, replaced on a second write, and shown
+/// with the counts (also for a state with no dataset yet).
+pub async fn stock_settings(store: &dyn Store) {
+    let settings = |min_ready, max_ready| StockSettings {
+        min_ready,
+        max_ready,
+    };
+    store
+        .set_stock("c_set".into(), "empty".into(), settings(2, 5))
+        .await
+        .unwrap();
+    store
+        .register(vec![new("c_set", "full", &[], &[])], "t".into(), T0)
+        .await
+        .unwrap();
+    store
+        .set_stock("c_set".into(), "full".into(), settings(1, 3))
+        .await
+        .unwrap();
+    store
+        .set_stock("c_set".into(), "full".into(), settings(0, 4))
+        .await
+        .unwrap();
+    let table = store.stock().await.unwrap();
+    let empty = &table[&("c_set".to_string(), "empty".to_string())];
+    assert_eq!(
+        (empty.ready, empty.min_ready, empty.max_ready),
+        (0, Some(2), Some(5))
+    );
+    let full = &table[&("c_set".to_string(), "full".to_string())];
+    assert_eq!(
+        (full.ready, full.min_ready, full.max_ready),
+        (1, Some(0), Some(4))
+    );
+}
+
+/// What `stock()` counts, recounted from the rows themselves.
+async fn recount(
+    store: &dyn Store,
+    type_name: &str,
+) -> std::collections::BTreeMap<String, StockCounts> {
+    let rows = store
+        .list_datasets(DatasetFilter {
+            type_name: Some(type_name.into()),
+            state: None,
+            status: None,
+            limit: 10_000,
+        })
+        .await
+        .unwrap();
+    let mut out = std::collections::BTreeMap::<String, StockCounts>::new();
+    for r in rows {
+        let c = out.entry(r.dataset.state.clone()).or_default();
+        match r.status {
+            DatasetStatus::Ready => c.ready += 1,
+            DatasetStatus::Generating => c.generating += 1,
+            DatasetStatus::Leased => c.leased += 1,
+            DatasetStatus::Quarantined => c.quarantined += 1,
+            DatasetStatus::Consumed => c.consumed += 1,
+            DatasetStatus::Failed => c.failed += 1,
+            DatasetStatus::Discarded => c.discarded += 1,
+            DatasetStatus::Composed => {}
+        }
+    }
+    out
+}
+
+/// After a mixed sequence of every operation, the running counts equal a
+/// count of the rows: no operation forgets its bookkeeping.
+pub async fn counts_match_the_rows(store: &dyn Store) {
+    let t = "c_drift";
+    let ds = store
+        .register(
+            (0..8)
+                .map(|i| new(t, "a", &[], &[&format!("e{i}")]))
+                .collect(),
+            "t".into(),
+            T0,
+        )
+        .await
+        .unwrap();
+    let g1 = granted(store, attempt(vec![item("x", t, "a", 3)], T0)).await;
+    let g2 = granted(store, attempt(vec![item("x", t, "a", 2)], T0)).await;
+    store
+        .release(g1.lease_id.clone(), Outcome::Failed, None, None, T0)
+        .await
+        .unwrap();
+    store
+        .release(g2.lease_id.clone(), Outcome::Passed, None, None, T0)
+        .await
+        .unwrap();
+    let g3 = granted(store, attempt(vec![item("x", t, "a", 2)], T0)).await;
+    let ext = store
+        .extend_leased(
+            Extension {
+                lease_id: g3.lease_id.clone(),
+                dataset_id: g3.datasets[0].dataset.id.clone(),
+                from_state: "a".into(),
+                to_state: "b".into(),
+                data: json!({}),
+                secret_fields: vec![],
+                entities: vec![],
+                reason: "extended".into(),
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(ext, ExtendResult::Done(_)), "{ext:?}");
+    store.expire_due(T0 + 120_000, 100).await.unwrap();
+    let quarantined: Vec<String> = g1.datasets.iter().map(|d| d.dataset.id.clone()).collect();
+    store
+        .recycle(quarantined[0].clone(), "admin".into(), T0)
+        .await
+        .unwrap();
+    store
+        .discard(quarantined[1].clone(), "admin".into(), T0)
+        .await
+        .unwrap();
+    let gen_ok = store
+        .begin_generation(generation(t, "a", None), T0)
+        .await
+        .unwrap()
+        .unwrap();
+    let gen_bad = store
+        .begin_generation(generation(t, "a", None), T0)
+        .await
+        .unwrap()
+        .unwrap();
+    let _running = store
+        .begin_generation(generation(t, "b", None), T0)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .complete_generation(gen_ok, generated(&[], None), T0)
+        .await
+        .unwrap();
+    store
+        .fail_generation(gen_bad, "boom".into(), T0)
+        .await
+        .unwrap();
+    store.purge_consumed(T0 + 1, T0 + 2).await.unwrap();
+    assert!(!ds.is_empty());
+    let table = store.stock().await.unwrap();
+    let rows = recount(store, t).await;
+    for state in ["a", "b"] {
+        let mut counted = table[&(t.to_string(), state.to_string())].clone();
+        counted.min_ready = None;
+        counted.max_ready = None;
+        assert_eq!(
+            counted,
+            rows.get(state).cloned().unwrap_or_default(),
+            "state {state}"
+        );
+    }
+    let total: u64 = rows
+        .values()
+        .map(|c| {
+            c.ready + c.leased + c.quarantined + c.consumed + c.failed + c.discarded + c.generating
+        })
+        .sum();
+    assert_eq!(total, 11, "8 registered, 3 generations");
+}
+
+fn session(id: &str, seen: i64) -> SessionRow {
+    SessionRow {
+        id_hash: id.into(),
+        caller_name: "ada".into(),
+        role: Role::Admin,
+        csrf: "csrf-token".into(),
+        leases: Vec::new(),
+        last_seen_ms: seen,
+    }
+}
+
+/// Web sessions: stored, refreshed on read, their leases remembered once,
+/// idle ones gone (and purged on the way), deleted on sign-out.
+pub async fn sessions(store: &dyn Store) {
+    store.put_session(session("s1", T0)).await.unwrap();
+    store.put_session(session("s2", T0)).await.unwrap();
+    let idle = 60_000;
+    let got = store
+        .get_session("s1".into(), T0 + 10_000, idle)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (got.caller_name.as_str(), got.role, got.csrf.as_str()),
+        ("ada", Role::Admin, "csrf-token")
+    );
+    assert_eq!(got.last_seen_ms, T0 + 10_000);
+    store
+        .add_session_lease("s1".into(), "l_1".into())
+        .await
+        .unwrap();
+    store
+        .add_session_lease("s1".into(), "l_1".into())
+        .await
+        .unwrap();
+    store
+        .add_session_lease("s1".into(), "l_2".into())
+        .await
+        .unwrap();
+    store
+        .add_session_lease("nope".into(), "l_3".into())
+        .await
+        .unwrap();
+    // s1 was refreshed at +10 s: still live at +65 s; s2 (seen at 0) is idle.
+    let got = store
+        .get_session("s1".into(), T0 + 65_000, idle)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.leases, ["l_1", "l_2"]);
+    assert!(
+        store
+            .get_session("s2".into(), T0 + 65_000, idle)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Deleted, not merely refused: a generous idle limit does not bring it back.
+    assert!(
+        store
+            .get_session("s2".into(), T0 + 65_000, i64::MAX / 4)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.delete_session("s1".into()).await.unwrap();
+    assert!(
+        store
+            .get_session("s1".into(), T0 + 65_000, idle)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_session("unknown".into(), T0, idle)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// The quarantine page: every quarantined dataset with its full history and
+/// the job that failed it (details_url, else the holder's url).
+pub async fn quarantine_page(store: &dyn Store) {
+    store
+        .register(
+            (0..3).map(|_| new("c_quar", "s", &[], &[])).collect(),
+            "t".into(),
+            T0,
+        )
+        .await
+        .unwrap();
+    let mut with_url = attempt(vec![item("x", "c_quar", "s", 1)], T0);
+    with_url.holder.url = Some("https://ci.example/job/1".into());
+    let a = granted(store, with_url.clone()).await;
+    store
+        .release(
+            a.lease_id,
+            Outcome::Failed,
+            None,
+            Some("https://ci.example/details/1".into()),
+            T0,
+        )
+        .await
+        .unwrap();
+    let b = granted(store, with_url).await;
+    store
+        .release(b.lease_id, Outcome::Failed, Some("flaky".into()), None, T0)
+        .await
+        .unwrap();
+    let c = granted(store, attempt(vec![item("x", "c_quar", "s", 1)], T0)).await;
+    store
+        .release(c.lease_id, Outcome::Passed, None, None, T0)
+        .await
+        .unwrap();
+    let page = store.list_quarantined(100).await.unwrap();
+    let got: Vec<(&str, Option<&str>, usize)> = page
+        .iter()
+        .map(|q| {
+            (
+                q.view.dataset.id.as_str(),
+                q.failing_job.as_deref(),
+                q.view.history.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                a.datasets[0].dataset.id.as_str(),
+                Some("https://ci.example/details/1"),
+                3
+            ),
+            (
+                b.datasets[0].dataset.id.as_str(),
+                Some("https://ci.example/job/1"),
+                3
+            ),
+        ]
+    );
+    assert!(
+        page.iter()
+            .all(|q| q.view.status == DatasetStatus::Quarantined)
+    );
+    assert_eq!(store.list_quarantined(1).await.unwrap().len(), 1);
 }

@@ -1,15 +1,19 @@
-//! What both backends read back the same way: a dataset row as stored text,
-//! turned into the contract's types. Each backend only knows how to read the
-//! columns of its own driver's row into [`RawDataset`].
+//! What both backends read back the same way: dataset and lease rows as
+//! stored text, turned into the contract's types. Each backend only knows how
+//! to read the columns of its own driver's row into [`RawDataset`] and
+//! [`LeaseRow`].
 
 use stockroom_protocol::api::DatasetView;
-use stockroom_protocol::{Dataset, DatasetStatus, LeaseStatus};
+use stockroom_protocol::{Dataset, DatasetStatus, LeaseStatus, OnFailure, Outcome};
 
 use super::{StoreError, StoreResult};
 use crate::time::rfc3339;
 
 /// The dataset columns every query selects, in [`RawDataset`]'s order.
-pub(crate) const DS_COLS: &str = "d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at";
+pub const DS_COLS: &str = "d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at";
+
+/// The lease columns every query selects, in [`LeaseRow`]'s order.
+pub const LEASE_COLS: &str = "id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer";
 
 /// A dataset row as stored: JSON columns as text, times in ms since the epoch.
 pub(crate) struct RawDataset {
@@ -53,10 +57,75 @@ impl RawDataset {
     }
 }
 
+/// A lease row as stored.
+pub(crate) struct LeaseRow {
+    pub id: String,
+    pub status: String,
+    pub holder: String,
+    pub holder_label: String,
+    pub ttl_ms: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub ended_at: Option<i64>,
+    pub outcome: Option<String>,
+    pub reason: Option<String>,
+    pub details_url: Option<String>,
+    pub answer: Option<String>,
+}
+
+impl LeaseRow {
+    pub fn status(&self) -> StoreResult<LeaseStatus> {
+        parse_lease_status(&self.status)
+    }
+
+    pub fn outcome(&self) -> StoreResult<Option<Outcome>> {
+        self.outcome
+            .as_deref()
+            .map(str::parse::<Outcome>)
+            .transpose()
+            .map_err(StoreError::corrupt)
+    }
+}
+
 pub(crate) fn parse_status(s: &str) -> StoreResult<DatasetStatus> {
-    s.parse().map_err(StoreError::Query)
+    s.parse().map_err(StoreError::corrupt)
 }
 
 pub(crate) fn parse_lease_status(s: &str) -> StoreResult<LeaseStatus> {
-    s.parse().map_err(StoreError::Query)
+    s.parse().map_err(StoreError::corrupt)
+}
+
+pub(crate) fn parse_on_failure(s: &str) -> StoreResult<OnFailure> {
+    s.parse().map_err(StoreError::corrupt)
+}
+
+/// Entities as stored (JSON text); the common empty list without parsing.
+pub(crate) fn parse_entities(text: &str) -> StoreResult<Vec<String>> {
+    if text == "[]" {
+        Ok(Vec::new())
+    } else {
+        Ok(serde_json::from_str(text)?)
+    }
+}
+
+/// The `SELECT` of a `GET /datasets` filter in insertion order (without its
+/// `LIMIT`), with `placeholder(n)` for the n-th argument, and the arguments.
+pub(crate) fn dataset_filter_sql(
+    filter: &super::DatasetFilter,
+    placeholder: impl Fn(usize) -> String,
+) -> (String, Vec<String>) {
+    let mut text = format!("SELECT {DS_COLS} FROM datasets d WHERE 1 = 1");
+    let mut args: Vec<String> = Vec::new();
+    for (column, value) in [
+        ("type", filter.type_name.clone()),
+        ("state", filter.state.clone()),
+        ("status", filter.status.map(|s| s.as_str().to_string())),
+    ] {
+        if let Some(v) = value {
+            args.push(v);
+            text.push_str(&format!(" AND d.{column} = {}", placeholder(args.len())));
+        }
+    }
+    text.push_str(" ORDER BY d.seq");
+    (text, args)
 }

@@ -30,7 +30,7 @@ use crate::http::AppState;
 use crate::service::{ServiceError, Settle};
 use pages::Page;
 use samples::Samples;
-use session::{MAX_SESSIONS, MemorySessions, Sessions};
+use session::Sessions;
 use visitor::{CROSS_SITE, same_origin, session_of};
 pub use visitor::{Poster, Visitor};
 
@@ -45,7 +45,7 @@ type UiExt = Extension<Arc<Ui>>;
 /// The web page's routes; starts the stock sampler when a runtime is running.
 pub fn routes(state: &AppState) -> Router<AppState> {
     let ui = Arc::new(Ui {
-        sessions: Sessions::new(Arc::new(MemorySessions::new(MAX_SESSIONS))),
+        sessions: Sessions::new(Arc::clone(state.service.store())),
         samples: Arc::new(Samples::new(samples::interval())),
     });
     if tokio::runtime::Handle::try_current().is_ok() {

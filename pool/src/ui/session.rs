@@ -4,151 +4,25 @@
 //! sign-in request, and only the SHA-256 of the cookie value is kept, so a
 //! dump of the sessions gives no usable cookie.
 //!
-//! Every read and write goes through [`SessionStore`], whose four operations
-//! are those of the pool's store; [`MemorySessions`] keeps the sessions in
-//! this process (a restart signs everybody out) until the store keeps them,
-//! so that replicas behind a load balancer share them (docs/operations.md).
+//! Sessions are kept in the pool's store, so replicas behind a load
+//! balancer share them (docs/operations.md) and a restart signs nobody out.
+//! A session unused for [`IDLE`] ends; the store deletes idle sessions
+//! whenever it looks one up, so the table stays bounded by what was used in
+//! the last [`IDLE`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use stockroom_protocol::pool_config::Role;
-
 use crate::auth::{Caller, digest_hex};
-use crate::store::{BoxFuture, StoreResult};
+pub use crate::store::SessionRow;
+use crate::store::{Store, StoreResult};
 
 /// The cookie's name.
 pub const COOKIE: &str = "stockroom_session";
 /// A session unused this long ends.
 pub const IDLE: Duration = Duration::from_secs(12 * 3600);
-/// At most this many sessions are kept in memory; the least recently used goes first.
-pub const MAX_SESSIONS: usize = 10_000;
-
-/// One session as it is stored.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SessionRow {
-    /// Hex SHA-256 of the cookie value.
-    pub id_hash: String,
-    pub caller_name: String,
-    pub role: Role,
-    pub csrf: String,
-    /// Leases taken by hand in this session.
-    pub leases: Vec<String>,
-    pub last_seen_ms: i64,
-}
-
-impl fmt::Debug for SessionRow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionRow")
-            .field("caller_name", &self.caller_name)
-            .field("role", &self.role)
-            .field("leases", &self.leases)
-            .field("last_seen_ms", &self.last_seen_ms)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Where sessions live: the same four operations as the pool's store, so
-/// the store can take the place of [`MemorySessions`].
-pub trait SessionStore: Send + Sync + 'static {
-    /// Adds (or replaces) a session.
-    fn put_session(&self, row: SessionRow) -> BoxFuture<'_, StoreResult<()>>;
-
-    /// The session, its `last_seen_ms` set to `now_ms`; `None` when unknown
-    /// or unused for `idle_ms` or longer (it is then gone).
-    fn get_session(
-        &self,
-        id_hash: String,
-        now_ms: i64,
-        idle_ms: i64,
-    ) -> BoxFuture<'_, StoreResult<Option<SessionRow>>>;
-
-    fn delete_session(&self, id_hash: String) -> BoxFuture<'_, StoreResult<()>>;
-
-    /// Remembers that the session took `lease_id`; nothing when the session is gone.
-    fn add_session_lease(
-        &self,
-        id_hash: String,
-        lease_id: String,
-    ) -> BoxFuture<'_, StoreResult<()>>;
-}
-
-/// Sessions in this process's memory, at most `cap` of them.
-pub struct MemorySessions {
-    cap: usize,
-    rows: Mutex<HashMap<String, SessionRow>>,
-}
-
-impl MemorySessions {
-    pub fn new(cap: usize) -> MemorySessions {
-        MemorySessions {
-            cap: cap.max(1),
-            rows: Mutex::default(),
-        }
-    }
-
-    fn rows(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionRow>> {
-        self.rows.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl SessionStore for MemorySessions {
-    fn put_session(&self, row: SessionRow) -> BoxFuture<'_, StoreResult<()>> {
-        let mut rows = self.rows();
-        if rows.len() >= self.cap
-            && !rows.contains_key(&row.id_hash)
-            && let Some(oldest) = rows
-                .values()
-                .min_by_key(|r| r.last_seen_ms)
-                .map(|r| r.id_hash.clone())
-        {
-            rows.remove(&oldest);
-        }
-        rows.insert(row.id_hash.clone(), row);
-        Box::pin(async { Ok(()) })
-    }
-
-    fn get_session(
-        &self,
-        id_hash: String,
-        now_ms: i64,
-        idle_ms: i64,
-    ) -> BoxFuture<'_, StoreResult<Option<SessionRow>>> {
-        let mut rows = self.rows();
-        let found = match rows.get_mut(&id_hash) {
-            Some(row) if now_ms.saturating_sub(row.last_seen_ms) < idle_ms => {
-                row.last_seen_ms = now_ms;
-                Some(row.clone())
-            }
-            Some(_) => {
-                rows.remove(&id_hash);
-                None
-            }
-            None => None,
-        };
-        Box::pin(async { Ok(found) })
-    }
-
-    fn delete_session(&self, id_hash: String) -> BoxFuture<'_, StoreResult<()>> {
-        self.rows().remove(&id_hash);
-        Box::pin(async { Ok(()) })
-    }
-
-    fn add_session_lease(
-        &self,
-        id_hash: String,
-        lease_id: String,
-    ) -> BoxFuture<'_, StoreResult<()>> {
-        if let Some(row) = self.rows().get_mut(&id_hash)
-            && !row.leases.contains(&lease_id)
-        {
-            row.leases.push(lease_id);
-        }
-        Box::pin(async { Ok(()) })
-    }
-}
 
 /// What a request learns about its session.
 #[derive(Clone)]
@@ -186,11 +60,11 @@ impl From<SessionRow> for Session {
 
 /// The web page's sessions: cookie values in, hashed before every lookup.
 pub struct Sessions {
-    store: Arc<dyn SessionStore>,
+    store: Arc<dyn Store>,
 }
 
 impl Sessions {
-    pub fn new(store: Arc<dyn SessionStore>) -> Sessions {
+    pub fn new(store: Arc<dyn Store>) -> Sessions {
         Sessions { store }
     }
 
@@ -272,11 +146,15 @@ pub fn clear_cookie() -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use stockroom_protocol::pool_config::Role;
 
-    fn sessions(cap: usize) -> (Arc<MemorySessions>, Sessions) {
-        let memory = Arc::new(MemorySessions::new(cap));
-        let sessions = Sessions::new(Arc::clone(&memory) as Arc<dyn SessionStore>);
-        (memory, sessions)
+    /// Sessions on a real SQLite store in a temporary directory.
+    fn sessions() -> (tempfile::TempDir, Arc<dyn Store>, Sessions) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::sqlite::SqliteStore::open(&dir.path().join("pool.db")).unwrap());
+        let sessions = Sessions::new(Arc::clone(&store));
+        (dir, store, sessions)
     }
 
     fn ci() -> Caller {
@@ -297,18 +175,24 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_hash_of_the_cookie_is_stored() {
-        let (memory, s) = sessions(10);
+        let (_dir, store, s) = sessions();
         let (cookie, one) = s.create(ci(), 0).await.unwrap();
         assert_eq!(cookie.len(), 64);
         assert_ne!(cookie, one.csrf);
         assert_eq!(one.id_hash, digest_hex(&cookie));
-        let stored: Vec<SessionRow> = memory.rows().values().cloned().collect();
-        assert_eq!(stored.len(), 1);
-        assert_eq!(stored[0].id_hash, digest_hex(&cookie));
+        let stored = store
+            .get_session(digest_hex(&cookie), 1, i64::MAX)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(stored.csrf, cookie);
         assert!(
-            stored
-                .iter()
-                .all(|r| r.id_hash != cookie && r.csrf != cookie)
+            store
+                .get_session(cookie.clone(), 1, i64::MAX)
+                .await
+                .unwrap()
+                .is_none(),
+            "the cookie value itself is not a key in the store"
         );
         assert!(
             s.get(&one.id_hash, 1).await.unwrap().is_none(),
@@ -322,7 +206,7 @@ mod tests {
 
     #[tokio::test]
     async fn leases_removal_and_the_idle_limit() {
-        let (_, s) = sessions(10);
+        let (_dir, _, s) = sessions();
         let (cookie, one) = s.create(ci(), 0).await.unwrap();
         s.add_lease(&one, "L1").await.unwrap();
         s.add_lease(&one, "L1").await.unwrap();
@@ -337,20 +221,5 @@ mod tests {
         let (cookie, two) = s.create(ci(), 0).await.unwrap();
         s.remove(&two).await.unwrap();
         assert!(s.get(&cookie, 1).await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn the_least_recently_used_session_goes_at_the_cap() {
-        let (_, s) = sessions(2);
-        let (a, _) = s.create(ci(), 0).await.unwrap();
-        let (b, _) = s.create(ci(), 1).await.unwrap();
-        assert!(
-            s.get(&a, 2).await.unwrap().is_some(),
-            "a is now newer than b"
-        );
-        let (c, _) = s.create(ci(), 3).await.unwrap();
-        assert!(s.get(&b, 4).await.unwrap().is_none(), "b went");
-        assert!(s.get(&a, 4).await.unwrap().is_some());
-        assert!(s.get(&c, 4).await.unwrap().is_some());
     }
 }

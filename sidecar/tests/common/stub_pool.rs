@@ -196,6 +196,7 @@ fn granted() -> LeaseGranted {
         datasets: vec![LeasedDataset {
             name: "buyer".into(),
             index: 0,
+            count: 1,
             dataset: Dataset {
                 id: "ds_1".into(),
                 type_name: "customer".into(),

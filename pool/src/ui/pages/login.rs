@@ -18,7 +18,7 @@ pub fn login(status: StatusCode, message: Option<&str>) -> Response {
             p { button type="submit" { "Sign in" } }
             p class="hint" {
                 "A " code { "ci" } " token may browse and lease; an " code { "admin" }
-                " token may also discard and recycle. The token is checked once; the browser keeps only a random session id (HttpOnly cookie). Sessions end when the pool restarts."
+                " token may also discard and recycle. The token is checked once; the browser keeps only a random session id (HttpOnly cookie). Sessions end after 12 hours unused or on sign-out."
             }
         }
     };

@@ -1,0 +1,153 @@
+//! The PostgreSQL backend (`store = "postgres://USER@HOST:PORT/DB?pool_size=N"`):
+//! several pool replicas, one truth.
+//!
+//! - Every semantic operation is one transaction (READ COMMITTED) on a pooled
+//!   connection (`deadpool-postgres`, size `pool_size`, default 16), running
+//!   the shared operation ([`crate::store::ops`]) over this backend's
+//!   primitives ([`tx::PgTx`], statements in [`statements`]). An answer
+//!   always describes committed state.
+//! - Leasing locks the rows it picks with `FOR UPDATE SKIP LOCKED`: a replica
+//!   never waits on datasets another replica is leasing, it takes the next ones.
+//! - Entity isolation is the primary key of `entity_holds`: two transactions
+//!   that pick datasets sharing an entity cannot both commit; the loser gets a
+//!   unique violation, is rolled back whole and retried (and then skips the
+//!   held entity).
+//! - The cap of [`super::Store::begin_generation`] is checked under a transaction
+//!   advisory lock per `(type, state)`, so N replicas never make N× the stock.
+//! - The reaper's `expire_due` takes due leases `FOR UPDATE SKIP LOCKED` and
+//!   re-checks their status under the lock: a lease is expired exactly once.
+//! - Counts per status live in `status_counts`, spread over slots so that
+//!   replicas do not queue on one row (see the 0002 migration).
+//! - A transaction that fails on a serialization failure, a deadlock, a
+//!   unique violation or a dropped connection is rolled back and retried (a
+//!   few times); a failed `COMMIT` is never retried (its outcome is unknown).
+//! - Migrations are embedded and applied under a session advisory lock, so
+//!   replicas starting together apply them once.
+//! - TLS to the database is not supported yet (`NoTls`): keep the database on
+//!   loopback or a trusted network.
+
+mod conn;
+pub mod statements;
+
+pub use conn::pool as connection_pool;
+mod tx;
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use stockroom_protocol::pool_config::StoreUrl;
+use tokio_postgres::error::SqlState;
+
+use self::tx::PgTx;
+use super::error::connection_lost;
+use super::{DriverError, StoreError, StoreResult};
+use crate::ids;
+
+/// Attempts of one operation (first try included).
+const ATTEMPTS: usize = 5;
+/// The `application_name` prefix of this pool's connections.
+const APP_PREFIX: &str = "stockroom-pool:";
+
+/// How often waiters of this replica re-try while any wait: stock released
+/// through another replica is seen within this time.
+pub const WAKE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: Pool,
+    /// This replica's name, on its connections' `application_name` and on
+    /// the `generating` rows it owns.
+    replica: String,
+}
+
+/// Whether a failed transaction may run again: it was rolled back for sure.
+fn retriable(e: &StoreError) -> bool {
+    e.postgres().is_some_and(|e| {
+        connection_lost(e)
+            || matches!(
+                e.code(),
+                Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == SqlState::T_R_DEADLOCK_DETECTED
+                    || *c == SqlState::UNIQUE_VIOLATION
+            )
+    })
+}
+
+impl PostgresStore {
+    /// Connects, runs the migrations (once across replicas) and builds the pool.
+    pub async fn open(url: &StoreUrl) -> StoreResult<PostgresStore> {
+        let replica = ids::replica_tag();
+        let (cfg, size) = conn::config(url, &format!("{APP_PREFIX}{replica}"))?;
+        conn::migrate(&cfg).await?;
+        Ok(PostgresStore {
+            pool: conn::pool(cfg, size)?,
+            replica,
+        })
+    }
+
+    async fn client(&self) -> StoreResult<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => StoreError::from(e),
+            deadpool_postgres::PoolError::Closed => StoreError::Closed,
+            other => StoreError::Connect(DriverError::Pool(other.to_string())),
+        })
+    }
+}
+
+/// Runs `$body` (an expression over `$tx: &PgTx`) in one transaction,
+/// retrying the whole transaction when it was rolled back for a retriable
+/// reason. A failed `COMMIT` has an unknown outcome: never retried.
+macro_rules! in_tx {
+    ($self:ident, |$tx:ident| $body:expr) => {
+        Box::pin(async move {
+            let mut attempt = 0usize;
+            loop {
+                attempt += 1;
+                let mut committing = false;
+                let run: StoreResult<_> = async {
+                    let mut client = $self.client().await?;
+                    let pg = client.transaction().await?;
+                    let value = {
+                        let $tx = &PgTx {
+                            tx: &pg,
+                            replica: &$self.replica,
+                        };
+                        $body.await?
+                    };
+                    committing = true;
+                    pg.commit().await?;
+                    Ok(value)
+                }
+                .await;
+                match run {
+                    Ok(v) => break Ok(v),
+                    Err(e) if attempt < ATTEMPTS && !committing && retriable(&e) => {
+                        tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
+                    }
+                    Err(e) => break Err(e),
+                }
+            }
+        })
+    };
+}
+
+super::ops::store_over_ops!(PostgresStore, in_tx, in_tx, {
+    fn wake_interval(&self) -> Option<Duration> {
+        Some(WAKE_INTERVAL)
+    }
+});
+
+#[cfg(test)]
+mod tests {
+    use super::conn::split_url;
+
+    #[test]
+    fn pool_size_is_taken_from_the_url() {
+        let (base, n) = split_url("postgres://u@h/db?pool_size=4&sslmode=disable").expect("url");
+        assert_eq!(base, "postgres://u@h/db?sslmode=disable");
+        assert_eq!(n, 4);
+        let (base, n) = split_url("postgres://u@h/db").expect("url");
+        assert_eq!((base.as_str(), n), ("postgres://u@h/db", 16));
+        assert!(split_url("postgres://u@h/db?pool_size=0").is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! The pool's rules that do not need the database: status transitions of a
+//! release, history reasons, the heartbeat interval. Both backends reach
+//! these only through [`super::ops`].
+
+use stockroom_protocol::{DatasetStatus, OnFailure, Outcome};
+
+/// How often a holder should heartbeat a lease of `ttl_ms`: three beats per
+/// TTL, at least one second apart.
+pub fn heartbeat_interval_seconds(ttl_ms: i64) -> u64 {
+    (ttl_ms / 3000).max(1) as u64
+}
+
+/// Where a leased dataset goes when its lease is released: `passed` (or an
+/// item with `on_failure = release`) → `consumed`, or `ready` again when the
+/// dataset is reusable; any other outcome → `quarantined`.
+pub fn released_status(outcome: Outcome, on_failure: OnFailure, reusable: bool) -> DatasetStatus {
+    let keep = outcome == Outcome::Passed || on_failure == OnFailure::Release;
+    match (keep, reusable) {
+        (true, true) => DatasetStatus::Ready,
+        (true, false) => DatasetStatus::Consumed,
+        (false, _) => DatasetStatus::Quarantined,
+    }
+}
+
+/// Statuses a dataset may be discarded from.
+pub const DISCARDABLE: &[DatasetStatus] = &[
+    DatasetStatus::Quarantined,
+    DatasetStatus::Ready,
+    DatasetStatus::Failed,
+];
+/// Statuses a dataset may be recycled (made ready again) from.
+pub const RECYCLABLE: &[DatasetStatus] = &[DatasetStatus::Quarantined];
+
+/// History reasons and lease texts, each written once.
+pub mod reasons {
+    use stockroom_protocol::Outcome;
+
+    pub const LEASED: &str = "leased";
+    pub const LEASE_EXPIRED: &str = "lease expired without heartbeat";
+    /// The `reason` of an expired lease row.
+    pub const LEASE_ROW_EXPIRED: &str = "expired without heartbeat";
+    pub const REGISTERED: &str = "registered by hand";
+    pub const DISCARDED: &str = "discarded by admin";
+    pub const RECYCLED: &str = "recycled by admin";
+    pub const DATA_ERASED: &str = "data erased after consumed_retention";
+    /// Who did what the pool did by itself.
+    pub const POOL: &str = "pool";
+
+    pub fn released(outcome: Outcome, reason: Option<&str>) -> String {
+        match reason {
+            Some(r) => format!("lease released: {outcome} ({r})"),
+            None => format!("lease released: {outcome}"),
+        }
+    }
+
+    pub fn generation_started(generator: &str, request: &serde_json::Value) -> String {
+        format!("generation started via generator {generator:?}; request: {request}")
+    }
+
+    pub fn taken_as_input(input: &str, parent: &str) -> String {
+        format!("taken from stock as input {input:?} of {parent}")
+    }
+
+    pub fn part_taken(input: &str, id: &str, type_name: &str, state: &str) -> String {
+        format!("part {input:?}: {id} ({type_name}/{state}) taken from stock")
+    }
+
+    pub fn made_as_part(reason: &str, parent: &str) -> String {
+        format!("{reason}; made as a part of {parent}")
+    }
+
+    pub fn part_made(id: &str, type_name: &str, state: &str) -> String {
+        format!("part: {id} ({type_name}/{state}) made for it")
+    }
+
+    pub fn generation_failed(error: &str) -> String {
+        format!("generation failed: {error}")
+    }
+
+    pub fn parent_failed(parent: &str) -> String {
+        format!("the generation it was a part of ({parent}) failed")
+    }
+
+    pub fn input_of_failed(parent: &str) -> String {
+        format!("input of failed generation {parent}; the generator may have changed it")
+    }
+
+    pub fn extended(reason: &str, type_name: &str, from: &str, to: &str) -> String {
+        format!("{reason}: {type_name}/{from} → {type_name}/{to}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_release_rule() {
+        use DatasetStatus::*;
+        let cases = [
+            (Outcome::Passed, OnFailure::Quarantine, false, Consumed),
+            (Outcome::Passed, OnFailure::Quarantine, true, Ready),
+            (Outcome::Failed, OnFailure::Quarantine, true, Quarantined),
+            (Outcome::Failed, OnFailure::Release, false, Consumed),
+            (Outcome::Failed, OnFailure::Release, true, Ready),
+        ];
+        for (outcome, on_failure, reusable, want) in cases {
+            assert_eq!(released_status(outcome, on_failure, reusable), want);
+        }
+    }
+
+    #[test]
+    fn three_heartbeats_per_ttl() {
+        assert_eq!(heartbeat_interval_seconds(120_000), 40);
+        assert_eq!(heartbeat_interval_seconds(500), 1);
+    }
+}
