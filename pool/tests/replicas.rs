@@ -53,6 +53,15 @@ async fn try_ci(
     ))
 }
 
+/// The store URL of a replica: 8 connections each, so that the tests of this
+/// file running together (six replicas) stay well under PostgreSQL's default
+/// `max_connections = 100`, beside the other suites sharing the server. An
+/// exhausted server answers `too many clients`, which the pool rightly
+/// reports as an unavailable database (503).
+fn replica_url(db: &FreshDb) -> String {
+    format!("{}?pool_size=8", db.url)
+}
+
 /// Leases on one replica, heartbeats and releases through the next one.
 async fn client(pools: Arc<Vec<Pool>>, k: usize, rounds: usize) -> Vec<String> {
     let mut leases = Vec::new();
@@ -170,10 +179,11 @@ async fn replicas_share_one_database_through_a_kill_and_a_database_outage() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_with_tokens("");
+    let url = replica_url(&db);
     let pools = Arc::new(vec![
-        start_store(dir.path(), &db.url, &cfg),
-        start_store(dir.path(), &db.url, &cfg),
-        start_store(dir.path(), &db.url, &cfg),
+        start_store(dir.path(), &url, &cfg),
+        start_store(dir.path(), &url, &cfg),
+        start_store(dir.path(), &url, &cfg),
     ]);
     let (s, v) = pools[0]
         .admin("POST", "/api/v1/datasets", Some(seed(240)))
@@ -329,10 +339,11 @@ async fn replicas_pre_generate_together_without_overshooting_max_ready() {
         shop.customers_url
     );
     let cfg = config_with_tokens(&extra);
+    let url = replica_url(&db);
     let pools = vec![
-        start_store(dir.path(), &db.url, &cfg),
-        start_store(dir.path(), &db.url, &cfg),
-        start_store(dir.path(), &db.url, &cfg),
+        start_store(dir.path(), &url, &cfg),
+        start_store(dir.path(), &url, &cfg),
+        start_store(dir.path(), &url, &cfg),
     ];
     let probe = FreshDb::connect(&db.url).await;
     // ready + generating never exceeds max_ready, whichever replica generates.
