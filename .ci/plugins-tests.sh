@@ -53,4 +53,7 @@ step "npm ci in examples/shop-tests/playwright"
 step "example shop suites, 4 workers: shared data (must collide), then per-test Stockroom (must pass)"
 PYTHON="$py" bash examples/shop-tests/run.sh --check || fail "the example shop suites did not behave as documented"
 
+step "docs/plugins: the complete examples, as written (scripts/plugin-doc-examples.py)"
+PATH="$work/venv/bin:$PATH" "$py" scripts/plugin-doc-examples.py . || fail "an example of docs/plugins/ failed"
+
 echo "plugins-tests: all passed"
