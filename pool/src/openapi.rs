@@ -101,6 +101,7 @@ pub fn document() -> Value {
 pub mod examples {
     use serde_json::{Value, json};
     use stockroom_protocol::api::*;
+    use stockroom_protocol::generator::LifecycleCall;
     use stockroom_protocol::{Dataset, DatasetStatus, LeaseStatus, OnFailure, Outcome};
 
     fn to(v: impl serde::Serialize) -> Value {
@@ -116,6 +117,7 @@ pub mod examples {
             data: json!({"customer_id": "C1042", "password": "[redacted]"}),
             secret_fields: vec!["password".into()],
             entities: vec!["customer:C1042".into()],
+            inputs: Default::default(),
         }
     }
 
@@ -130,6 +132,7 @@ pub mod examples {
             shard_total: Some(4),
             url: Some("https://ci.example/8812".into()),
             git_ref: Some("main".into()),
+            instance: None,
         }
     }
 
@@ -162,6 +165,9 @@ pub mod examples {
     pub fn lease_granted() -> Value {
         to(LeaseGranted {
             lease_id: "lease_0123456789abcdef0123456789abcdef".into(),
+            lease_token: Some(
+                "lt_5f0c2a4e9b7d13c86a2e4f10d9b8c7a65f0c2a4e9b7d13c86a2e4f10d9b8c7a6".into(),
+            ),
             expires_at: "2025-01-01T00:02:00.000Z".into(),
             heartbeat_interval_seconds: 40,
             datasets: vec![leased()],
@@ -285,6 +291,7 @@ pub mod examples {
                     secret_fields: vec!["password".into()],
                     reusable: false,
                     produced_by: vec![Production::Registered],
+                    lifecycle: vec![LifecycleCall::Cleanup, LifecycleCall::Verify],
                     available: true,
                     stock: StockCounts {
                         min_ready: Some(20),
@@ -312,6 +319,8 @@ pub mod examples {
             wanted: 1,
             ready: 0,
             generating: 2,
+            generator: Some("customers".into()),
+            down: Some("connection refused".into()),
         }]);
         p.lease_id = Some("lease_…".into());
         p.generator = Some("customers".into());

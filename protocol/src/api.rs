@@ -16,6 +16,11 @@ pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 pub const PROBLEM_TYPE_BASE: &str = "https://stockroom.dev/problems/";
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The header that proves a client holds a lease (docs/pool.md, "Lease
+/// tokens"): the `lease_token` of the `POST /leases` answer.
+pub const LEASE_TOKEN_HEADER: &str = "Stockroom-Lease-Token";
+/// Largest `count` of one lease item (the API refuses more; docs/manifest.md).
+pub const MAX_COUNT: u32 = 10_000;
 
 /// Who holds a lease: the CI job shard, for people reading the pool.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +43,11 @@ pub struct Holder {
     pub url: Option<String>,
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub git_ref: Option<String>,
+    /// A random value per client process (the sidecar sends one): part of
+    /// what binds an idempotency key to its request, so a second process
+    /// that computes the same key is refused. Never stored or shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 impl Holder {
@@ -124,6 +134,12 @@ fn one() -> u32 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeaseGranted {
     pub lease_id: String,
+    /// The proof of holding this lease, sent back in the
+    /// `Stockroom-Lease-Token` header of heartbeat, release and extend. Only
+    /// in this answer (a repeated idempotent answer carries a fresh one and
+    /// the earlier one stops working); the pool keeps only its hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<String>,
     pub expires_at: String,
     pub heartbeat_interval_seconds: u64,
     pub datasets: Vec<LeasedDataset>,
@@ -303,6 +319,24 @@ pub struct StockCounts {
     pub min_ready: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ready: Option<u32>,
+    /// What the stock policy aims for now and why (docs/pool.md, "Stock").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<StockTarget>,
+}
+
+/// The stock a state's policy aims for now: `ready + generating` is kept at
+/// `target`, which lies between `min_ready` and `max_ready` and follows the
+/// leases seen over the generation lead time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockTarget {
+    pub target: u32,
+    /// Datasets of this state leased over the last `demand_window_seconds`.
+    pub demand: u64,
+    pub demand_window_seconds: u64,
+    /// How long one dataset of this state takes to make, lately (ms).
+    pub lead_time_ms: u64,
+    /// The same in words, e.g. "12 leased in the last 60s, 150ms to make one".
+    pub why: String,
 }
 
 /// How a state is produced.
@@ -355,6 +389,9 @@ pub struct CatalogState {
     pub reusable: bool,
     #[serde(default)]
     pub produced_by: Vec<Production>,
+    /// The lifecycle calls its datasets get (cleanup, reset, verify).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lifecycle: Vec<crate::generator::LifecycleCall>,
     /// False when every generator that produces it is down.
     pub available: bool,
     pub stock: StockCounts,
@@ -429,6 +466,12 @@ pub struct Shortfall {
     pub wanted: u32,
     pub ready: u64,
     pub generating: u64,
+    /// The generator that makes this state (the first route's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<String>,
+    /// Why that generator is down right now (e.g. "connection refused").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<String>,
 }
 
 /// The kinds of error, named in a problem's `type` so clients never guess
@@ -449,6 +492,8 @@ pub enum ProblemKind {
     Conflict,
     Internal,
     Unavailable,
+    IdempotencyConflict,
+    StoreFull,
 }
 
 impl ProblemKind {
@@ -466,6 +511,8 @@ impl ProblemKind {
         ProblemKind::Conflict,
         ProblemKind::Internal,
         ProblemKind::Unavailable,
+        ProblemKind::IdempotencyConflict,
+        ProblemKind::StoreFull,
     ];
 
     pub fn slug(self) -> &'static str {
@@ -483,6 +530,8 @@ impl ProblemKind {
             ProblemKind::Conflict => "conflict",
             ProblemKind::Internal => "internal",
             ProblemKind::Unavailable => "unavailable",
+            ProblemKind::IdempotencyConflict => "idempotency-conflict",
+            ProblemKind::StoreFull => "store-full",
         }
     }
 
@@ -510,6 +559,8 @@ impl ProblemKind {
             ProblemKind::Conflict => "Conflict",
             ProblemKind::Internal => "Internal error",
             ProblemKind::Unavailable => "Service unavailable",
+            ProblemKind::IdempotencyConflict => "Idempotency key used for another request",
+            ProblemKind::StoreFull => "The pool's store is full",
         }
     }
 
@@ -528,6 +579,8 @@ impl ProblemKind {
             ProblemKind::Conflict => 409,
             ProblemKind::Internal => 500,
             ProblemKind::Unavailable => 503,
+            ProblemKind::IdempotencyConflict => 409,
+            ProblemKind::StoreFull => 507,
         }
     }
 }
