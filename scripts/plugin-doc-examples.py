@@ -44,7 +44,7 @@ def start_pool(bin_dir, work):
     ready = work / "pool.addr"
     log = open(work / "pool.log", "wb")
     proc = subprocess.Popen(
-        [str(bin_dir / "stockroom-pool"), "demo", "--listen", "127.0.0.1:0", "--ready-file", str(ready)],
+        [str(bin_dir / "stockroom-pool"), "demo", "--listen", "127.0.0.1:0", "--shop-listen", "127.0.0.1:0", "--ready-file", str(ready)],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
     deadline = time.time() + 60

@@ -74,7 +74,7 @@ def demo_pool():
     log = work / "pool.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [str(bin_dir / "stockroom-pool"), "demo", "--listen", "127.0.0.1:0",
+            [str(bin_dir / "stockroom-pool"), "demo", "--listen", "127.0.0.1:0", "--shop-listen", "127.0.0.1:0",
              "--ready-file", str(ready), "--latency", "20ms"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )

@@ -85,7 +85,7 @@ before(async () => {
     assert.ok(existsSync(join(bin, name)), `${join(bin, name)} is missing: cargo build -p stockroom -p stockroom-pool`);
   }
   const ready = join(work, "addr");
-  pool = spawn(join(bin, "stockroom-pool"), ["demo", "--listen", "127.0.0.1:0", "--ready-file", ready, "--latency", "20ms"], {
+  pool = spawn(join(bin, "stockroom-pool"), ["demo", "--listen", "127.0.0.1:0", "--shop-listen", "127.0.0.1:0", "--ready-file", ready, "--latency", "20ms"], {
     stdio: ["ignore", "ignore", "inherit"],
   });
   const deadline = Date.now() + 60_000;
