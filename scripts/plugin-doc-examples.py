@@ -10,7 +10,7 @@ each page in a fresh directory:
     <!-- illustration: run by .ci/plugins-tests.sh ... -->           run with bash -e
 
 against a demo pool this script starts (`stockroom-pool demo` from
-target/debug, its URL in STOCKROOM_POOL), with STOCKROOM_SRC set to the
+$STOCKROOM_BIN_DIR or target/debug, its URL in STOCKROOM_POOL), with STOCKROOM_SRC set to the
 repository and target/debug first on PATH. The caller provides the rest of
 PATH (a virtualenv with pip; node and npm).
 
@@ -64,7 +64,7 @@ def start_pool(bin_dir, work):
 def main():
     repo = Path(sys.argv[1] if len(sys.argv) > 1 else ".").resolve()
     docs = sys.argv[2:] or sorted(str(p.relative_to(repo)) for p in (repo / "docs" / "plugins").glob("*.md"))
-    bin_dir = repo / "target" / "debug"
+    bin_dir = Path(os.environ.get("STOCKROOM_BIN_DIR") or repo / "target" / "debug")
     doc_tests = load_doc_tests(repo)
     root = Path(tempfile.mkdtemp(prefix="plugin-doc-examples-"))
     pool, url = start_pool(bin_dir, root)

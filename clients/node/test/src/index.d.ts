@@ -62,6 +62,8 @@ export class Dataset<Data = Record<string, any>> {
 
 export function parseStateRef(stateRef: string): [string, string];
 export function scrub(text: string, secrets: string[]): string;
+/** Replaces secret texts in an error (message, stack, assertion values), in place. */
+export function scrubError<E>(error: E, secrets: string[]): E;
 
 export interface TakeItem {
   name?: string;

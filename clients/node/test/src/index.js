@@ -394,6 +394,37 @@ export class Stockroom {
 }
 
 /**
+ * Replaces secret texts in an error, in place: its message and stack, and the
+ * strings assertion libraries keep on it for their reports (Jest's
+ * matcherResult, chai's and node:assert's actual/expected, a cause).
+ */
+export function scrubError(error, secrets, depth = 0) {
+  if (!error || typeof error !== "object" || depth > 3) return error;
+  for (const key of new Set(["message", "stack", ...Object.keys(error)])) {
+    let value;
+    try {
+      value = error[key];
+    } catch {
+      continue;
+    }
+    if (typeof value === "string") {
+      const clean = scrub(value, secrets);
+      if (clean !== value) {
+        try {
+          error[key] = clean;
+        } catch {
+          // a read-only property: leave it
+        }
+      }
+    } else if (value && typeof value === "object") {
+      scrubError(value, secrets, depth + 1);
+    }
+  }
+  if (error.cause) scrubError(error.cause, secrets, depth + 1);
+  return error;
+}
+
+/**
  * Wraps a test function for any runner (Jest, Vitest, Mocha, node:test): it
  * gets a Stockroom, and its takes are done with "passed" when it returns and
  * "failed" when it throws (the error is rethrown, with secret values masked).
@@ -407,15 +438,7 @@ export function withStockroom(fn, options = {}) {
     } catch (e) {
       error = e;
       const secrets = stockroom.secretValues();
-      if (e && typeof e === "object" && secrets.length) {
-        for (const key of ["message", "stack"]) {
-          if (typeof e[key] === "string") e[key] = scrub(e[key], secrets);
-        }
-        for (const key of ["actual", "expected"]) {
-          if (typeof e[key] === "string" && secrets.some((s) => e[key].includes(s))) e[key] = scrub(e[key], secrets);
-        }
-        if (e.matcherResult && typeof e.matcherResult.message === "string") e.matcherResult.message = scrub(e.matcherResult.message, secrets);
-      }
+      if (secrets.length) scrubError(e, secrets);
       throw e;
     } finally {
       const reason = error ? String(error?.message ?? error).split("\n")[0] : undefined;

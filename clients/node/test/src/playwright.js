@@ -15,7 +15,7 @@
 // Secret values of the taken datasets are masked in the test's errors.
 
 import { test as base } from "@playwright/test";
-import { Stockroom, scrub } from "./index.js";
+import { Stockroom, scrubError } from "./index.js";
 
 export { expect } from "@playwright/test";
 export const ANNOTATION = "stockroom.dataset";
@@ -36,12 +36,7 @@ function testId(testInfo) {
 
 function scrubErrors(testInfo, secrets) {
   if (!secrets.length) return;
-  for (const error of [testInfo.error, ...(testInfo.errors ?? [])]) {
-    if (!error) continue;
-    for (const key of ["message", "stack", "value", "snippet"]) {
-      if (typeof error[key] === "string") error[key] = scrub(error[key], secrets);
-    }
-  }
+  for (const error of [testInfo.error, ...(testInfo.errors ?? [])]) scrubError(error, secrets);
 }
 
 const workerFailures = { count: 0 };

@@ -10,7 +10,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,7 +27,10 @@ let poolUrl;
 
 function run(cmd, args, { env = {}, cwd = pkg, timeoutMs = 240_000 } = {}) {
   return new Promise((resolveRun, reject) => {
-    const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("STOCKROOM_")));
+    // Not this runner's own: node:test marks its children (NODE_TEST_CONTEXT) and would not run an inner suite.
+    const base = Object.fromEntries(
+      Object.entries(process.env).filter(([k]) => !k.startsWith("STOCKROOM_") && k !== "NODE_TEST_CONTEXT"),
+    );
     const child = spawn(cmd, args, {
       cwd,
       env: { ...base, PATH: `${bin}:${process.env.PATH}`, STOCKROOM_POOL: poolUrl, POOL_URL: poolUrl, ...env },
@@ -85,8 +88,9 @@ before(async () => {
     assert.ok(existsSync(join(bin, name)), `${join(bin, name)} is missing: cargo build -p stockroom -p stockroom-pool`);
   }
   const ready = join(work, "addr");
+  const log = openSync(join(work, "pool.log"), "w");
   pool = spawn(join(bin, "stockroom-pool"), ["demo", "--listen", "127.0.0.1:0", "--shop-listen", "127.0.0.1:0", "--ready-file", ready, "--latency", "20ms"], {
-    stdio: ["ignore", "ignore", "inherit"],
+    stdio: ["ignore", log, log],
   });
   const deadline = Date.now() + 60_000;
   for (;;) {
@@ -98,7 +102,7 @@ before(async () => {
         // not listening yet
       }
     }
-    assert.ok(Date.now() < deadline && pool.exitCode === null, "the demo pool did not start within 60 s");
+    assert.ok(Date.now() < deadline && pool.exitCode === null, `the demo pool did not start within 60 s:\n${readFileSync(join(work, "pool.log"), "utf8")}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 });
