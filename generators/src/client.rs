@@ -182,7 +182,10 @@ mod tests {
         let body = b"connecting to the shop at db-secret-host\n{\"data\": {}}\n";
         let hint = text_beside_json(body).unwrap_or_default();
         assert!(hint.contains("line 2 of 2"), "{hint}");
-        assert!(hint.contains("1 other line of text: log output on stdout?"), "{hint}");
+        assert!(
+            hint.contains("1 other line of text: log output on stdout?"),
+            "{hint}"
+        );
         assert!(!hint.contains("db-secret-host"), "{hint}");
         assert_eq!(text_beside_json(b"{\"data\": {}}"), None);
         assert_eq!(text_beside_json(b"garbage"), None);

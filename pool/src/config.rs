@@ -45,7 +45,9 @@ pub enum Command {
 
 /// Flags of `stockroom-pool generator-check`.
 #[derive(Debug, Clone, clap::Args)]
-#[command(after_help = "Examples:\n  stockroom-pool generator-check --command \"python3 gen.py\"\n  stockroom-pool generator-check --url http://127.0.0.1:9001\n  stockroom-pool generator-check --command \"python3 customers.py\" --command \"node orders.mjs\"")]
+#[command(
+    after_help = "Examples:\n  stockroom-pool generator-check --command \"python3 gen.py\"\n  stockroom-pool generator-check --url http://127.0.0.1:9001\n  stockroom-pool generator-check --command \"python3 customers.py\" --command \"node orders.mjs\""
+)]
 pub struct GeneratorCheckFlags {
     /// A command generator, as you would type it ("python3 gen.py"); repeat
     /// for several (checked together: one may make the inputs of another).

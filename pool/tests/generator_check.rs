@@ -111,7 +111,11 @@ fn assert_clean(c: &Checked) {
         "generate order/placed",
         "generate stockroom-check/not-declared (undeclared: must be refused)",
     ] {
-        assert!(c.stdout.contains(expected), "missing {expected:?} in\n{}", c.stdout);
+        assert!(
+            c.stdout.contains(expected),
+            "missing {expected:?} in\n{}",
+            c.stdout
+        );
     }
     assert!(!c.stdout.contains("FAIL"), "{}", c.stdout);
 }
@@ -128,7 +132,11 @@ async fn the_sdk_examples_pass_over_http() {
     let (_orders, orders_url) = serve(&orders()).await;
     let c = check(&["--url", &customers_url, "--url", &orders_url]).await;
     assert_clean(&c);
-    assert!(c.stdout.contains(&format!("HTTP {customers_url}")), "{}", c.stdout);
+    assert!(
+        c.stdout.contains(&format!("HTTP {customers_url}")),
+        "{}",
+        c.stdout
+    );
 }
 
 #[tokio::test]
@@ -136,7 +144,8 @@ async fn a_generator_checked_alone_says_what_it_could_not_check() {
     let c = check(&["--command", &orders()]).await;
     assert_eq!(c.code, Some(pool::OK), "{}", c.stdout);
     assert!(
-        c.stdout.contains("requires \"customer\" = customer/active-with-payment, which is unknown"),
+        c.stdout
+            .contains("requires \"customer\" = customer/active-with-payment, which is unknown"),
         "{}",
         c.stdout
     );
@@ -148,7 +157,13 @@ async fn a_generator_checked_alone_says_what_it_could_not_check() {
 }
 
 fn assert_broken(c: &Checked, command_mode: bool) {
-    assert_eq!(c.code, Some(pool::CHECK_FAILED), "{}\n{}", c.stdout, c.stderr);
+    assert_eq!(
+        c.code,
+        Some(pool::CHECK_FAILED),
+        "{}\n{}",
+        c.stdout,
+        c.stderr
+    );
     let mut expected = vec![
         "FAIL  generate customer/active",
         "violation: promised field `email` is missing from data",
@@ -200,7 +215,11 @@ async fn a_broken_http_generator_fails_with_readable_violations() {
 async fn usage_errors_exit_64() {
     let c = check(&[]).await;
     assert_eq!(c.code, Some(pool::USAGE));
-    assert!(c.stderr.contains("name a generator with --command"), "{}", c.stderr);
+    assert!(
+        c.stderr.contains("name a generator with --command"),
+        "{}",
+        c.stderr
+    );
     let c = check(&["--command", "python3 'unbalanced"]).await;
     assert_eq!(c.code, Some(pool::USAGE));
     assert!(c.stderr.contains("unbalanced quote"), "{}", c.stderr);
@@ -208,9 +227,23 @@ async fn usage_errors_exit_64() {
 
 #[tokio::test]
 async fn an_unreachable_or_missing_generator_is_a_violation_not_a_hang() {
-    let c = check(&["--url", "http://127.0.0.1:1", "--command", "/nonexistent/generator"]).await;
+    let c = check(&[
+        "--url",
+        "http://127.0.0.1:1",
+        "--command",
+        "/nonexistent/generator",
+    ])
+    .await;
     assert_eq!(c.code, Some(pool::CHECK_FAILED), "{}", c.stdout);
     assert!(c.stdout.contains("could not connect"), "{}", c.stdout);
-    assert!(c.stdout.contains("could not start the command"), "{}", c.stdout);
-    assert!(c.stdout.contains("fix: start the generator first"), "{}", c.stdout);
+    assert!(
+        c.stdout.contains("could not start the command"),
+        "{}",
+        c.stdout
+    );
+    assert!(
+        c.stdout.contains("fix: start the generator first"),
+        "{}",
+        c.stdout
+    );
 }

@@ -147,14 +147,17 @@ fn render_entry(out: &mut String, e: &Entry) {
         .map(|n| format!(": {n}"))
         .unwrap_or_default();
     let _ = writeln!(out, "  {label:<5} {}{note}{time}", e.what);
+    let mut fixes_shown: Vec<&str> = Vec::new();
     for f in &e.findings {
         let mark = match f.level {
             Level::Violation => "violation",
             Level::Warning => "warning",
         };
         let _ = writeln!(out, "        {mark}: {}", f.text);
-        if !f.fix.is_empty() {
+        // The same advice once per call is enough.
+        if !f.fix.is_empty() && !fixes_shown.contains(&f.fix.as_str()) {
             let _ = writeln!(out, "        fix: {}", f.fix);
+            fixes_shown.push(&f.fix);
         }
     }
 }
@@ -214,7 +217,9 @@ pub fn broken_promise(problem: &str) -> Finding {
         "list in secret_fields only fields that are in data"
     } else if problem.starts_with("entity") || problem.contains("entity is listed twice") {
         "entities are `kind:id` strings (`customer:C1042`), each listed once"
-    } else if problem.starts_with("requested attribute") || problem.contains("differs from the requested") {
+    } else if problem.starts_with("requested attribute")
+        || problem.contains("differs from the requested")
+    {
         "echo every requested attribute with the requested value in the answer's attributes"
     } else if problem.starts_with("attribute") {
         "answer only attributes the state declares, with one of the declared values"

@@ -56,7 +56,10 @@ impl Target {
 
     fn label(&self) -> String {
         match self {
-            Target::Command(argv) => format!("command `{}`", shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "))),
+            Target::Command(argv) => format!(
+                "command `{}`",
+                shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "))
+            ),
             Target::Url(url) => format!("HTTP {url}"),
         }
     }
@@ -188,8 +191,10 @@ impl<'a> Checker<'a> {
         (started.elapsed(), result)
     }
 
-    fn slow(&self, elapsed: Duration) -> Option<Finding> {
-        (elapsed > self.options.slow).then(|| {
+    /// A violation for a slow call (a timed-out one is reported as such instead).
+    fn slow<T>(&self, elapsed: Duration, result: &Result<T, ErrorKind>) -> Option<Finding> {
+        let timed_out = matches!(result, Err(ErrorKind::Timeout(_)));
+        (elapsed > self.options.slow && !timed_out).then(|| {
             Finding::violation(
                 format!(
                     "took {}, more than --slow {}",
@@ -222,11 +227,15 @@ impl<'a> Checker<'a> {
     async fn capabilities(&mut self) {
         for i in 0..self.clients.len() {
             let (elapsed, result) = self.timed(self.clients[i].capabilities()).await;
-            let mut findings: Vec<Finding> = self.slow(elapsed).into_iter().collect();
+            let mut findings: Vec<Finding> = self.slow(elapsed, &result).into_iter().collect();
             let note = match result {
                 Ok(caps) => {
                     findings.extend(check_capabilities(&caps));
-                    let lifecycle = caps.produces.iter().filter(|p| !p.lifecycle.is_empty()).count();
+                    let lifecycle = caps
+                        .produces
+                        .iter()
+                        .filter(|p| !p.lifecycle.is_empty())
+                        .count();
                     let note = format!(
                         "{} state{}, {} extension{}{}",
                         caps.produces.len(),
@@ -247,7 +256,13 @@ impl<'a> Checker<'a> {
                     None
                 }
             };
-            self.push(Some(i), "capabilities".into(), Some(elapsed), findings, note);
+            self.push(
+                Some(i),
+                "capabilities".into(),
+                Some(elapsed),
+                findings,
+                note,
+            );
         }
     }
 
@@ -296,9 +311,39 @@ impl<'a> Checker<'a> {
             .collect()
     }
 
+    /// Calls `generate` for every declared state (even where an extension
+    /// would be the cheaper route), its inputs made first.
     async fn generate_every_state(&mut self) {
-        for (_, p) in self.declared_states() {
-            self.make(&p.type_name, &p.state).await;
+        for (i, p) in self.declared_states() {
+            let label = self.label(i).to_string();
+            // A state claimed twice is reported by the graph; only its first claim is used.
+            if self.graph.producer(&p.type_name, &p.state) != Some(label.as_str()) {
+                continue;
+            }
+            let mut inputs = BTreeMap::new();
+            let mut missing = None;
+            for r in &p.requires {
+                match self.make(&r.type_name, &r.state).await {
+                    Some(ds) => {
+                        inputs.insert(r.name.clone(), ds);
+                    }
+                    None => {
+                        missing = Some(format!(
+                            "its input `{}` ({}/{}) could not be made",
+                            r.name, r.type_name, r.state
+                        ));
+                        break;
+                    }
+                }
+            }
+            let what = format!("generate {}/{}", p.type_name, p.state);
+            match missing {
+                Some(why) => self.skip(&label, what, &why),
+                None => {
+                    self.generate(&label, &p.type_name, &p.state, Attributes::new(), inputs)
+                        .await;
+                }
+            }
         }
     }
 
@@ -313,7 +358,8 @@ impl<'a> Checker<'a> {
             return None;
         }
         let made = &self.made;
-        let ready = |t: &str, s: &str| u64::from(made.contains_key(&(t.to_string(), s.to_string())));
+        let ready =
+            |t: &str, s: &str| u64::from(made.contains_key(&(t.to_string(), s.to_string())));
         let ctx = PlanContext {
             ready: &ready,
             latency: &|_, _| None,
@@ -375,7 +421,11 @@ impl<'a> Checker<'a> {
                 let (from_type, from_state) = step_state(&source);
                 let Some(source) = Box::pin(self.execute(*source)).await else {
                     let why = format!("its source {from_type}/{from_state} could not be made");
-                    self.skip(&generator, format!("extend {from_type}/{from_state} with {extension:?}"), &why);
+                    self.skip(
+                        &generator,
+                        format!("extend {from_type}/{from_state} with {extension:?}"),
+                        &why,
+                    );
                     self.unmakeable.insert((type_name, state), why);
                     return None;
                 };
@@ -418,7 +468,7 @@ impl<'a> Checker<'a> {
             format!("generate {type_name}/{state} where {}", asked.join(", "))
         };
         let (elapsed, result) = self.timed(self.clients[i].generate(&request)).await;
-        let mut findings: Vec<Finding> = self.slow(elapsed).into_iter().collect();
+        let mut findings: Vec<Finding> = self.slow(elapsed, &result).into_iter().collect();
         let answer = match result {
             Ok(answer) => answer,
             Err(kind) => {
@@ -462,7 +512,8 @@ impl<'a> Checker<'a> {
         };
         let key = (type_name.to_string(), state.to_string());
         if broken && !dataset.data.is_object() {
-            self.unmakeable.insert(key, "its answer broke the contract".into());
+            self.unmakeable
+                .insert(key, "its answer broke the contract".into());
             return None;
         }
         // Even a dataset whose answer broke a promise serves as a source, so
@@ -472,7 +523,12 @@ impl<'a> Checker<'a> {
     }
 
     /// Calls `extend` on `source`, checks the answer, and keeps the result.
-    async fn extend(&mut self, generator: &str, extension: &str, source: Dataset) -> Option<Dataset> {
+    async fn extend(
+        &mut self,
+        generator: &str,
+        extension: &str,
+        source: Dataset,
+    ) -> Option<Dataset> {
         let i = self.index_of(generator)?;
         let info = self.graph.extension(&source.type_name, extension)?.clone();
         let target_fields = self
@@ -492,14 +548,15 @@ impl<'a> Checker<'a> {
             source.type_name, source.state, info.spec.to
         );
         let (elapsed, result) = self.timed(self.clients[i].extend(&request)).await;
-        let mut findings: Vec<Finding> = self.slow(elapsed).into_iter().collect();
+        let mut findings: Vec<Finding> = self.slow(elapsed, &result).into_iter().collect();
         let target = (source.type_name.clone(), info.spec.to.clone());
         let answer = match result {
             Ok(answer) => answer,
             Err(kind) => {
                 findings.push(call_failed(&kind, self.command_mode[i]));
                 self.push(Some(i), what, Some(elapsed), findings, None);
-                self.unmakeable.insert(target, "the extension failed".into());
+                self.unmakeable
+                    .insert(target, "the extension failed".into());
                 return None;
             }
         };
@@ -514,7 +571,8 @@ impl<'a> Checker<'a> {
         ));
         self.push(Some(i), what, Some(elapsed), findings, None);
         if !answer.data.is_object() {
-            self.unmakeable.insert(target, "its answer broke the contract".into());
+            self.unmakeable
+                .insert(target, "its answer broke the contract".into());
             return None;
         }
         let dataset = Dataset {
@@ -536,11 +594,12 @@ impl<'a> Checker<'a> {
             .enumerate()
             .flat_map(|(i, c)| {
                 let label = self.label(i).to_string();
-                c.iter()
-                    .flat_map(move |c| c.extensions.clone().into_iter().map({
+                c.iter().flat_map(move |c| {
+                    c.extensions.clone().into_iter().map({
                         let label = label.clone();
                         move |e| (label.clone(), e)
-                    }))
+                    })
+                })
             })
             .collect();
         for (generator, ext) in extensions {
@@ -623,7 +682,7 @@ impl<'a> Checker<'a> {
                 inputs: BTreeMap::new(),
             };
             let (elapsed, result) = self.timed(self.clients[i].generate(&request)).await;
-            let mut findings: Vec<Finding> = self.slow(elapsed).into_iter().collect();
+            let mut findings: Vec<Finding> = self.slow(elapsed, &result).into_iter().collect();
             match result {
                 Ok(_) => findings.push(Finding::violation(
                     "answered with success for a state it does not declare",
@@ -653,7 +712,9 @@ impl<'a> Checker<'a> {
             }
             self.push(
                 Some(i),
-                format!("generate {UNDECLARED_TYPE}/{UNDECLARED_STATE} (undeclared: must be refused)"),
+                format!(
+                    "generate {UNDECLARED_TYPE}/{UNDECLARED_STATE} (undeclared: must be refused)"
+                ),
                 Some(elapsed),
                 findings,
                 None,
