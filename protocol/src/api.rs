@@ -38,6 +38,12 @@ pub struct Holder {
     pub url: Option<String>,
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub git_ref: Option<String>,
+    /// The test that took the datasets of a per-test lease (docs/per-test.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
+    /// The test runner's worker that took them (`gw1` under pytest-xdist).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 impl Holder {
@@ -58,6 +64,12 @@ impl Holder {
         }
         if let (Some(i), Some(t)) = (self.shard_index, self.shard_total) {
             parts.push(format!("[{i}/{t}]"));
+        }
+        if let Some(worker) = &self.worker {
+            parts.push(format!("worker {worker}"));
+        }
+        if let Some(test) = &self.test {
+            parts.push(format!("test {test}"));
         }
         if parts.is_empty() {
             "unknown holder".to_string()
@@ -154,6 +166,58 @@ pub struct ReleaseRequest {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details_url: Option<String>,
+    /// Per-dataset outcomes by dataset id; datasets not listed take `outcome`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub datasets: BTreeMap<String, DatasetOutcome>,
+}
+
+/// How one dataset of a lease ended: in a release's `datasets`, and the body
+/// of `POST /leases/{id}/datasets/{dataset_id}/release` (docs/per-test.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetOutcome {
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The test that used the dataset, for its history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
+}
+
+/// One lease of a `POST /leases/heartbeat` batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatBatchItem {
+    pub lease_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<String>,
+}
+
+/// `POST /leases/heartbeat`: extends every listed lease, each on its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatBatchRequest {
+    pub leases: Vec<HeartbeatBatchItem>,
+}
+
+/// One lease's result in a heartbeat batch: extended (`expires_at` and
+/// `heartbeat_interval_seconds`), or the `problem` a single heartbeat of it
+/// would have answered (`…/lease-gone`, `…/not-found`, `…/not-holder`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatBatchResult {
+    pub lease_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Problem>,
+}
+
+/// Answer to `POST /leases/heartbeat`, in the order asked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatBatchAnswer {
+    pub leases: Vec<HeartbeatBatchResult>,
 }
 
 /// What became of one dataset at release.

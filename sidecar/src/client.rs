@@ -6,13 +6,17 @@ use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use stockroom_protocol::api::{
-    API_PREFIX, Catalog, ExtendDatasetRequest, HeartbeatAnswer, HeartbeatRequest, LeaseGranted,
-    LeaseRequest, LeaseView, Problem, ProblemKind, ReleaseAnswer, ReleaseRequest,
+    API_PREFIX, Catalog, DatasetOutcome, ExtendDatasetRequest, HeartbeatAnswer,
+    HeartbeatBatchAnswer, HeartbeatBatchRequest, HeartbeatRequest, LeaseGranted, LeaseRequest,
+    LeaseView, Problem, ProblemKind, ReleaseAnswer, ReleaseRequest, ReleasedDataset,
 };
 use stockroom_protocol::dataset::Dataset;
 
 use crate::config::Token;
 use crate::errors::Error;
+
+/// The header that proves a client holds a lease (docs/pool.md).
+pub const LEASE_TOKEN_HEADER: &str = "Stockroom-Lease-Token";
 
 /// How long a connection attempt may take before the pool counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -176,10 +180,25 @@ impl PoolClient {
         body: Option<&B>,
         timeout: Duration,
     ) -> Result<T, ClientError> {
+        self.call_holding(method, path, body, timeout, None).await
+    }
+
+    /// [`Self::call`] for a lease's holder: with its lease token, if any.
+    async fn call_holding<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+        lease_token: Option<&str>,
+    ) -> Result<T, ClientError> {
         let url = format!("{}{API_PREFIX}{path}", self.base);
         let mut request = self.http.request(method, &url).timeout(timeout);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose());
+        }
+        if let Some(lease_token) = lease_token {
+            request = request.header(LEASE_TOKEN_HEADER, lease_token);
         }
         if let Some(body) = body {
             request = request.json(body);
@@ -253,6 +272,61 @@ impl PoolClient {
         let path = format!("/leases/{}/release", encode(lease_id));
         self.call(Method::POST, &path, Some(request), REQUEST_TIMEOUT)
             .await
+    }
+
+    /// `POST /leases/{id}/release` as the holder of `lease_token`.
+    pub async fn release_holding(
+        &self,
+        lease_id: &str,
+        lease_token: Option<&str>,
+        request: &ReleaseRequest,
+    ) -> Result<ReleaseAnswer, ClientError> {
+        let path = format!("/leases/{}/release", encode(lease_id));
+        self.call_holding(
+            Method::POST,
+            &path,
+            Some(request),
+            REQUEST_TIMEOUT,
+            lease_token,
+        )
+        .await
+    }
+
+    /// `POST /leases/{id}/datasets/{dataset_id}/release`: settles one dataset early.
+    pub async fn release_dataset(
+        &self,
+        lease_id: &str,
+        lease_token: Option<&str>,
+        dataset_id: &str,
+        outcome: &DatasetOutcome,
+    ) -> Result<ReleasedDataset, ClientError> {
+        let path = format!(
+            "/leases/{}/datasets/{}/release",
+            encode(lease_id),
+            encode(dataset_id)
+        );
+        self.call_holding(
+            Method::POST,
+            &path,
+            Some(outcome),
+            REQUEST_TIMEOUT,
+            lease_token,
+        )
+        .await
+    }
+
+    /// `POST /leases/heartbeat`: every listed lease in one call.
+    pub async fn heartbeat_batch(
+        &self,
+        request: &HeartbeatBatchRequest,
+    ) -> Result<HeartbeatBatchAnswer, ClientError> {
+        self.call(
+            Method::POST,
+            "/leases/heartbeat",
+            Some(request),
+            REQUEST_TIMEOUT,
+        )
+        .await
     }
 
     pub async fn lease_view(&self, lease_id: &str) -> Result<LeaseView, ClientError> {

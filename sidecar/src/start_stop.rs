@@ -196,6 +196,7 @@ pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> R
                 &granted.lease_id,
                 Outcome::Cancelled,
                 Some(format!("stockroom start failed: {e}")),
+                None,
             )
             .await;
             let _ = std::fs::remove_file(dir.join(STATE_FILE));
@@ -371,6 +372,7 @@ pub async fn stop(common: &Common, args: &StopArgs, env: &impl EnvSource) -> Res
             &state.lease_id,
             outcome,
             Some("stockroom stop".into()),
+            ctx.job.url.clone(),
         )
         .await
         .map_err(Some)

@@ -132,6 +132,36 @@ pub fn api_routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
         (
             RouteDoc {
                 method: "post",
+                path: "/leases/{id}/datasets/{dataset_id}/release",
+                role: Some(Role::Ci),
+                summary: "Settle one dataset of a lease early with its own outcome; the lease goes on",
+                request: Some(ex::dataset_release_request),
+                response: Some((200, ex::dataset_release_answer)),
+                errors: &[
+                    K::LeaseGone,
+                    K::NotFound,
+                    K::NotHolder,
+                    K::InvalidRequest,
+                    K::Unauthorized,
+                ],
+            },
+            post(leases::release_dataset),
+        ),
+        (
+            RouteDoc {
+                method: "post",
+                path: "/leases/heartbeat",
+                role: Some(Role::Ci),
+                summary: "Heartbeat many leases in one call; each gets its own result",
+                request: Some(ex::heartbeat_batch_request),
+                response: Some((200, ex::heartbeat_batch_answer)),
+                errors: &[K::InvalidRequest, K::Unauthorized],
+            },
+            post(leases::heartbeat_batch),
+        ),
+        (
+            RouteDoc {
+                method: "post",
                 path: "/leases/{id}/datasets/{dataset_id}/extend",
                 role: Some(Role::Ci),
                 summary: "Advance a leased dataset by a generator extension",

@@ -1,19 +1,20 @@
 //! Leases: acquire (with validation, caps and waiting), heartbeat, release,
 //! extend, and the reads of leases.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use stockroom_protocol::api::{
-    HeartbeatAnswer, LeaseGranted, LeaseList, LeaseRequest, LeaseView, ReleaseAnswer, Shortfall,
+    DatasetOutcome, HeartbeatAnswer, HeartbeatBatchItem, LeaseGranted, LeaseList, LeaseRequest,
+    LeaseView, ReleaseAnswer, ReleasedDataset, Shortfall,
 };
 use stockroom_protocol::{LeaseStatus, Outcome};
 
 use super::{PoolService, ServiceError, ServiceResult};
 use crate::metrics::Metrics;
 use crate::store::{
-    ExtendResult, Extension, HeartbeatResult, ItemShortfall, LeaseAttempt, LeaseResult,
-    ReleaseResult,
+    DatasetReleaseResult, ExtendResult, Extension, HeartbeatResult, ItemShortfall, LeaseAttempt,
+    LeaseResult, ReleaseResult,
 };
 use crate::time::rfc3339;
 use crate::waiting::Need;
@@ -22,6 +23,8 @@ use crate::waiting::Need;
 pub const MAX_COUNT: u32 = 10_000;
 /// Most items in one lease request.
 pub const MAX_ITEMS: usize = 100;
+/// Most leases in one heartbeat batch.
+pub const MAX_HEARTBEAT_BATCH: usize = 1000;
 
 /// A lease answer: new (HTTP 201), or the active lease of the same
 /// idempotency key (HTTP 200).
@@ -287,9 +290,29 @@ impl PoolService {
         reason: Option<String>,
         details_url: Option<String>,
     ) -> ServiceResult<Released> {
+        self.release_each(id, outcome, reason, details_url, BTreeMap::new())
+            .await
+    }
+
+    /// [`Self::release`] with per-dataset outcomes (see `Store::release_each`).
+    pub async fn release_each(
+        &self,
+        id: String,
+        outcome: Outcome,
+        reason: Option<String>,
+        details_url: Option<String>,
+        datasets: BTreeMap<String, DatasetOutcome>,
+    ) -> ServiceResult<Released> {
         match self
             .store()
-            .release(id.clone(), outcome, reason, details_url, self.now_ms())
+            .release_each(
+                id.clone(),
+                outcome,
+                reason,
+                details_url,
+                datasets,
+                self.now_ms(),
+            )
             .await?
         {
             ReleaseResult::Released(answer) => {
@@ -316,7 +339,74 @@ impl PoolService {
                 ))
             }
             ReleaseResult::NotFound => Err(no_lease(&id)),
+            ReleaseResult::NotInLease(ids) => Err(ServiceError::Invalid(format!(
+                "lease {id} holds no dataset {}; list only its own datasets in `datasets`",
+                ids.join(", ")
+            ))),
         }
+    }
+
+    /// Settles one dataset of an active lease early with its own outcome
+    /// (see `Store::release_dataset`); the lease goes on for the others.
+    /// Repeating it answers the dataset's status again.
+    pub async fn release_dataset(
+        &self,
+        lease_id: String,
+        dataset_id: String,
+        outcome: DatasetOutcome,
+    ) -> ServiceResult<ReleasedDataset> {
+        let id = lease_id;
+        match self
+            .store()
+            .release_dataset(
+                id.clone(),
+                dataset_id.clone(),
+                outcome.clone(),
+                self.now_ms(),
+            )
+            .await?
+        {
+            DatasetReleaseResult::Released(released) => {
+                self.stock_freed();
+                tracing::info!(lease_id = %id, %dataset_id, outcome = %outcome.outcome, "dataset released early");
+                Ok(released)
+            }
+            DatasetReleaseResult::AlreadySettled(released) => Ok(released),
+            DatasetReleaseResult::NotInLease => Err(ServiceError::NotHolder(format!(
+                "dataset {dataset_id} is not part of lease {id}"
+            ))),
+            DatasetReleaseResult::Gone(status) => {
+                if status == LeaseStatus::Expired {
+                    self.leases_expired(1);
+                }
+                Err(gone(
+                    &id,
+                    status,
+                    format!("lease {id} is {status}; its datasets were settled with it"),
+                ))
+            }
+            DatasetReleaseResult::NotFound => Err(no_lease(&id)),
+        }
+    }
+
+    /// Heartbeats every listed lease, each on its own (one failing does not
+    /// fail the others): one call per interval for a holder of many leases.
+    pub async fn heartbeat_batch(
+        &self,
+        leases: Vec<HeartbeatBatchItem>,
+    ) -> ServiceResult<Vec<(String, ServiceResult<HeartbeatAnswer>)>> {
+        if leases.len() > MAX_HEARTBEAT_BATCH {
+            return Err(ServiceError::Invalid(format!(
+                "at most {MAX_HEARTBEAT_BATCH} leases per heartbeat batch, found {}",
+                leases.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(leases.len());
+        for item in leases {
+            let result = self.heartbeat(item.lease_id.clone(), None).await;
+            out.push((item.lease_id, result));
+        }
+        Ok(out)
     }
 
     /// Expires every lease whose time is up, in batches; returns how many.
