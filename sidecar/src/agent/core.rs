@@ -344,6 +344,8 @@ impl Agent {
                     wanted: wanted.count,
                     ready: last.as_ref().map_or(0, |s| s.ready),
                     generating: last.as_ref().map_or(0, |s| s.generating),
+                    generator: last.as_ref().and_then(|s| s.generator.clone()),
+                    down: last.as_ref().and_then(|s| s.down.clone()),
                 });
             }
         }
