@@ -151,6 +151,12 @@ pub struct StopArgs {
     /// How the job ended [default: the CI's job status, else failed]
     #[arg(long, value_name = "passed|failed|cancelled")]
     pub outcome: Option<Outcome>,
+    /// The quarantine reason to record instead of the failing tests
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// The link to record with the release instead of the CI job's page
+    #[arg(long, value_name = "URL")]
+    pub details_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
