@@ -7,16 +7,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use stockroom_protocol::api::{
     API_PREFIX, Catalog, DatasetOutcome, ExtendDatasetRequest, HeartbeatAnswer,
-    HeartbeatBatchAnswer, HeartbeatBatchRequest, HeartbeatRequest, LeaseGranted, LeaseRequest,
-    LeaseView, Problem, ProblemKind, ReleaseAnswer, ReleaseRequest, ReleasedDataset,
+    HeartbeatBatchAnswer, HeartbeatBatchRequest, HeartbeatRequest, LEASE_TOKEN_HEADER,
+    LeaseGranted, LeaseRequest, LeaseView, Problem, ProblemKind, ReleaseAnswer, ReleaseRequest,
+    ReleasedDataset,
 };
 use stockroom_protocol::dataset::Dataset;
 
 use crate::config::Token;
 use crate::errors::Error;
-
-/// The header that proves a client holds a lease (docs/pool.md).
-pub const LEASE_TOKEN_HEADER: &str = "Stockroom-Lease-Token";
 
 /// How long a connection attempt may take before the pool counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -148,6 +146,8 @@ pub struct PoolClient {
     base: String,
     http: reqwest::Client,
     token: Option<Token>,
+    /// Sent with every call of a client made by [`PoolClient::holding`].
+    lease_token: Option<crate::lease::LeaseToken>,
 }
 
 impl PoolClient {
@@ -166,7 +166,17 @@ impl PoolClient {
             base: base.trim_end_matches('/').to_string(),
             http,
             token,
+            lease_token: None,
         })
+    }
+
+    /// This client acting as the holder of one lease: its calls carry the
+    /// lease token in the `Stockroom-Lease-Token` header.
+    pub fn holding(&self, lease_token: Option<crate::lease::LeaseToken>) -> PoolClient {
+        PoolClient {
+            lease_token,
+            ..self.clone()
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -180,25 +190,13 @@ impl PoolClient {
         body: Option<&B>,
         timeout: Duration,
     ) -> Result<T, ClientError> {
-        self.call_holding(method, path, body, timeout, None).await
-    }
-
-    /// [`Self::call`] for a lease's holder: with its lease token, if any.
-    async fn call_holding<B: Serialize, T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&B>,
-        timeout: Duration,
-        lease_token: Option<&str>,
-    ) -> Result<T, ClientError> {
         let url = format!("{}{API_PREFIX}{path}", self.base);
         let mut request = self.http.request(method, &url).timeout(timeout);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose());
         }
-        if let Some(lease_token) = lease_token {
-            request = request.header(LEASE_TOKEN_HEADER, lease_token);
+        if let Some(lease_token) = &self.lease_token {
+            request = request.header(LEASE_TOKEN_HEADER, lease_token.expose());
         }
         if let Some(body) = body {
             request = request.json(body);
@@ -274,29 +272,11 @@ impl PoolClient {
             .await
     }
 
-    /// `POST /leases/{id}/release` as the holder of `lease_token`.
-    pub async fn release_holding(
-        &self,
-        lease_id: &str,
-        lease_token: Option<&str>,
-        request: &ReleaseRequest,
-    ) -> Result<ReleaseAnswer, ClientError> {
-        let path = format!("/leases/{}/release", encode(lease_id));
-        self.call_holding(
-            Method::POST,
-            &path,
-            Some(request),
-            REQUEST_TIMEOUT,
-            lease_token,
-        )
-        .await
-    }
-
-    /// `POST /leases/{id}/datasets/{dataset_id}/release`: settles one dataset early.
+    /// `POST /leases/{id}/datasets/{dataset_id}/release`: settles one
+    /// dataset early (a client made by [`PoolClient::holding`]).
     pub async fn release_dataset(
         &self,
         lease_id: &str,
-        lease_token: Option<&str>,
         dataset_id: &str,
         outcome: &DatasetOutcome,
     ) -> Result<ReleasedDataset, ClientError> {
@@ -305,14 +285,8 @@ impl PoolClient {
             encode(lease_id),
             encode(dataset_id)
         );
-        self.call_holding(
-            Method::POST,
-            &path,
-            Some(outcome),
-            REQUEST_TIMEOUT,
-            lease_token,
-        )
-        .await
+        self.call(Method::POST, &path, Some(outcome), REQUEST_TIMEOUT)
+            .await
     }
 
     /// `POST /leases/heartbeat`: every listed lease in one call.

@@ -31,6 +31,7 @@ use crate::errors::Error;
 use crate::exit::Exit;
 use crate::heartbeat;
 use crate::inject::{self, DatasetsFileHome};
+use crate::lease::LeaseToken;
 use crate::run;
 
 pub const STATE_FILE: &str = "state.json";
@@ -53,6 +54,10 @@ const HEARTBEAT_END_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
     pub lease_id: String,
+    /// The proof of holding the lease, for `stop`, `extend` and the
+    /// heartbeat (this file is 0600 in a 0700 dir; never printed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<LeaseToken>,
     pub pool: String,
     pub expires_at: String,
     pub heartbeat_interval_seconds: u64,
@@ -150,7 +155,7 @@ fn lock_dir(dir: &Path) -> Result<File, Error> {
 }
 
 pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> Result<Exit, Error> {
-    let prepared = run::prepare(common, env)?;
+    let mut prepared = run::prepare(common, env)?;
     let dir = state_dir(common, env)?;
     let _lock = lock_dir(&dir)?;
     if let Some(existing) = read_state(&dir)? {
@@ -161,6 +166,7 @@ pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> R
         )));
     }
     let granted = run::acquire(&prepared).await?;
+    prepared.client = prepared.client.holding(LeaseToken::of(&granted));
     let shard = ShardInfo {
         index: prepared.shard.index,
         total: prepared.shard.total,
@@ -173,6 +179,7 @@ pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> R
     };
     let state = State {
         lease_id: granted.lease_id.clone(),
+        lease_token: LeaseToken::of(&granted),
         pool: prepared.client.base().to_string(),
         expires_at: granted.expires_at.clone(),
         heartbeat_interval_seconds: granted.heartbeat_interval_seconds,
@@ -436,7 +443,7 @@ pub async fn stop(common: &Common, args: &StopArgs, env: &impl EnvSource) -> Res
     let lost = std::fs::read_to_string(dir.join(LOST_FILE)).ok();
     let token = config::token(common, env)?;
     let retry_for = config::retry_for(common, env)?;
-    let client = PoolClient::new(&state.pool, token)?;
+    let client = PoolClient::new(&state.pool, token)?.holding(state.lease_token.clone());
     let result = if let Some(lost) = &lost {
         tracing::error!("the lease was lost while the job ran: {}", lost.trim());
         Err(None)
@@ -636,14 +643,17 @@ pub async fn heartbeat_process(common: &Common, env: &impl EnvSource) -> Result<
         tracing::warn!("no state in {}; nothing to keep alive", dir.display());
         return Ok(Exit::Success);
     };
-    let client = PoolClient::new(&state.pool, config::token(common, env)?)?;
+    // The agent's own leases each carry their own token; only the job's
+    // lease is held with `state.lease_token`.
+    let pool_client = PoolClient::new(&state.pool, config::token(common, env)?)?;
+    let client = pool_client.holding(state.lease_token.clone());
     let ctx = CiContext::read(env);
     let shard = ci::Shard {
         index: state.shard.index,
         total: state.shard.total,
     };
     let running = agent::start(AgentConfig {
-        client: client.clone(),
+        client: pool_client,
         holder: ctx.holder(shard),
         ttl_seconds: state.lease_ttl_seconds,
         retry_for: config::retry_for(common, env)?,

@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use stockroom_protocol::api::{DatasetOutcome, LeasedDataset};
 use stockroom_protocol::{Dataset, DatasetStatus, Outcome};
 
+use crate::lease::LeaseToken;
+
 use super::wire::{HeldView, ReservedCount, TakeItem, TakeView, TakenView};
 
 /// Why the agent holds a lease.
@@ -22,7 +24,7 @@ pub enum Purpose {
 #[derive(Debug, Clone)]
 pub struct Held {
     pub lease_id: String,
-    pub lease_token: Option<String>,
+    pub lease_token: Option<LeaseToken>,
     pub purpose: Purpose,
     pub heartbeat_interval_seconds: u64,
     /// Every dataset of the lease, in lease order.

@@ -22,6 +22,7 @@ use super::wire::{
     TakesAnswer,
 };
 use crate::client::{Backoff, ClientError, PoolClient, retry_transient};
+use crate::lease::LeaseToken;
 
 /// Most items in one reserve or take, and the largest count of one item (the pool's caps).
 const MAX_ITEMS: usize = 100;
@@ -124,8 +125,8 @@ pub fn random_hex(bytes: usize) -> String {
 }
 
 /// The lease token of a lease answer (docs/pool.md "Lease tokens").
-fn lease_token_of(_granted: &LeaseGranted) -> Option<String> {
-    None
+fn lease_token_of(granted: &LeaseGranted) -> Option<LeaseToken> {
+    LeaseToken::of(granted)
 }
 
 fn validate_counts<'a>(counts: impl Iterator<Item = (&'a str, u32)>) -> Result<(), AgentError> {
@@ -508,12 +509,10 @@ impl Agent {
             details_url: self.config.details_url.clone(),
             datasets: BTreeMap::new(),
         };
-        let token = lease_token_of(granted);
+        let client = self.config.client.holding(lease_token_of(granted));
         let result = retry_transient(self.config.retry_for, || {
             self.counted();
-            self.config
-                .client
-                .release_holding(&granted.lease_id, token.as_deref(), &request)
+            client.release(&granted.lease_id, &request)
         })
         .await;
         if let Err((e, _)) = result {
@@ -647,11 +646,10 @@ impl Agent {
             details_url: self.config.details_url.clone(),
             datasets: BTreeMap::new(),
         };
+        let client = self.config.client.holding(held.lease_token.clone());
         let result = retry_transient(DONE_RETRY, || {
             self.counted();
-            self.config
-                .client
-                .release_holding(lease_id, held.lease_token.as_deref(), &request)
+            client.release(lease_id, &request)
         })
         .await;
         let mut book = self.book();
@@ -705,11 +703,10 @@ impl Agent {
                 .leases
                 .get(&t.lease_id)
                 .and_then(|h| h.lease_token.clone());
+            let client = self.config.client.holding(token);
             let result = retry_transient(DONE_RETRY, || {
                 self.counted();
-                self.config
-                    .client
-                    .release_dataset(&t.lease_id, token.as_deref(), id, outcome)
+                client.release_dataset(&t.lease_id, id, outcome)
             })
             .await;
             let mut book = self.book();
@@ -768,14 +765,12 @@ impl Agent {
                 details_url: self.config.details_url.clone(),
                 datasets: outcomes,
             };
-            let client = self.config.client.clone();
+            let client = self.config.client.holding(held.lease_token.clone());
             let retry_for = self.config.retry_for;
             self.counted();
             releases.spawn(async move {
-                let result = retry_transient(retry_for, || {
-                    client.release_holding(&held.lease_id, held.lease_token.as_deref(), &request)
-                })
-                .await;
+                let result =
+                    retry_transient(retry_for, || client.release(&held.lease_id, &request)).await;
                 (held, result)
             });
         }
@@ -862,7 +857,7 @@ impl Agent {
                 .filter(|h| h.lost.is_none())
                 .map(|h| HeartbeatBatchItem {
                     lease_id: h.lease_id.clone(),
-                    lease_token: h.lease_token.clone(),
+                    lease_token: h.lease_token.as_ref().map(|t| t.expose().to_string()),
                 })
                 .collect();
             if leases.is_empty() {
