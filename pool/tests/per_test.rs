@@ -40,7 +40,7 @@ async fn early_release_per_dataset_outcomes_and_batch_heartbeat_need_the_lease_t
         &dir.path().join("p.db"),
         &config_with_tokens(""),
     );
-    let items: Vec<Value> = (0..3)
+    let items: Vec<Value> = (0..4)
         .map(|n| json!({"type": "customer", "state": "active", "data": {"n": n}, "entities": [format!("customer:P{n}")]}))
         .collect();
     let (s, v) = pool
@@ -118,6 +118,55 @@ async fn early_release_per_dataset_outcomes_and_batch_heartbeat_need_the_lease_t
             .unwrap()
             .contains("test tests/test_cart.py::test_pay"),
         "{last}"
+    );
+
+    // The pages: the quarantine names the test, the lease page shows test
+    // and worker, the active leases group a job's per-test takes.
+    let second = json!({"holder": {"ci": "github", "job": "e2e", "test": "tests/test_cart.py::test_refund", "worker": "gw2"},
+                        "items": [{"name": "buyer", "type": "customer", "state": "active"}]});
+    let (s, g2) = post(&pool, "/api/v1/leases", None, second).await;
+    assert_eq!(s, 201, "{g2}");
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = no_redirect
+        .post(pool.url("/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status().as_u16(), 303);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = |path: String| {
+        let req = no_redirect
+            .get(pool.url(&path))
+            .header("cookie", cookie.clone());
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+    let quarantine = page("/ui/quarantine".into()).await;
+    assert!(
+        quarantine.contains("<td class=\"test\"><code>tests/test_cart.py::test_pay</code></td>"),
+        "{quarantine}"
+    );
+    assert!(quarantine.contains("AssertionError"), "{quarantine}");
+    let lease_page = page(format!("/ui/leases/{id}")).await;
+    assert!(
+        lease_page.contains("tests/test_cart.py::test_pay") && lease_page.contains("gw1"),
+        "{lease_page}"
+    );
+    let leases = page("/ui/leases".into()).await;
+    assert!(leases.contains("2 leases (its per-test takes)"), "{leases}");
+    assert!(
+        leases.contains("tests/test_cart.py::test_refund"),
+        "{leases}"
     );
 
     // The release: per-dataset outcomes, the rest the lease's.

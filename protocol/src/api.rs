@@ -57,6 +57,25 @@ pub struct Holder {
 }
 
 impl Holder {
+    /// The same holder without the per-test part (`test`, `worker`): the CI
+    /// job whose takes a per-test lease belongs to.
+    pub fn job_only(&self) -> Holder {
+        Holder {
+            test: None,
+            worker: None,
+            ..self.clone()
+        }
+    }
+
+    /// The test named at the end of a [`Holder::label`] (` test T`), as the
+    /// history keeps it.
+    pub fn test_in_label(label: &str) -> Option<&str> {
+        label
+            .rfind(" test ")
+            .map(|i| &label[i + " test ".len()..])
+            .or_else(|| label.strip_prefix("test "))
+    }
+
     /// A short human label: `gitlab shop/web#8812 e2e [0/4]`.
     pub fn label(&self) -> String {
         let mut parts = Vec::new();
@@ -707,6 +726,17 @@ mod tests {
         assert_eq!(req.items[1].count, 1);
         assert_eq!(req.items[1].on_failure, OnFailure::Quarantine);
         assert_eq!(req.holder.label(), "gitlab shop/web#8812 e2e [0/4]");
+        let mut per_test = req.holder.clone();
+        per_test.worker = Some("gw1".into());
+        per_test.test = Some("tests/a.py::t[x y]".into());
+        let label = per_test.label();
+        assert_eq!(
+            label,
+            "gitlab shop/web#8812 e2e [0/4] worker gw1 test tests/a.py::t[x y]"
+        );
+        assert_eq!(Holder::test_in_label(&label), Some("tests/a.py::t[x y]"));
+        assert_eq!(Holder::test_in_label("gitlab e2e"), None);
+        assert_eq!(per_test.job_only(), req.holder);
         let bad = serde_json::from_value::<LeaseRequest>(json!({"items": [], "bogus": 1}));
         assert!(bad.unwrap_err().to_string().contains("bogus"));
     }
