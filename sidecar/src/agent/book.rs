@@ -148,11 +148,15 @@ impl Book {
         let mut out = Vec::new();
         for item in items {
             for index in 0..item.count {
-                let pos = self
-                    .reserve
-                    .iter()
-                    .enumerate()
-                    .position(|(i, r)| !picked.contains(&i) && matches(item, &r.dataset))?;
+                // A lease the pool says is gone serves nothing more.
+                let live = |r: &Reserved| {
+                    self.leases
+                        .get(&r.lease_id)
+                        .is_none_or(|h| h.lost.is_none())
+                };
+                let pos = self.reserve.iter().enumerate().position(|(i, r)| {
+                    !picked.contains(&i) && live(r) && matches(item, &r.dataset)
+                })?;
                 picked.push(pos);
                 let r = &self.reserve[pos];
                 out.push(Taken {
@@ -335,6 +339,12 @@ mod tests {
         );
         let held = book.leases.get_mut("l1").expect("held");
         held.settled.insert("d3".into());
+        held.lost = Some("expired".into());
+        assert!(
+            book.take_from_reserve(&[item(1, None)]).is_none(),
+            "a lost lease serves no take"
+        );
+        book.leases.get_mut("l1").expect("held").lost = None;
         let out = book.final_outcomes(Outcome::Failed, "command exited with code 1");
         assert_eq!(out.len(), 1);
         let outcomes = &out[0].1;

@@ -167,3 +167,74 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .layer(middleware::from_fn_with_state(Arc::clone(&agent), guard))
         .with_state(agent)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::AgentConfig;
+    use crate::client::PoolClient;
+    use axum::extract::connect_info::MockConnectInfo;
+    use stockroom_protocol::api::Holder;
+
+    /// Serves `router(agent)` as if every request came from `peer`.
+    async fn serve_as(agent: Arc<Agent>, peer: SocketAddr) -> SocketAddr {
+        let app = router(agent).layer(MockConnectInfo(peer));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app.into_make_service()).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn non_loopback_peers_and_requests_without_the_token_are_refused() {
+        let config = AgentConfig {
+            client: PoolClient::new("http://127.0.0.1:9", None).expect("client"),
+            holder: Holder::default(),
+            ttl_seconds: None,
+            retry_for: std::time::Duration::from_secs(1),
+            details_url: None,
+        };
+        let agent = Arc::new(Agent::new(config).expect("agent"));
+        let token = agent.token().to_string();
+        let http = reqwest::Client::new();
+        let get = |addr: SocketAddr, token: Option<String>| {
+            let mut req = http.get(format!("http://{addr}/v1/takes"));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            async move {
+                let resp = req.send().await.expect("send");
+                let status = resp.status().as_u16();
+                let kind = resp
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from);
+                let body: serde_json::Value = resp.json().await.unwrap_or_default();
+                (status, kind, body)
+            }
+        };
+        let remote = serve_as(Arc::clone(&agent), SocketAddr::from(([10, 1, 2, 3], 4242))).await;
+        let (status, kind, body) = get(remote, Some(token.clone())).await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(kind.as_deref(), Some(PROBLEM_CONTENT_TYPE));
+        assert_eq!(body["type"], ProblemKind::Forbidden.uri());
+
+        let local = serve_as(Arc::clone(&agent), SocketAddr::from(([127, 0, 0, 1], 4242))).await;
+        let (status, _, body) = get(local, None).await;
+        assert_eq!(
+            (status, &body["type"]),
+            (401, &serde_json::json!(ProblemKind::Unauthorized.uri()))
+        );
+        let (status, _, _) = get(local, Some(format!("{token}x"))).await;
+        assert_eq!(status, 401);
+        let (status, _, body) = get(local, Some(token)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["takes"], serde_json::json!([]));
+        assert!(!agent.token_matches(""));
+    }
+}
