@@ -225,3 +225,41 @@ async fn an_idempotency_key_is_bound_to_its_request() {
     // The instance is never shown.
     assert!(!v.to_string().contains("proc-a"), "{v}");
 }
+
+/// Finding 3: registration applies the checks of a generator's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_applies_the_answer_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = tokens_pool(dir.path());
+    let base = json!({"type": "customer", "state": "active", "data": {"customer_id": "C1", "password": "x"}});
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    for (body, says) in [
+        (with("entities", json!(["d:1", "d:1"])), "listed twice"),
+        (with("entities", json!(["C1042"])), "kind:id"),
+        (with("entities", json!([":1"])), "kind:id"),
+        (with("secret_fields", json!(["pin"])), "secret field `pin`"),
+        (with("data", json!([1, 2])), "JSON object"),
+    ] {
+        let (s, v) = pool
+            .admin("POST", "/api/v1/datasets", Some(body.clone()))
+            .await;
+        assert_eq!((s, kind(&v)), (422, "invalid-request"), "{body}: {v}");
+        assert!(v["detail"].as_str().unwrap().contains(says), "{body}: {v}");
+        // A list with one bad dataset registers nothing.
+        let (s, _) = pool
+            .admin("POST", "/api/v1/datasets", Some(json!([ds(9), body])))
+            .await;
+        assert_eq!(s, 422);
+    }
+    let (_, v) = pool.ci("GET", "/api/v1/datasets", None).await;
+    assert_eq!(v["datasets"].as_array().unwrap().len(), 0, "{v}");
+    register(&pool, 1).await;
+    let (s, v) = pool
+        .ci("POST", "/api/v1/leases", Some(lease_body(None, "a")))
+        .await;
+    assert_eq!(s, 201, "{v}");
+}

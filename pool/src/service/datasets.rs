@@ -47,11 +47,13 @@ fn validate_new(datasets: &[NewDataset]) -> ServiceResult<()> {
         if d.type_name.is_empty() || d.state.is_empty() {
             return bad("type and state must not be empty");
         }
-        if !d.data.is_object() {
-            return bad("data must be a JSON object");
-        }
-        if d.entities.iter().any(String::is_empty) {
-            return bad("entities must not be empty strings");
+        // The checks every generator answer goes through (docs/generators.md).
+        if let Err(v) = stockroom_generators::validate::validate_dataset_parts(
+            &d.data,
+            &d.secret_fields,
+            &d.entities,
+        ) {
+            return bad(&v.to_string());
         }
     }
     Ok(())
