@@ -124,6 +124,7 @@ fn stock(t: &str, s: &str, min: u32, max: u32) -> StockConfig {
         state: s.into(),
         min_ready: min,
         max_ready: max,
+        verify_after: None,
     }
 }
 
@@ -133,6 +134,8 @@ fn http_gen(name: &str, url: &str) -> GeneratorConfig {
         endpoint: GeneratorEndpoint::Http(url.into()),
         timeout: HumanDuration::from_secs(10),
         concurrency: 4,
+        env: Default::default(),
+        cwd: None,
     }
 }
 
@@ -156,6 +159,8 @@ fn cmd_gen(
         endpoint: GeneratorEndpoint::Command(vec!["sh".into(), path.display().to_string()]),
         timeout: HumanDuration(Duration::from_millis(timeout_ms)),
         concurrency: 2,
+        env: Default::default(),
+        cwd: None,
     }
 }
 
@@ -674,6 +679,23 @@ fn the_demo_starts_warms_and_serves_the_example_manifest() {
         let body: Value = resp.json().await.unwrap();
         assert_eq!(status, 201, "{body}");
         assert_eq!(body["datasets"].as_array().unwrap().len(), 3);
+        // The leased buyer lives in the shop, and its stored password logs in.
+        let shop = pool.shop_url().expect("the demo's --shop-url-file").to_string();
+        assert!(shop.starts_with("http://127.0.0.1:") && !shop.ends_with('\n'), "{shop:?}");
+        let buyer = &body["datasets"][0];
+        assert_eq!(buyer["name"], "buyer");
+        let id = buyer["data"]["customer_id"].as_str().unwrap();
+        let c: Value = http.get(format!("{shop}/shop/customers/{id}")).send().await.unwrap().json().await.unwrap();
+        assert_eq!((c["has_card"].as_bool(), c["status"].as_str()), (Some(true), Some("active")), "{c}");
+        let login = http.post(format!("{shop}/shop/login"))
+            .json(&json!({"email": buyer["data"]["email"], "password": buyer["data"]["password"]}))
+            .send().await.unwrap();
+        assert_eq!(login.status().as_u16(), 200);
+        // A placed order from stock is an open order in the shop.
+        let order = &body["datasets"][1];
+        let oid = order["data"]["order_id"].as_str().unwrap();
+        let o: Value = http.get(format!("{shop}/shop/orders/{oid}")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(o["status"], "placed", "{o}");
     });
     let status = pool.stop(CAP).unwrap_or_else(|e| panic!("{e}"));
     let mut out = String::new();
@@ -686,6 +708,10 @@ fn the_demo_starts_warms_and_serves_the_example_manifest() {
         out.contains(&format!(
             "STOCKROOM_POOL=http://{addr} stockroom run --manifest examples/stockroom.toml -- env"
         )),
+        "{out}"
+    );
+    assert!(
+        out.contains("Shop API (the system under test): http://127.0.0.1:"),
         "{out}"
     );
 }

@@ -112,6 +112,8 @@ fn public_shortfall(s: &[ItemShortfall]) -> Vec<Shortfall> {
             wanted: s.wanted,
             ready: s.ready,
             generating: s.generating,
+            generator: None,
+            down: None,
         })
         .collect()
 }
@@ -289,6 +291,8 @@ impl PoolService {
                             wanted: i.count,
                             ready: c.ready,
                             generating: c.generating,
+                            generator: None,
+                            down: None,
                         }
                     })
                     .collect()
