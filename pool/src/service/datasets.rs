@@ -67,7 +67,13 @@ impl PoolService {
         by: String,
     ) -> ServiceResult<Vec<DatasetView>> {
         validate_new(&datasets)?;
-        let views = self.store().register(datasets, by, self.now_ms()).await?;
+        let result = self
+            .store()
+            .register(datasets, by, self.now_ms())
+            .await
+            .map_err(ServiceError::from);
+        self.observe_write(&result);
+        let views = result?;
         self.stock_freed();
         tracing::info!(datasets = views.len(), "datasets registered by hand");
         Ok(views.into_iter().map(redacted).collect())

@@ -174,6 +174,12 @@ impl PoolService {
     /// served (see `waiting`). A request that finds no stock asks the supply
     /// to make its shortfall just in time.
     pub async fn lease(&self, req: LeaseRequest) -> ServiceResult<Leased> {
+        let result = self.lease_now(req).await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn lease_now(&self, req: LeaseRequest) -> ServiceResult<Leased> {
         validate(&req)?;
         let wanted: BTreeSet<(String, String)> = req
             .items
@@ -312,6 +318,17 @@ impl PoolService {
         proof: &Proof,
         ttl_seconds: Option<u64>,
     ) -> ServiceResult<HeartbeatAnswer> {
+        let result = self.heartbeat_now(id, proof, ttl_seconds).await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn heartbeat_now(
+        &self,
+        id: String,
+        proof: &Proof,
+        ttl_seconds: Option<u64>,
+    ) -> ServiceResult<HeartbeatAnswer> {
         self.check_holder(&id, proof, LeaseAct::Heartbeat).await?;
         if ttl_seconds == Some(0) {
             return Err(ServiceError::Invalid(
@@ -356,6 +373,21 @@ impl PoolService {
 
     /// Ends a lease with an outcome (see `Store::release`). Idempotent.
     pub async fn release(
+        &self,
+        id: String,
+        proof: &Proof,
+        outcome: Outcome,
+        reason: Option<String>,
+        details_url: Option<String>,
+    ) -> ServiceResult<Released> {
+        let result = self
+            .release_now(id, proof, outcome, reason, details_url)
+            .await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn release_now(
         &self,
         id: String,
         proof: &Proof,
