@@ -3,6 +3,7 @@
 //! [`api_routes`], which both builds the router and feeds `openapi`.
 
 pub mod datasets;
+pub mod guard;
 pub mod leases;
 pub mod ops;
 pub mod problem;
@@ -323,5 +324,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state)
 }

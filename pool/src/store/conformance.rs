@@ -31,7 +31,7 @@ macro_rules! conformance_tests {
             idempotency, idempotency_lookup, where_filters, discard_and_recycle, generations,
             composition, interrupted_generations, extend_leased, lease_counts, purge_consumed,
             list_filters, stock_settings, counts_match_the_rows, sessions, quarantine_page,
-            per_dataset_outcomes);
+            per_dataset_outcomes, a_repeated_entity_never_fails_a_lease);
     };
     (@checks $run:path; $($check:ident),* $(,)?) => {
         $(
@@ -744,6 +744,42 @@ pub async fn idempotency(store: &dyn Store) {
         .unwrap();
     let g2 = granted(store, a).await;
     assert_ne!(g2.lease_id, g.lease_id);
+}
+
+/// A dataset stored with a repeated entity (the API refuses one now; a
+/// store may still hold one from before) is leased, its entity held once,
+/// and the good datasets of its state keep being served.
+pub async fn a_repeated_entity_never_fails_a_lease(store: &dyn Store) {
+    store
+        .register(
+            vec![
+                new("c_dup", "s", &[], &["d:1", "d:1"]),
+                new("c_dup", "s", &[], &["d:2"]),
+            ],
+            "t".into(),
+            T0,
+        )
+        .await
+        .unwrap();
+    let g = granted(store, attempt(vec![item("a", "c_dup", "s", 2)], T0)).await;
+    assert_eq!(g.datasets.len(), 2);
+    // Its entity is held: a lease of another dataset with d:1 waits.
+    store
+        .register(vec![new("c_dup", "s", &[], &["d:1"])], "t".into(), T0)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .lease(attempt(vec![item("a", "c_dup", "s", 1)], T0))
+            .await
+            .unwrap(),
+        LeaseResult::NoStock(_)
+    ));
+    store
+        .release(g.lease_id, Outcome::Passed, None, None, T0)
+        .await
+        .unwrap();
+    granted(store, attempt(vec![item("a", "c_dup", "s", 1)], T0)).await;
 }
 
 /// `where` filters match attributes exactly.
