@@ -58,8 +58,7 @@ def test_each_take_is_done_with_its_test_outcome_and_is_a_junit_property(inner, 
         def test_two_orders(stockroom):
             orders = stockroom.take("order/placed", count=2)
             assert isinstance(orders, list) and len(orders) == 2
-            assert orders[0].inputs["customer"].state == "active-with-payment"
-            assert orders[0].data["customer_id"] == orders[0].inputs["customer"].data["customer_id"]
+            assert orders[0].data["customer_id"] != orders[1].data["customer_id"]
 
         @pytest.mark.skip(reason="never runs")
         @pytest.mark.stockroom("customer/active")

@@ -40,12 +40,17 @@ function scrubErrors(testInfo, secrets) {
 }
 
 const workerFailures = { count: 0 };
+// Secret texts of what each running test took (by testId), so that both the
+// `stockroom` fixture and the auto fixture below can mask them in its errors.
+const secretsByTest = new Map();
 
 export const test = base.extend({
   // Counts this worker's unexpected failures for workerStockroom's outcome.
   _stockroomWatch: [
     async ({}, use, testInfo) => {
       await use(undefined);
+      scrubErrors(testInfo, [...(secretsByTest.get(testInfo.testId) ?? [])]);
+      secretsByTest.delete(testInfo.testId);
       if (testInfo.status !== testInfo.expectedStatus && testInfo.status !== "skipped") workerFailures.count++;
     },
     { auto: true },
@@ -55,7 +60,11 @@ export const test = base.extend({
     const stockroom = Stockroom.fromEnv({
       test: testId(testInfo),
       worker: `w${testInfo.workerIndex}`,
-      onTake: (d) => testInfo.annotations.push({ type: ANNOTATION, description: `${d.id} ${d.stateRef}` }),
+      onTake: (d) => {
+        testInfo.annotations.push({ type: ANNOTATION, description: `${d.id} ${d.stateRef}` });
+        if (!secretsByTest.has(testInfo.testId)) secretsByTest.set(testInfo.testId, new Set());
+        for (const secret of d.secretValues()) secretsByTest.get(testInfo.testId).add(secret);
+      },
     });
     await use(stockroom);
     const secrets = stockroom.secretValues();

@@ -122,7 +122,7 @@ test("node:test with the client under stockroom run", async () => {
     env: { RECORD: file },
   });
   assert.equal(code, 1, out); // the one test that fails on purpose
-  assert.match(out, /# pass 7/, out);
+  assert.match(out, /# pass 8/, out);
   assert.match(out, /# fail 1/, out);
   const { taken, secrets } = records(file);
   await checkStatuses(taken);
