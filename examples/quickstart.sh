@@ -161,6 +161,6 @@ fi
 echo "    in a real suite: pip install ./clients/python, then stockroom run -- pytest -n 4 (docs/plugins/pytest.md)"
 
 if [ "$status" = 0 ]; then
-  echo "==> every job got its own data. Next: docs/sidecar.md (the CLI), docs/ci/ (your CI), docs/generators.md (your data)."
+  echo "==> every job got its own data. Next: docs/sidecar.md (the CLI), docs/ci/ (your CI), docs/plugins/ (per-test data in pytest and Playwright), docs/generators.md (your data)."
 fi
 exit "$status"
