@@ -92,12 +92,21 @@ try:
     root = ET.parse(junit).getroot()
 except (OSError, ET.ParseError):
     sys.stderr.write(f"{label}: no JUnit report ({junit}); exit {rc}; its output:\n{open(log).read()}\n")
-    print(f"{label}\t{mode}\t0\t-1\t{ms}\t{rc}\t0")
+    print(f"{label}\t{mode}\t0\t-1\t{ms}\t{rc}\t0\tno report")
     sys.exit(0)
 cases = list(root.iter("testcase"))
 failed = [c for c in cases if c.find("failure") is not None or c.find("error") is not None]
 datasets = sum(1 for c in cases for p in c.iter("property") if p.get("name") == "stockroom.dataset")
-print(f"{label}\t{mode}\t{len(cases)}\t{len(failed)}\t{ms}\t{rc}\t{datasets}")
+kinds = {}
+for c in failed:
+    text = " ".join((e.get("message") or "") + (e.text or "") for e in c if e.tag in ("failure", "error"))
+    kind = ("open order of another test" if "open-order" in text
+            else "password changed by another test" if "password logs in" in text or "401" in text
+            else "order paid/cancelled by another test" if "409" in text
+            else "other")
+    kinds[kind] = kinds.get(kind, 0) + 1
+why = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])) or "-"
+print(f"{label}\t{mode}\t{len(cases)}\t{len(failed)}\t{ms}\t{rc}\t{datasets}\t{why}")
 PY
 }
 
@@ -122,10 +131,10 @@ for suite in "${suites[@]}"; do
 done
 
 echo
-printf '%-22s %-9s %6s %22s %10s %9s\n' run mode tests "failed (collisions)" "wall time" datasets
+printf '%-22s %-9s %6s %22s %10s %9s   %s\n' run mode tests "failed (collisions)" "wall time" datasets "what collided"
 status=0
-while IFS=$'\t' read -r label mode tests failed ms rc datasets; do
-  printf '%-22s %-9s %6s %22s %8s s %9s\n' "$label" "$mode" "$tests" "$failed" "$(awk -v ms="$ms" 'BEGIN { printf "%.1f", ms / 1000 }')" "$datasets"
+while IFS=$'\t' read -r label mode tests failed ms rc datasets why; do
+  printf '%-22s %-9s %6s %22s %8s s %9s   %s\n' "$label" "$mode" "$tests" "$failed" "$(awk -v ms="$ms" 'BEGIN { printf "%.1f", ms / 1000 }')" "$datasets" "$why"
   if [ "$mode" = shared ] && [ "$failed" -lt 1 ]; then
     echo "  $label: no collision: the example does not show what it should" >&2; status=1
   fi
