@@ -20,13 +20,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import reprlib
 import shutil
 import tempfile
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
-from _pytest._io.saferepr import saferepr
 
 from . import launcher
 from .client import (
@@ -444,8 +444,10 @@ class _Session:
 
     def pytest_assertrepr_compare(self, config: pytest.Config, op: str, left: Any, right: Any):
         if isinstance(left, Secret) or isinstance(right, Secret):
+            short = reprlib.Repr()
+            short.maxstring = short.maxother = 80
             return [
-                f"{saferepr(left)} {op} {saferepr(right)}",
+                f"{short.repr(left)} {op} {short.repr(right)}",
                 "a secret field of a Stockroom dataset is compared: its value is not shown",
             ]
         return None
