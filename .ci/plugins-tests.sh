@@ -38,6 +38,13 @@ python3 -m venv "$work/venv" || fail "python3 -m venv failed (Debian: apt-get in
 "$work/venv/bin/pip" install -q pytest pytest-xdist ./clients/python || fail "pip install failed"
 py="$work/venv/bin/python"
 
+step "pyflakes and node --check on the plugins, their suites and the examples"
+"$work/venv/bin/pip" install -q pyflakes || fail "pip install pyflakes failed"
+"$py" -m pyflakes clients/python examples/shop-tests/python scripts/plugin-doc-examples.py || fail "pyflakes found problems"
+for f in $(git ls-files 'clients/node/test/*.js' 'clients/node/test/*.mjs' 'examples/shop-tests/playwright/*.mjs'); do
+  node --check "$f" || fail "node --check $f failed"
+done
+
 step "pytest-stockroom's suite (clients/python/tests)"
 (cd clients/python && "$py" -m pytest -p no:cacheprovider -q tests) || fail "pytest-stockroom's suite failed"
 
