@@ -4,6 +4,7 @@ use stockroom_protocol::api::{ReleaseAnswer, ReleasedDataset};
 use stockroom_protocol::{DatasetStatus, LeaseStatus, Outcome};
 
 use super::heartbeat::expire_lease;
+use super::lifecycle::owe_after;
 use super::{Change, Work};
 use crate::store::rules::{reasons, released_status};
 use crate::store::tx::{LeaseEnd, Tx};
@@ -77,7 +78,10 @@ async fn release_in<'a, T: Tx>(
         let to = if d.status != DatasetStatus::Leased {
             d.status
         } else {
-            let to = released_status(outcome, r.on_failure, r.reusable);
+            let settled = released_status(outcome, r.on_failure, r.reusable);
+            // A reset owed keeps it out of stock until the generator answers.
+            let (to, owed) = owe_after(w.tx, d.seq, settled, &r.lifecycle, now_ms).await?;
+            let reason = reasons::with_lifecycle(&why, owed);
             w.change(Change {
                 seq: d.seq,
                 id: &d.id,
@@ -87,7 +91,7 @@ async fn release_in<'a, T: Tx>(
                 to,
                 lease_id: Some(id),
                 holder: Some(&lease.holder_label),
-                reason: &why,
+                reason: &reason,
                 now_ms,
             })
             .await?;
