@@ -32,7 +32,8 @@ impl AnyGenerator {
             AnyGenerator::Http(g) => g.call(operation, body).await?,
             AnyGenerator::Command(g) => g.call(operation, body).await?,
         };
-        let fail = |why: String| GeneratorError::new(self.name(), operation, ErrorKind::Malformed(why));
+        let fail =
+            |why: String| GeneratorError::new(self.name(), operation, ErrorKind::Malformed(why));
         if answer.iter().all(u8::is_ascii_whitespace) {
             return Err(fail("answer is empty".to_string()));
         }

@@ -266,6 +266,14 @@ pub mod examples {
         }))
     }
 
+    pub fn verify_started() -> Value {
+        to(VerifyStarted {
+            type_name: "customer".into(),
+            state: "active".into(),
+            verifying: 12,
+        })
+    }
+
     pub fn stock_settings() -> Value {
         to(StockSettings {
             min_ready: 20,

@@ -289,6 +289,16 @@ pub struct StockSettings {
     pub max_ready: u32,
 }
 
+/// Answer to `POST /stock/{type}/{state}/verify` (admin): how many ready
+/// datasets are now being verified (each outcome goes to its history).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyStarted {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub state: String,
+    pub verifying: u64,
+}
+
 /// How many datasets of one state are in each status, and the stock targets.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockCounts {

@@ -72,6 +72,19 @@ pub async fn recycle(
     ))
 }
 
+/// `POST /stock/{type}/{state}/verify`: verify every ready dataset of a state.
+pub async fn verify_stock(
+    State(app): State<AppState>,
+    Admin(caller): Admin,
+    Path((type_name, state)): Path<(String, String)>,
+) -> Result<Json<stockroom_protocol::api::VerifyStarted>, ApiError> {
+    Ok(Json(
+        app.service
+            .verify_stock(type_name, state, caller.name)
+            .await?,
+    ))
+}
+
 /// The catalog, with `problems`: what is wrong in the generators' capabilities.
 pub async fn catalog(State(app): State<AppState>, Ci(_): Ci) -> Result<Json<Catalog>, ApiError> {
     Ok(Json(app.service.catalog().await?))

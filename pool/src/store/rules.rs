@@ -79,7 +79,9 @@ pub fn lifecycle_retry_at(call: LifecycleCall, attempts: i64, now_ms: i64) -> Op
     if attempts >= limit {
         return None;
     }
-    let wait = 1000i64.saturating_mul(1 << attempts.clamp(0, 20)).min(300_000);
+    let wait = 1000i64
+        .saturating_mul(1 << attempts.clamp(0, 20))
+        .min(300_000);
     Some(now_ms.saturating_add(wait))
 }
 

@@ -32,9 +32,14 @@ pub(crate) async fn owe_after<T: Tx>(
 }
 
 /// The stored form of an owed call, `CALL:STEP`: the step (when it was
-/// owed, in hex ms) makes the request id, the same on every retry of it.
+/// owed, in hex ms, and 64 random bits) makes the request id, the same on
+/// every retry of it.
 fn pending_text(call: LifecycleCall, now_ms: i64) -> String {
-    format!("{}:{now_ms:x}", call.as_str())
+    format!(
+        "{}:{now_ms:x}-{}",
+        call.as_str(),
+        crate::ids::request_suffix()
+    )
 }
 
 fn pending_call(text: &str) -> Option<LifecycleCall> {
@@ -93,7 +98,15 @@ pub(crate) async fn finish<T: Tx>(
     let by = outcome.generator();
     let change = |to: DatasetStatus, reason: String| {
         let d: &DatasetRef = &d;
-        (d.seq, d.id.clone(), d.type_name.clone(), d.state.clone(), d.status, to, reason)
+        (
+            d.seq,
+            d.id.clone(),
+            d.type_name.clone(),
+            d.state.clone(),
+            d.status,
+            to,
+            reason,
+        )
     };
     let mut moved = None;
     match outcome {
@@ -106,8 +119,15 @@ pub(crate) async fn finish<T: Tx>(
         }
         LifecycleOutcome::Cleaned { .. } => {
             tx.set_pending(d.seq, None, None, 0).await?;
-            w.note(id, d.status, None, Some(by), &reasons::cleaned_up(by), now_ms)
-                .await?;
+            w.note(
+                id,
+                d.status,
+                None,
+                Some(by),
+                &reasons::cleaned_up(by),
+                now_ms,
+            )
+            .await?;
         }
         LifecycleOutcome::CleanupFailed {
             attempts, error, ..
@@ -115,11 +135,15 @@ pub(crate) async fn finish<T: Tx>(
             let attempt = attempts + 1;
             let retry = lifecycle_retry_at(LifecycleCall::Cleanup, attempt, now_ms);
             match retry {
-                Some(at) => tx.set_pending(d.seq, Some(&pending), Some(at), attempt).await?,
+                Some(at) => {
+                    tx.set_pending(d.seq, Some(&pending), Some(at), attempt)
+                        .await?
+                }
                 None => tx.set_pending(d.seq, None, None, attempt).await?,
             }
             let reason = reasons::cleanup_failed(by, attempt, error, retry.is_some());
-            w.note(id, d.status, None, Some(by), &reason, now_ms).await?;
+            w.note(id, d.status, None, Some(by), &reason, now_ms)
+                .await?;
         }
         LifecycleOutcome::Reset {
             data,
@@ -165,7 +189,8 @@ pub(crate) async fn finish<T: Tx>(
             tx.set_pending(d.seq, None, None, 0).await?;
             // Gone from the system under test, or changed: discarded, and
             // cleaned up where the generator offers it.
-            let (_, owed) = owe_after(tx, d.seq, DatasetStatus::Discarded, &lifecycle, now_ms).await?;
+            let (_, owed) =
+                owe_after(tx, d.seq, DatasetStatus::Discarded, &lifecycle, now_ms).await?;
             moved = Some(change(
                 DatasetStatus::Discarded,
                 reasons::with_lifecycle(&reasons::invalid(by, reason.as_deref()), owed),
@@ -179,8 +204,10 @@ pub(crate) async fn finish<T: Tx>(
             let reason = reasons::verify_failed(by, attempt, error, retry.is_some());
             match retry {
                 Some(at) => {
-                    tx.set_pending(d.seq, Some(&pending), Some(at), attempt).await?;
-                    w.note(id, d.status, None, Some(by), &reason, now_ms).await?;
+                    tx.set_pending(d.seq, Some(&pending), Some(at), attempt)
+                        .await?;
+                    w.note(id, d.status, None, Some(by), &reason, now_ms)
+                        .await?;
                 }
                 None => {
                     tx.set_pending(d.seq, None, None, attempt).await?;
@@ -224,7 +251,8 @@ pub(crate) async fn start_verify<T: Tx>(
     let reason = reasons::verify_started(why);
     for (d, _) in &rows {
         let pending = pending_text(LifecycleCall::Verify, now_ms);
-        tx.set_pending(d.seq, Some(&pending), Some(now_ms), 0).await?;
+        tx.set_pending(d.seq, Some(&pending), Some(now_ms), 0)
+            .await?;
         w.change(Change {
             seq: d.seq,
             id: &d.id,

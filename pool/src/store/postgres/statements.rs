@@ -120,7 +120,8 @@ pub const PURGE_SESSIONS: &str = "DELETE FROM sessions WHERE last_seen_ms < $1";
 pub const SET_SESSION_LEASES: &str = "UPDATE sessions SET leases = $2 WHERE id_hash = $1";
 
 // ----- lifecycle calls
-pub const SET_PENDING: &str = "UPDATE datasets SET pending = $2, pending_due = $3, pending_attempts = $4 WHERE seq = $1";
+pub const SET_PENDING: &str =
+    "UPDATE datasets SET pending = $2, pending_due = $3, pending_attempts = $4 WHERE seq = $1";
 pub const PENDING_DUE: &str = "SELECT d.seq, d.pending, d.pending_attempts, d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at, d.inputs, d.lifecycle \
      FROM datasets d WHERE d.pending IS NOT NULL AND d.pending_due <= $1 ORDER BY d.pending_due LIMIT $2 FOR UPDATE SKIP LOCKED";
 pub const STALE_READY: &str = "SELECT seq, id, type, state, status, lifecycle FROM datasets \
