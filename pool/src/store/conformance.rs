@@ -14,9 +14,10 @@ use stockroom_protocol::{AttrValue, Attributes, DatasetStatus, LeaseStatus, OnFa
 
 use super::{
     DatasetFilter, ExtendResult, Extension, Generated, HeartbeatResult, InputPick, LeaseAttempt,
-    LeaseResult, NewGeneration, ReleaseResult, SessionRow, SettleResult, Store,
+    LeaseResult, LifecycleOutcome, NewGeneration, ReleaseResult, SessionRow, SettleResult, Store,
 };
 use stockroom_protocol::api::{StockCounts, StockSettings};
+use stockroom_protocol::generator::LifecycleCall;
 use stockroom_protocol::pool_config::Role;
 
 /// One `#[tokio::test]` per check of this suite, each on a store of its own:
@@ -29,7 +30,8 @@ macro_rules! conformance_tests {
             all_or_nothing, entity_isolation, release_outcomes, heartbeat_and_expiry,
             idempotency, idempotency_lookup, where_filters, discard_and_recycle, generations,
             composition, interrupted_generations, extend_leased, lease_counts, purge_consumed,
-            list_filters, stock_settings, counts_match_the_rows, sessions, quarantine_page);
+            list_filters, stock_settings, counts_match_the_rows, sessions, quarantine_page,
+            lifecycle_owed_and_settled, lifecycle_verify_and_discard);
     };
     (@checks $run:path; $($check:ident),* $(,)?) => {
         $(
@@ -1194,6 +1196,26 @@ pub async fn counts_match_the_rows(store: &dyn Store) {
     assert_eq!(total, 11, "8 registered, 3 generations");
 }
 
+/// The running counts of every state of `type_name` equal a count of its rows.
+async fn counts_match_type(store: &dyn Store, type_name: &str) {
+    let table = store.stock().await.unwrap();
+    let rows = recount(store, type_name).await;
+    for ((t, state), counted) in &table {
+        if t != type_name {
+            continue;
+        }
+        let mut counted = counted.clone();
+        counted.min_ready = None;
+        counted.max_ready = None;
+        counted.target = None;
+        assert_eq!(
+            counted,
+            rows.get(state).cloned().unwrap_or_default(),
+            "{t}/{state}"
+        );
+    }
+}
+
 fn session(id: &str, seen: i64) -> SessionRow {
     SessionRow {
         id_hash: id.into(),
@@ -1341,4 +1363,344 @@ pub async fn quarantine_page(store: &dyn Store) {
             .all(|q| q.view.status == DatasetStatus::Quarantined)
     );
     assert_eq!(store.list_quarantined(1).await.unwrap().len(), 1);
+}
+
+/// A generated dataset of `(type, state)` with lifecycle calls, ready.
+async fn ready_with(
+    store: &dyn Store,
+    type_name: &str,
+    state: &str,
+    reusable: bool,
+    lifecycle: &[LifecycleCall],
+    entity: &str,
+) -> String {
+    let mut g = generation(type_name, state, None);
+    g.reusable = reusable;
+    g.lifecycle = lifecycle.to_vec();
+    let id = store.begin_generation(g, T0).await.unwrap().unwrap();
+    let mut made = generated(&[entity], None);
+    let input = store
+        .get_dataset(id.clone())
+        .await
+        .unwrap()
+        .unwrap()
+        .dataset;
+    made.inputs.insert("source".into(), input);
+    store
+        .complete_generation(id.clone(), made, T0)
+        .await
+        .unwrap()
+        .unwrap();
+    id
+}
+
+async fn lease_one(store: &dyn Store, type_name: &str, state: &str, now: i64) -> String {
+    granted(store, attempt(vec![item("x", type_name, state, 1)], now))
+        .await
+        .lease_id
+}
+
+/// Settling owes lifecycle calls: a consumed or discarded dataset owes
+/// cleanup (retried with backoff, given up with a trace); a reusable one
+/// passed, or a recycled one, owes a reset and is `generating` until it
+/// answers (ready) or fails (quarantined). Inputs are kept with the dataset.
+pub async fn lifecycle_owed_and_settled(store: &dyn Store) {
+    use LifecycleCall::*;
+    let all = [Cleanup, Reset, Verify];
+    let shared = ready_with(store, "c_life", "shared", true, &all, "c_life:1").await;
+    let single = ready_with(store, "c_life", "single", false, &all, "c_life:2").await;
+    let view = store.get_dataset(shared.clone()).await.unwrap().unwrap();
+    assert_eq!(
+        view.dataset.inputs["source"].id, shared,
+        "inputs are stored with it"
+    );
+
+    for state in ["shared", "single"] {
+        let lease = lease_one(store, "c_life", state, T0 + 1).await;
+        let ReleaseResult::Released(_) = store
+            .release(lease, Outcome::Passed, None, None, T0 + 2)
+            .await
+            .unwrap()
+        else {
+            panic!("released")
+        };
+    }
+    assert_eq!(
+        status_of(store, &shared).await,
+        DatasetStatus::Generating,
+        "reset owed"
+    );
+    assert_eq!(status_of(store, &single).await, DatasetStatus::Consumed);
+    assert!(
+        store
+            .claim_lifecycle(T0 + 1, 10, 1000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing is due before it was owed"
+    );
+    let mut tasks = store.claim_lifecycle(T0 + 2, 10, 1000).await.unwrap();
+    tasks.sort_by_key(|t| t.call);
+    let calls: Vec<(LifecycleCall, &str)> = tasks
+        .iter()
+        .map(|t| (t.call, t.dataset.id.as_str()))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![(Cleanup, single.as_str()), (Reset, shared.as_str())]
+    );
+    assert_eq!(tasks[0].lifecycle, all.to_vec());
+    assert!(
+        tasks[0].request_id.starts_with(&single),
+        "{}",
+        tasks[0].request_id
+    );
+    assert!(
+        store
+            .claim_lifecycle(T0 + 500, 10, 1000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed calls are held"
+    );
+
+    // Reset answers: ready again with the new data; a repeat is refused.
+    let reset = LifecycleOutcome::Reset {
+        generator: "gen".into(),
+        data: json!({"id": 1, "password": "p", "fresh": true}),
+        secret_fields: vec!["password".into()],
+        entities: vec!["c_life:1".into()],
+    };
+    assert!(
+        store
+            .finish_lifecycle(shared.clone(), reset.clone(), T0 + 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .finish_lifecycle(shared.clone(), reset, T0 + 3)
+            .await
+            .unwrap()
+    );
+    let view = store.get_dataset(shared.clone()).await.unwrap().unwrap();
+    assert_eq!(view.status, DatasetStatus::Ready);
+    assert_eq!(view.dataset.data["fresh"], true);
+
+    // Cleanup fails: retried after a backoff with the same request id.
+    let failed = LifecycleOutcome::CleanupFailed {
+        generator: "gen".into(),
+        attempts: 0,
+        error: "got HTTP status 500".into(),
+    };
+    assert!(
+        store
+            .finish_lifecycle(single.clone(), failed, T0 + 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_lifecycle(T0 + 500, 10, 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retry = store.claim_lifecycle(T0 + 1003, 10, 1000).await.unwrap();
+    assert_eq!(retry.len(), 1);
+    assert_eq!(
+        (retry[0].attempts, &retry[0].request_id),
+        (1, &tasks[0].request_id)
+    );
+    let done = LifecycleOutcome::Cleaned {
+        generator: "gen".into(),
+    };
+    assert!(
+        store
+            .finish_lifecycle(single.clone(), done, T0 + 1004)
+            .await
+            .unwrap()
+    );
+    let view = store.get_dataset(single.clone()).await.unwrap().unwrap();
+    assert_eq!(view.status, DatasetStatus::Consumed);
+    let reasons: Vec<&str> = view.history.iter().map(|h| h.reason.as_str()).collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("cleanup attempt 1")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("cleanup: removed")),
+        "{reasons:?}"
+    );
+
+    // Failed, quarantined, recycled: reset owed; a failed reset quarantines.
+    let lease = lease_one(store, "c_life", "shared", T0 + 2000).await;
+    store
+        .release(lease, Outcome::Failed, None, None, T0 + 2001)
+        .await
+        .unwrap();
+    let SettleResult::Done(v) = store
+        .recycle(shared.clone(), "ops".into(), T0 + 2002)
+        .await
+        .unwrap()
+    else {
+        panic!("recycled")
+    };
+    assert_eq!(v.status, DatasetStatus::Generating);
+    let task = store.claim_lifecycle(T0 + 2002, 10, 1000).await.unwrap();
+    assert_eq!(task[0].call, Reset);
+    let failed = LifecycleOutcome::ResetFailed {
+        generator: "gen".into(),
+        error: "timed out".into(),
+    };
+    store
+        .finish_lifecycle(shared.clone(), failed, T0 + 2003)
+        .await
+        .unwrap();
+    assert_eq!(status_of(store, &shared).await, DatasetStatus::Quarantined);
+    // Discarded by hand: cleanup owed.
+    store
+        .discard(shared.clone(), "ops".into(), T0 + 2004)
+        .await
+        .unwrap();
+    let task = store.claim_lifecycle(T0 + 2004, 10, 1000).await.unwrap();
+    assert_eq!(
+        (task[0].call, task[0].dataset.id.as_str()),
+        (Cleanup, shared.as_str())
+    );
+    counts_match_type(store, "c_life").await;
+}
+
+/// Verify: old ready stock is taken out of stock while it is verified;
+/// valid → ready, invalid → discarded with the reason (cleanup owed), no
+/// verdict after the retries → quarantined. `discard_ready` settles the rest.
+pub async fn lifecycle_verify_and_discard(store: &dyn Store) {
+    use LifecycleCall::*;
+    let a = ready_with(store, "c_ver", "s", false, &[Cleanup, Verify], "c_ver:1").await;
+    let b = ready_with(store, "c_ver", "s", false, &[Verify], "c_ver:2").await;
+    let c = ready_with(store, "c_ver", "s", false, &[Verify], "c_ver:3").await;
+    assert_eq!(
+        store
+            .start_verify("c_ver".into(), "s".into(), T0, 10, "old".into(), T0 + 5)
+            .await
+            .unwrap(),
+        0,
+        "none is older than T0"
+    );
+    assert_eq!(
+        store
+            .start_verify("c_ver".into(), "s".into(), T0 + 1, 2, "old".into(), T0 + 5)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        counts(&store.stock().await.unwrap(), "c_ver", "s"),
+        (1, 2, 0)
+    );
+    let tasks = store.claim_lifecycle(T0 + 5, 10, 1000).await.unwrap();
+    assert_eq!(tasks.len(), 2);
+    let valid = LifecycleOutcome::Verified {
+        generator: "gen".into(),
+        valid: true,
+        reason: None,
+    };
+    let invalid = LifecycleOutcome::Verified {
+        generator: "gen".into(),
+        valid: false,
+        reason: Some("user deleted".into()),
+    };
+    store
+        .finish_lifecycle(b.clone(), valid, T0 + 6)
+        .await
+        .unwrap();
+    store
+        .finish_lifecycle(a.clone(), invalid, T0 + 6)
+        .await
+        .unwrap();
+    assert_eq!(status_of(store, &b).await, DatasetStatus::Ready);
+    let gone = store.get_dataset(a.clone()).await.unwrap().unwrap();
+    assert_eq!(gone.status, DatasetStatus::Discarded);
+    assert!(
+        gone.history
+            .iter()
+            .any(|h| h.reason.contains("user deleted"))
+    );
+    let cleanup = store.claim_lifecycle(T0 + 6, 10, 1000).await.unwrap();
+    assert_eq!(
+        (cleanup[0].call, cleanup[0].dataset.id.as_str()),
+        (Cleanup, a.as_str())
+    );
+
+    // No verdict, three times: quarantined.
+    store
+        .start_verify(
+            "c_ver".into(),
+            "s".into(),
+            i64::MAX,
+            10,
+            "asked".into(),
+            T0 + 10,
+        )
+        .await
+        .unwrap();
+    let mut now = T0 + 10;
+    for attempt in 0..3 {
+        let tasks = store.claim_lifecycle(now, 10, 10).await.unwrap();
+        let task = tasks.iter().find(|t| t.dataset.id == c).unwrap();
+        assert_eq!(task.attempts, attempt);
+        let failed = LifecycleOutcome::VerifyFailed {
+            generator: "gen".into(),
+            attempts: attempt,
+            error: "answer is larger than 16777216 bytes".into(),
+        };
+        store
+            .finish_lifecycle(c.clone(), failed, now)
+            .await
+            .unwrap();
+        now += 10 * 60 * 1000;
+    }
+    assert_eq!(status_of(store, &c).await, DatasetStatus::Quarantined);
+    // Capabilities changed: what is ready is discarded with the reason.
+    assert_eq!(status_of(store, &b).await, DatasetStatus::Generating);
+    let last = store.claim_lifecycle(now, 10, 10).await.unwrap();
+    let valid = LifecycleOutcome::Verified {
+        generator: "gen".into(),
+        valid: true,
+        reason: None,
+    };
+    store
+        .finish_lifecycle(
+            last.iter()
+                .find(|t| t.dataset.id == b)
+                .unwrap()
+                .dataset
+                .id
+                .clone(),
+            valid,
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .discard_ready(
+                "c_ver".into(),
+                "s".into(),
+                10,
+                "capabilities changed".into(),
+                now
+            )
+            .await
+            .unwrap(),
+        1
+    );
+    let view = store.get_dataset(b).await.unwrap().unwrap();
+    assert_eq!(view.status, DatasetStatus::Discarded);
+    assert!(
+        view.history
+            .iter()
+            .any(|h| h.reason.contains("capabilities changed"))
+    );
+    counts_match_type(store, "c_ver").await;
 }

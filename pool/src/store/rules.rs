@@ -68,7 +68,7 @@ pub const CLEANUP_ATTEMPTS: i64 = 8;
 pub const VERIFY_ATTEMPTS: i64 = 3;
 
 /// When a failed lifecycle call is tried again after `attempts` failures
-/// (1 s, doubling, at most 5 min); `None`: not again. A failed reset is
+/// (1 s after the first, doubling, at most 5 min); `None`: not again. A failed reset is
 /// never retried: the dataset is quarantined for a person.
 pub fn lifecycle_retry_at(call: LifecycleCall, attempts: i64, now_ms: i64) -> Option<i64> {
     let limit = match call {
@@ -80,7 +80,7 @@ pub fn lifecycle_retry_at(call: LifecycleCall, attempts: i64, now_ms: i64) -> Op
         return None;
     }
     let wait = 1000i64
-        .saturating_mul(1 << attempts.clamp(0, 20))
+        .saturating_mul(1 << (attempts - 1).clamp(0, 20))
         .min(300_000);
     Some(now_ms.saturating_add(wait))
 }
@@ -241,7 +241,8 @@ mod tests {
         assert_eq!(parse_lifecycle(&lifecycle_text(&all)), all);
         assert!(parse_lifecycle("").is_empty());
         assert_eq!(lifecycle_retry_at(Cleanup, 0, 0), Some(1000));
-        assert_eq!(lifecycle_retry_at(Cleanup, 3, 0), Some(8000));
+        assert_eq!(lifecycle_retry_at(Cleanup, 1, 0), Some(1000));
+        assert_eq!(lifecycle_retry_at(Cleanup, 3, 0), Some(4000));
         assert_eq!(lifecycle_retry_at(Cleanup, CLEANUP_ATTEMPTS, 0), None);
         assert_eq!(lifecycle_retry_at(Reset, 0, 0), None);
         assert_eq!(lifecycle_retry_at(Verify, VERIFY_ATTEMPTS, 0), None);
