@@ -81,6 +81,8 @@ impl CiContext {
             shard_total: Some(shard.total),
             url: self.job.url.clone(),
             git_ref: self.job.git_ref.clone(),
+            instance: None,
+            ..Holder::default()
         }
     }
 
@@ -638,6 +640,8 @@ mod tests {
                 shard_total: Some(4),
                 url: Some("https://gitlab.example.test/j/440021".into()),
                 git_ref: Some("main".into()),
+                instance: None,
+                ..Holder::default()
             }
         );
         let generic = CiContext::read(&env(&[])).holder(Shard::SINGLE);

@@ -6,8 +6,10 @@ use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use stockroom_protocol::api::{
-    API_PREFIX, Catalog, ExtendDatasetRequest, HeartbeatAnswer, HeartbeatRequest, LeaseGranted,
-    LeaseRequest, LeaseView, Problem, ProblemKind, ReleaseAnswer, ReleaseRequest,
+    API_PREFIX, Catalog, DatasetOutcome, ExtendDatasetRequest, HeartbeatAnswer,
+    HeartbeatBatchAnswer, HeartbeatBatchRequest, HeartbeatRequest, LEASE_TOKEN_HEADER,
+    LeaseGranted, LeaseRequest, LeaseView, Problem, ProblemKind, ReleaseAnswer, ReleaseRequest,
+    ReleasedDataset,
 };
 use stockroom_protocol::dataset::Dataset;
 
@@ -144,6 +146,8 @@ pub struct PoolClient {
     base: String,
     http: reqwest::Client,
     token: Option<Token>,
+    /// Sent with every call of a client made by [`PoolClient::holding`].
+    lease_token: Option<crate::lease::LeaseToken>,
 }
 
 impl PoolClient {
@@ -162,7 +166,17 @@ impl PoolClient {
             base: base.trim_end_matches('/').to_string(),
             http,
             token,
+            lease_token: None,
         })
+    }
+
+    /// This client acting as the holder of one lease: its calls carry the
+    /// lease token in the `Stockroom-Lease-Token` header.
+    pub fn holding(&self, lease_token: Option<crate::lease::LeaseToken>) -> PoolClient {
+        PoolClient {
+            lease_token,
+            ..self.clone()
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -180,6 +194,9 @@ impl PoolClient {
         let mut request = self.http.request(method, &url).timeout(timeout);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose());
+        }
+        if let Some(lease_token) = &self.lease_token {
+            request = request.header(LEASE_TOKEN_HEADER, lease_token.expose());
         }
         if let Some(body) = body {
             request = request.json(body);
@@ -253,6 +270,37 @@ impl PoolClient {
         let path = format!("/leases/{}/release", encode(lease_id));
         self.call(Method::POST, &path, Some(request), REQUEST_TIMEOUT)
             .await
+    }
+
+    /// `POST /leases/{id}/datasets/{dataset_id}/release`: settles one
+    /// dataset early (a client made by [`PoolClient::holding`]).
+    pub async fn release_dataset(
+        &self,
+        lease_id: &str,
+        dataset_id: &str,
+        outcome: &DatasetOutcome,
+    ) -> Result<ReleasedDataset, ClientError> {
+        let path = format!(
+            "/leases/{}/datasets/{}/release",
+            encode(lease_id),
+            encode(dataset_id)
+        );
+        self.call(Method::POST, &path, Some(outcome), REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// `POST /leases/heartbeat`: every listed lease in one call.
+    pub async fn heartbeat_batch(
+        &self,
+        request: &HeartbeatBatchRequest,
+    ) -> Result<HeartbeatBatchAnswer, ClientError> {
+        self.call(
+            Method::POST,
+            "/leases/heartbeat",
+            Some(request),
+            REQUEST_TIMEOUT,
+        )
+        .await
     }
 
     pub async fn lease_view(&self, lease_id: &str) -> Result<LeaseView, ClientError> {

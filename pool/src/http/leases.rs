@@ -10,12 +10,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use stockroom_protocol::LeaseStatus;
 use stockroom_protocol::api::{
-    DatasetView, ExtendDatasetRequest, HeartbeatAnswer, HeartbeatRequest, LeaseList, LeaseRequest,
-    LeaseView, ReleaseAnswer, ReleaseRequest,
+    DatasetOutcome, DatasetView, ExtendDatasetRequest, HeartbeatAnswer, HeartbeatBatchAnswer,
+    HeartbeatBatchRequest, HeartbeatBatchResult, HeartbeatRequest, LeaseList, LeaseRequest,
+    LeaseView, ReleaseAnswer, ReleaseRequest, ReleasedDataset,
 };
 
 use super::AppState;
-use super::problem::{ApiError, Body, Ci, parse_json};
+use super::problem::{ApiError, Body, Ci, LeaseCaller, parse_json};
 
 pub async fn create(
     State(app): State<AppState>,
@@ -64,7 +65,7 @@ pub async fn get(
 
 pub async fn heartbeat(
     State(app): State<AppState>,
-    Ci(_): Ci,
+    LeaseCaller(_, proof): LeaseCaller,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<HeartbeatAnswer>, ApiError> {
@@ -73,31 +74,83 @@ pub async fn heartbeat(
     } else {
         parse_json(&body)?
     };
-    Ok(Json(app.service.heartbeat(id, req.ttl_seconds).await?))
+    Ok(Json(
+        app.service.heartbeat(id, &proof, req.ttl_seconds).await?,
+    ))
 }
 
 pub async fn release(
     State(app): State<AppState>,
-    Ci(_): Ci,
+    LeaseCaller(_, proof): LeaseCaller,
     Path(id): Path<String>,
     Body(req): Body<ReleaseRequest>,
 ) -> Result<Json<ReleaseAnswer>, ApiError> {
     let released = app
         .service
-        .release(id, req.outcome, req.reason, req.details_url)
+        .release_each(
+            id,
+            &proof,
+            req.outcome,
+            req.reason,
+            req.details_url,
+            req.datasets,
+        )
         .await?;
     Ok(Json(released.answer))
 }
 
-/// Advances a leased dataset by an extension, for the lease's holder (the
-/// lease id in the path is the proof).
-pub async fn extend(
+/// Settles one dataset of a lease early (docs/per-test.md), for the lease's holder.
+pub async fn release_dataset(
+    State(app): State<AppState>,
+    LeaseCaller(_, proof): LeaseCaller,
+    Path((id, dataset_id)): Path<(String, String)>,
+    Body(req): Body<DatasetOutcome>,
+) -> Result<Json<ReleasedDataset>, ApiError> {
+    Ok(Json(
+        app.service
+            .release_dataset(id, &proof, dataset_id, req)
+            .await?,
+    ))
+}
+
+/// Heartbeats many leases in one call; each lease gets its own result.
+pub async fn heartbeat_batch(
     State(app): State<AppState>,
     Ci(_): Ci,
+    Body(req): Body<HeartbeatBatchRequest>,
+) -> Result<Json<HeartbeatBatchAnswer>, ApiError> {
+    let results = app.service.heartbeat_batch(req.leases).await?;
+    let leases = results
+        .into_iter()
+        .map(|(lease_id, result)| match result {
+            Ok(answer) => HeartbeatBatchResult {
+                lease_id,
+                expires_at: Some(answer.expires_at),
+                heartbeat_interval_seconds: Some(answer.heartbeat_interval_seconds),
+                problem: None,
+            },
+            Err(e) => HeartbeatBatchResult {
+                lease_id,
+                expires_at: None,
+                heartbeat_interval_seconds: None,
+                problem: Some(*ApiError::from(e).problem),
+            },
+        })
+        .collect();
+    Ok(Json(HeartbeatBatchAnswer { leases }))
+}
+
+/// Advances a leased dataset by an extension, for the lease's holder (its
+/// token is the proof).
+pub async fn extend(
+    State(app): State<AppState>,
+    LeaseCaller(_, proof): LeaseCaller,
     Path((id, dataset_id)): Path<(String, String)>,
     Body(req): Body<ExtendDatasetRequest>,
 ) -> Result<Json<DatasetView>, ApiError> {
     Ok(Json(
-        app.service.extend(id, dataset_id, req.extension).await?,
+        app.service
+            .extend(id, &proof, dataset_id, req.extension)
+            .await?,
     ))
 }

@@ -1,27 +1,30 @@
 //! Leases: acquire (with validation, caps and waiting), heartbeat, release,
 //! extend, and the reads of leases.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use stockroom_protocol::api::{
-    HeartbeatAnswer, LeaseGranted, LeaseList, LeaseRequest, LeaseView, ReleaseAnswer, Shortfall,
+    DatasetOutcome, HeartbeatAnswer, HeartbeatBatchItem, LeaseGranted, LeaseList, LeaseRequest,
+    LeaseView, ReleaseAnswer, ReleasedDataset, Shortfall,
 };
 use stockroom_protocol::{LeaseStatus, Outcome};
 
 use super::{PoolService, ServiceError, ServiceResult};
 use crate::metrics::Metrics;
 use crate::store::{
-    ExtendResult, Extension, HeartbeatResult, ItemShortfall, LeaseAttempt, LeaseResult,
-    ReleaseResult,
+    DatasetReleaseResult, ExtendResult, Extension, HeartbeatResult, ItemShortfall, LeaseAttempt,
+    LeaseResult, ReleaseResult,
 };
 use crate::time::rfc3339;
 use crate::waiting::Need;
 
-/// Largest `count` of one item.
-pub const MAX_COUNT: u32 = 10_000;
+/// Largest `count` of one item (one constant in protocol, docs/manifest.md).
+pub const MAX_COUNT: u32 = stockroom_protocol::api::MAX_COUNT;
 /// Most items in one lease request.
 pub const MAX_ITEMS: usize = 100;
+/// Most leases in one heartbeat batch.
+pub const MAX_HEARTBEAT_BATCH: usize = 1000;
 
 /// A lease answer: new (HTTP 201), or the active lease of the same
 /// idempotency key (HTTP 200).
@@ -78,6 +81,33 @@ fn validate(req: &LeaseRequest) -> ServiceResult<()> {
     Ok(())
 }
 
+/// What a caller shows to act on a lease (docs/pool.md, "Lease tokens").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    /// The `Stockroom-Lease-Token` header, when sent.
+    Token(Option<String>),
+    /// The web page's session that took the lease (the page keeps which
+    /// leases a session took; the cookie is the proof).
+    TakenHere,
+    /// A caller with an admin token: may release any lease, nothing more.
+    Admin,
+}
+
+/// What a caller wants to do to a lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseAct {
+    Heartbeat,
+    Release,
+    Extend,
+}
+
+fn not_holder(id: &str) -> ServiceError {
+    ServiceError::NotHolder(format!(
+        "this request does not prove it holds lease {id}: send the lease_token of the POST /api/v1/leases \
+         answer in the Stockroom-Lease-Token header (an admin token may release any lease without it)"
+    ))
+}
+
 fn public_shortfall(s: &[ItemShortfall]) -> Vec<Shortfall> {
     s.iter()
         .map(|s| Shortfall {
@@ -89,6 +119,15 @@ fn public_shortfall(s: &[ItemShortfall]) -> Vec<Shortfall> {
             down: None,
         })
         .collect()
+}
+
+fn key_conflict() -> ServiceError {
+    ServiceError::IdempotencyConflict(
+        "this idempotency_key has an active lease for another request or another process; nothing is held. \
+         Two processes computed the same key: give each its own shard (--shard-index/--shard-total) or \
+         its own STOCKROOM_IDEMPOTENCY_KEY"
+            .into(),
+    )
 }
 
 fn no_lease(id: &str) -> ServiceError {
@@ -104,6 +143,25 @@ fn gone(id: &str, status: LeaseStatus, detail: String) -> ServiceError {
 }
 
 impl PoolService {
+    /// The one check that a caller holds a lease, for every route and the
+    /// page: its token (compared in constant time with the stored hash), the
+    /// page's session that took it, or an admin releasing it. `NotFound`
+    /// when there is no such lease; never says more about the token.
+    pub async fn check_holder(&self, id: &str, proof: &Proof, act: LeaseAct) -> ServiceResult<()> {
+        let Some(stored) = self.store().lease_token_hash(id.to_string()).await? else {
+            return Err(no_lease(id));
+        };
+        let ok = match proof {
+            Proof::Admin => act == LeaseAct::Release,
+            Proof::TakenHere => true,
+            Proof::Token(Some(token)) => stored
+                .as_deref()
+                .is_some_and(|h| crate::store::rules::lease_token_matches(h, token)),
+            Proof::Token(None) => false,
+        };
+        if ok { Ok(()) } else { Err(not_holder(id)) }
+    }
+
     /// TTL in milliseconds: asked (or the default), capped by `max_lease_ttl`.
     pub fn ttl_ms(&self, asked_seconds: Option<u64>) -> i64 {
         let cfg = self.config();
@@ -119,6 +177,12 @@ impl PoolService {
     /// served (see `waiting`). A request that finds no stock asks the supply
     /// to make its shortfall just in time.
     pub async fn lease(&self, req: LeaseRequest) -> ServiceResult<Leased> {
+        let result = self.lease_now(req).await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn lease_now(&self, req: LeaseRequest) -> ServiceResult<Leased> {
         validate(&req)?;
         let wanted: BTreeSet<(String, String)> = req
             .items
@@ -126,6 +190,13 @@ impl PoolService {
             .map(|i| (i.type_name.clone(), i.state.clone()))
             .collect();
         self.check_known(&wanted).await?;
+        let fingerprint =
+            crate::store::rules::request_fingerprint(&req.holder, &req.items, req.ttl_seconds);
+        // The instance binds the key; it is never stored or shown.
+        let holder = stockroom_protocol::api::Holder {
+            instance: None,
+            ..req.holder.clone()
+        };
         let ttl_ms = self.ttl_ms(req.ttl_seconds);
         let wait = Duration::from_secs(req.wait_seconds.unwrap_or(0)).min(self.config().max_wait.0);
         let store = self.store();
@@ -151,10 +222,11 @@ impl PoolService {
             changed.borrow_and_update();
             if ticket.may_try() {
                 let attempt = LeaseAttempt {
-                    holder: req.holder.clone(),
+                    holder: holder.clone(),
                     items: req.items.clone(),
                     ttl_ms,
                     idempotency_key: req.idempotency_key.clone(),
+                    fingerprint: fingerprint.clone(),
                     now_ms: self.now_ms(),
                 };
                 match store.lease(attempt).await? {
@@ -171,6 +243,7 @@ impl PoolService {
                             new: false,
                         });
                     }
+                    LeaseResult::KeyConflict => return Err(key_conflict()),
                     LeaseResult::NoStock(short) => {
                         let satisfiable = short.iter().all(|s| s.potential >= u64::from(s.wanted));
                         ticket.set_blocking(satisfiable);
@@ -182,15 +255,20 @@ impl PoolService {
             } else {
                 // Not our turn: an earlier waiter for the same states goes
                 // first, but a retry of a lease already granted is answered.
-                if let Some(key) = &req.idempotency_key
-                    && let Some(granted) = store
-                        .find_by_idempotency_key(key.clone(), self.now_ms())
+                if let Some(key) = &req.idempotency_key {
+                    match store
+                        .find_by_idempotency_key(key.clone(), fingerprint.clone(), self.now_ms())
                         .await?
-                {
-                    return Ok(Leased {
-                        granted,
-                        new: false,
-                    });
+                    {
+                        Some(LeaseResult::Existing(granted)) => {
+                            return Ok(Leased {
+                                granted,
+                                new: false,
+                            });
+                        }
+                        Some(_) => return Err(key_conflict()),
+                        None => {}
+                    }
                 }
                 queued_behind = true;
             }
@@ -240,8 +318,21 @@ impl PoolService {
     pub async fn heartbeat(
         &self,
         id: String,
+        proof: &Proof,
         ttl_seconds: Option<u64>,
     ) -> ServiceResult<HeartbeatAnswer> {
+        let result = self.heartbeat_now(id, proof, ttl_seconds).await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn heartbeat_now(
+        &self,
+        id: String,
+        proof: &Proof,
+        ttl_seconds: Option<u64>,
+    ) -> ServiceResult<HeartbeatAnswer> {
+        self.check_holder(&id, proof, LeaseAct::Heartbeat).await?;
         if ttl_seconds == Some(0) {
             return Err(ServiceError::Invalid(
                 "ttl_seconds must be at least 1".into(),
@@ -287,13 +378,52 @@ impl PoolService {
     pub async fn release(
         &self,
         id: String,
+        proof: &Proof,
         outcome: Outcome,
         reason: Option<String>,
         details_url: Option<String>,
     ) -> ServiceResult<Released> {
+        self.release_each(id, proof, outcome, reason, details_url, BTreeMap::new())
+            .await
+    }
+
+    /// [`Self::release`] with per-dataset outcomes (see `Store::release_each`).
+    pub async fn release_each(
+        &self,
+        id: String,
+        proof: &Proof,
+        outcome: Outcome,
+        reason: Option<String>,
+        details_url: Option<String>,
+        datasets: BTreeMap<String, DatasetOutcome>,
+    ) -> ServiceResult<Released> {
+        let result = self
+            .release_each_now(id, proof, outcome, reason, details_url, datasets)
+            .await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn release_each_now(
+        &self,
+        id: String,
+        proof: &Proof,
+        outcome: Outcome,
+        reason: Option<String>,
+        details_url: Option<String>,
+        datasets: BTreeMap<String, DatasetOutcome>,
+    ) -> ServiceResult<Released> {
+        self.check_holder(&id, proof, LeaseAct::Release).await?;
         match self
             .store()
-            .release(id.clone(), outcome, reason, details_url, self.now_ms())
+            .release_each(
+                id.clone(),
+                outcome,
+                reason,
+                details_url,
+                datasets,
+                self.now_ms(),
+            )
             .await?
         {
             ReleaseResult::Released(answer) => {
@@ -320,7 +450,92 @@ impl PoolService {
                 ))
             }
             ReleaseResult::NotFound => Err(no_lease(&id)),
+            ReleaseResult::NotInLease(ids) => Err(ServiceError::Invalid(format!(
+                "lease {id} holds no dataset {}; list only its own datasets in `datasets`",
+                ids.join(", ")
+            ))),
         }
+    }
+
+    /// Settles one dataset of an active lease early with its own outcome
+    /// (see `Store::release_dataset`); the lease goes on for the others.
+    /// Repeating it answers the dataset's status again.
+    pub async fn release_dataset(
+        &self,
+        lease_id: String,
+        proof: &Proof,
+        dataset_id: String,
+        outcome: DatasetOutcome,
+    ) -> ServiceResult<ReleasedDataset> {
+        let result = self
+            .release_dataset_now(lease_id, proof, dataset_id, outcome)
+            .await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn release_dataset_now(
+        &self,
+        lease_id: String,
+        proof: &Proof,
+        dataset_id: String,
+        outcome: DatasetOutcome,
+    ) -> ServiceResult<ReleasedDataset> {
+        let id = lease_id;
+        self.check_holder(&id, proof, LeaseAct::Release).await?;
+        match self
+            .store()
+            .release_dataset(
+                id.clone(),
+                dataset_id.clone(),
+                outcome.clone(),
+                self.now_ms(),
+            )
+            .await?
+        {
+            DatasetReleaseResult::Released(released) => {
+                self.stock_freed();
+                tracing::info!(lease_id = %id, %dataset_id, outcome = %outcome.outcome, "dataset released early");
+                Ok(released)
+            }
+            DatasetReleaseResult::AlreadySettled(released) => Ok(released),
+            DatasetReleaseResult::NotInLease => Err(ServiceError::NotHolder(format!(
+                "dataset {dataset_id} is not part of lease {id}"
+            ))),
+            DatasetReleaseResult::Gone(status) => {
+                if status == LeaseStatus::Expired {
+                    self.leases_expired(1);
+                }
+                Err(gone(
+                    &id,
+                    status,
+                    format!("lease {id} is {status}; its datasets were settled with it"),
+                ))
+            }
+            DatasetReleaseResult::NotFound => Err(no_lease(&id)),
+        }
+    }
+
+    /// Heartbeats every listed lease, each on its own (one failing does not
+    /// fail the others): one call per interval for a holder of many leases.
+    pub async fn heartbeat_batch(
+        &self,
+        leases: Vec<HeartbeatBatchItem>,
+    ) -> ServiceResult<Vec<(String, ServiceResult<HeartbeatAnswer>)>> {
+        if leases.len() > MAX_HEARTBEAT_BATCH {
+            return Err(ServiceError::Invalid(format!(
+                "at most {MAX_HEARTBEAT_BATCH} leases per heartbeat batch, found {}",
+                leases.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(leases.len());
+        for item in leases {
+            // Each lease proves its holder on its own (docs/pool.md "Lease tokens").
+            let proof = Proof::Token(item.lease_token);
+            let result = self.heartbeat(item.lease_id.clone(), &proof, None).await;
+            out.push((item.lease_id, result));
+        }
+        Ok(out)
     }
 
     /// Expires every lease whose time is up, in batches; returns how many.
@@ -381,10 +596,12 @@ impl PoolService {
     pub async fn extend(
         &self,
         lease_id: String,
+        proof: &Proof,
         dataset_id: String,
         extension: String,
     ) -> ServiceResult<stockroom_protocol::api::DatasetView> {
         let id = lease_id;
+        self.check_holder(&id, proof, LeaseAct::Extend).await?;
         let lease = self.lease_with_secrets(id.clone()).await?;
         if lease.status != LeaseStatus::Active {
             return Err(gone(

@@ -13,8 +13,9 @@ use stockroom_protocol::api::{Holder, LeaseItem, NewDataset};
 use stockroom_protocol::{AttrValue, Attributes, DatasetStatus, LeaseStatus, OnFailure, Outcome};
 
 use super::{
-    DatasetFilter, ExtendResult, Extension, Generated, HeartbeatResult, InputPick, LeaseAttempt,
-    LeaseResult, LifecycleOutcome, NewGeneration, ReleaseResult, SessionRow, SettleResult, Store,
+    DatasetFilter, DatasetReleaseResult, ExtendResult, Extension, Generated, HeartbeatResult,
+    InputPick, LeaseAttempt, LeaseResult, LifecycleOutcome, NewGeneration, ReleaseResult,
+    SessionRow, SettleResult, Store,
 };
 use stockroom_protocol::api::{StockCounts, StockSettings};
 use stockroom_protocol::generator::LifecycleCall;
@@ -31,6 +32,7 @@ macro_rules! conformance_tests {
             idempotency, idempotency_lookup, where_filters, discard_and_recycle, generations,
             composition, interrupted_generations, extend_leased, lease_counts, purge_consumed,
             list_filters, stock_settings, counts_match_the_rows, sessions, quarantine_page,
+            per_dataset_outcomes, a_repeated_entity_never_fails_a_lease,
             lifecycle_owed_and_settled, lifecycle_verify_and_discard);
     };
     (@checks $run:path; $($check:ident),* $(,)?) => {
@@ -83,6 +85,7 @@ fn attempt(items: Vec<LeaseItem>, now_ms: i64) -> LeaseAttempt {
         items,
         ttl_ms: 60_000,
         idempotency_key: None,
+        fingerprint: "fp".into(),
         now_ms,
     }
 }
@@ -685,7 +688,12 @@ pub async fn heartbeat_and_expiry(store: &dyn Store) {
     );
 }
 
-/// The same idempotency key while active gives the same lease; after release, a new one.
+async fn token_hash(store: &dyn Store, id: &str) -> Option<Option<String>> {
+    store.lease_token_hash(id.to_string()).await.unwrap()
+}
+
+/// The same idempotency key while active gives the same lease (with a fresh
+/// token), another request with that key a conflict; after release, a new one.
 pub async fn idempotency(store: &dyn Store) {
     store
         .register(
@@ -698,16 +706,84 @@ pub async fn idempotency(store: &dyn Store) {
     let mut a = attempt(vec![item("a", "c_idem", "s", 1)], T0);
     a.idempotency_key = Some("k1".into());
     let g = granted(store, a.clone()).await;
+    let first_token = g
+        .lease_token
+        .clone()
+        .expect("a new lease carries its token");
+    assert_eq!(
+        token_hash(store, &g.lease_id).await,
+        Some(Some(crate::store::rules::lease_token_hash(&first_token))),
+        "only the token's hash is stored"
+    );
     match store.lease(a.clone()).await.unwrap() {
-        LeaseResult::Existing(same) => assert_eq!(same.lease_id, g.lease_id),
+        LeaseResult::Existing(same) => {
+            assert_eq!(same.lease_id, g.lease_id);
+            let fresh = same.lease_token.expect("a repeated answer carries a token");
+            assert_ne!(fresh, first_token);
+            assert_eq!(
+                token_hash(store, &g.lease_id).await,
+                Some(Some(crate::store::rules::lease_token_hash(&fresh)))
+            );
+        }
         other => panic!("expected the same lease, got {other:?}"),
     }
+    // The same key for another request: a conflict, nothing handed out.
+    let mut other = a.clone();
+    other.fingerprint = "another request".into();
+    assert!(matches!(
+        store.lease(other.clone()).await.unwrap(),
+        LeaseResult::KeyConflict
+    ));
+    assert!(matches!(
+        store
+            .find_by_idempotency_key("k1".into(), "another request".into(), T0)
+            .await
+            .unwrap(),
+        Some(LeaseResult::KeyConflict)
+    ));
+    assert_eq!(token_hash(store, "lease_nope").await, None);
     store
         .release(g.lease_id.clone(), Outcome::Passed, None, None, T0)
         .await
         .unwrap();
     let g2 = granted(store, a).await;
     assert_ne!(g2.lease_id, g.lease_id);
+}
+
+/// A dataset stored with a repeated entity (the API refuses one now; a
+/// store may still hold one from before) is leased, its entity held once,
+/// and the good datasets of its state keep being served.
+pub async fn a_repeated_entity_never_fails_a_lease(store: &dyn Store) {
+    store
+        .register(
+            vec![
+                new("c_dup", "s", &[], &["d:1", "d:1"]),
+                new("c_dup", "s", &[], &["d:2"]),
+            ],
+            "t".into(),
+            T0,
+        )
+        .await
+        .unwrap();
+    let g = granted(store, attempt(vec![item("a", "c_dup", "s", 2)], T0)).await;
+    assert_eq!(g.datasets.len(), 2);
+    // Its entity is held: a lease of another dataset with d:1 waits.
+    store
+        .register(vec![new("c_dup", "s", &[], &["d:1"])], "t".into(), T0)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .lease(attempt(vec![item("a", "c_dup", "s", 1)], T0))
+            .await
+            .unwrap(),
+        LeaseResult::NoStock(_)
+    ));
+    store
+        .release(g.lease_id, Outcome::Passed, None, None, T0)
+        .await
+        .unwrap();
+    granted(store, attempt(vec![item("a", "c_dup", "s", 1)], T0)).await;
 }
 
 /// `where` filters match attributes exactly.
@@ -805,7 +881,7 @@ pub async fn idempotency_lookup(store: &dyn Store) {
         .unwrap();
     assert!(
         store
-            .find_by_idempotency_key("k".into(), T0)
+            .find_by_idempotency_key("k".into(), "fp".into(), T0)
             .await
             .unwrap()
             .is_none()
@@ -814,12 +890,15 @@ pub async fn idempotency_lookup(store: &dyn Store) {
     a.idempotency_key = Some("k".into());
     let g = granted(store, a.clone()).await;
     let found = store
-        .find_by_idempotency_key("k".into(), T0 + 1)
+        .find_by_idempotency_key("k".into(), "fp".into(), T0 + 1)
         .await
         .unwrap();
-    assert_eq!(found.map(|f| f.lease_id), Some(g.lease_id.clone()));
+    let Some(LeaseResult::Existing(found)) = found else {
+        panic!("expected the lease of the key, got {found:?}");
+    };
+    assert_eq!(found.lease_id, g.lease_id);
     let overdue = store
-        .find_by_idempotency_key("k".into(), T0 + 60_000)
+        .find_by_idempotency_key("k".into(), "fp".into(), T0 + 60_000)
         .await
         .unwrap();
     assert!(overdue.is_none(), "an overdue lease is no answer");
@@ -1703,4 +1782,188 @@ pub async fn lifecycle_verify_and_discard(store: &dyn Store) {
             .any(|h| h.reason.contains("capabilities changed"))
     );
     counts_match_type(store, "c_ver").await;
+}
+
+/// Per-test outcomes (docs/per-test.md): one dataset settled early with its
+/// own outcome while the lease goes on (its entities freed), per-dataset
+/// outcomes in a release, and `unused` back to `ready`.
+pub async fn per_dataset_outcomes(store: &dyn Store) {
+    use std::collections::BTreeMap;
+    use stockroom_protocol::api::DatasetOutcome;
+    let outcome = |o: Outcome, test: Option<&str>| DatasetOutcome {
+        outcome: o,
+        reason: Some("AssertionError".into()),
+        test: test.map(String::from),
+    };
+    store
+        .register(
+            vec![
+                new("c_pd", "s", &[], &["pd:1"]),
+                new("c_pd", "s", &[], &["pd:2"]),
+                new("c_pd", "s", &[], &["pd:3"]),
+            ],
+            "t".into(),
+            T0,
+        )
+        .await
+        .unwrap();
+    let g = granted(store, attempt(vec![item("all", "c_pd", "s", 3)], T0)).await;
+    let ids: Vec<String> = g.datasets.iter().map(|d| d.dataset.id.clone()).collect();
+    // A dataset that shares the first one's entity waits for it.
+    store
+        .register(vec![new("c_pd", "t", &[], &["pd:1"])], "t".into(), T0)
+        .await
+        .unwrap();
+    let twin = || attempt(vec![item("twin", "c_pd", "t", 1)], T0 + 2);
+    assert!(matches!(
+        store.lease(twin()).await.unwrap(),
+        LeaseResult::NoStock(_)
+    ));
+
+    let early = store
+        .release_dataset(
+            g.lease_id.clone(),
+            ids[0].clone(),
+            outcome(Outcome::Failed, Some("tests/a.py::t1")),
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    let DatasetReleaseResult::Released(early) = early else {
+        panic!("expected an early release, got {early:?}")
+    };
+    assert_eq!(early.status, DatasetStatus::Quarantined);
+    assert_eq!(early.name, "all");
+    let hist = store.history(ids[0].clone()).await.unwrap();
+    let last = hist.last().unwrap();
+    assert!(
+        last.reason.contains("tests/a.py::t1") && last.reason.contains("AssertionError"),
+        "{last:?}"
+    );
+    assert!(
+        last.holder
+            .as_deref()
+            .is_some_and(|h| h.contains("test tests/a.py::t1")),
+        "{last:?}"
+    );
+    assert!(
+        matches!(store.lease(twin()).await.unwrap(), LeaseResult::Granted(_)),
+        "the early release freed its entities"
+    );
+    let again = store
+        .release_dataset(
+            g.lease_id.clone(),
+            ids[0].clone(),
+            outcome(Outcome::Passed, None),
+            T0 + 3,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again, DatasetReleaseResult::AlreadySettled(d) if d.status == DatasetStatus::Quarantined),
+        "{again:?}"
+    );
+    assert_eq!(
+        store
+            .release_dataset(
+                g.lease_id.clone(),
+                "ds_nope".into(),
+                outcome(Outcome::Passed, None),
+                T0 + 3
+            )
+            .await
+            .unwrap(),
+        DatasetReleaseResult::NotInLease
+    );
+    assert_eq!(
+        store
+            .get_lease(g.lease_id.clone())
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        LeaseStatus::Active,
+        "the lease goes on for the others"
+    );
+
+    // A release naming a dataset the lease does not hold changes nothing.
+    let mut strangers = BTreeMap::new();
+    strangers.insert("ds_stranger".to_string(), outcome(Outcome::Passed, None));
+    assert_eq!(
+        store
+            .release_each(
+                g.lease_id.clone(),
+                Outcome::Passed,
+                None,
+                None,
+                strangers,
+                T0 + 4
+            )
+            .await
+            .unwrap(),
+        ReleaseResult::NotInLease(vec!["ds_stranger".into()])
+    );
+    assert_eq!(status_of(store, &ids[1]).await, DatasetStatus::Leased);
+
+    let mut own = BTreeMap::new();
+    own.insert(ids[1].clone(), outcome(Outcome::Unused, None));
+    let ReleaseResult::Released(answer) = store
+        .release_each(g.lease_id.clone(), Outcome::Passed, None, None, own, T0 + 5)
+        .await
+        .unwrap()
+    else {
+        panic!("expected a release")
+    };
+    let by_id: BTreeMap<&str, DatasetStatus> = answer
+        .datasets
+        .iter()
+        .map(|d| (d.id.as_str(), d.status))
+        .collect();
+    assert_eq!(
+        by_id[ids[0].as_str()],
+        DatasetStatus::Quarantined,
+        "settled early, kept"
+    );
+    assert_eq!(
+        by_id[ids[1].as_str()],
+        DatasetStatus::Ready,
+        "unused → ready"
+    );
+    assert_eq!(
+        by_id[ids[2].as_str()],
+        DatasetStatus::Consumed,
+        "the lease's outcome"
+    );
+    let hist = store.history(ids[1].clone()).await.unwrap();
+    assert!(hist.last().unwrap().reason.contains("unused"), "{hist:?}");
+    let counts = store.stock().await.unwrap();
+    let c = &counts[&("c_pd".to_string(), "s".to_string())];
+    assert_eq!((c.ready, c.leased, c.quarantined, c.consumed), (1, 0, 1, 1));
+    // An unused dataset is handed out again.
+    let g2 = granted(store, attempt(vec![item("again", "c_pd", "s", 1)], T0 + 6)).await;
+    assert_eq!(g2.datasets[0].dataset.id, ids[1]);
+    assert!(matches!(
+        store
+            .release_dataset(
+                g.lease_id.clone(),
+                ids[2].clone(),
+                outcome(Outcome::Passed, None),
+                T0 + 7
+            )
+            .await
+            .unwrap(),
+        DatasetReleaseResult::Gone(LeaseStatus::Released)
+    ));
+    assert_eq!(
+        store
+            .release_dataset(
+                "lease_nope".into(),
+                ids[2].clone(),
+                outcome(Outcome::Passed, None),
+                T0 + 7
+            )
+            .await
+            .unwrap(),
+        DatasetReleaseResult::NotFound
+    );
 }

@@ -40,8 +40,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use stockroom_protocol::api::{
-    DatasetView, HistoryEntry, Holder, LeaseGranted, LeaseItem, LeaseView, NewDataset,
-    ReleaseAnswer, StockCounts, StockSettings,
+    DatasetOutcome, DatasetView, HistoryEntry, Holder, LeaseGranted, LeaseItem, LeaseView,
+    NewDataset, ReleaseAnswer, ReleasedDataset, StockCounts, StockSettings,
 };
 use stockroom_protocol::pool_config::StoreUrl;
 use stockroom_protocol::{Attributes, Dataset, DatasetStatus, LeaseStatus, Outcome};
@@ -58,6 +58,8 @@ pub struct LeaseAttempt {
     pub items: Vec<LeaseItem>,
     pub ttl_ms: i64,
     pub idempotency_key: Option<String>,
+    /// What the key is bound to ([`rules::request_fingerprint`]).
+    pub fingerprint: String,
     pub now_ms: i64,
 }
 
@@ -80,10 +82,14 @@ pub struct ItemShortfall {
 /// Answer to [`Store::lease`].
 #[derive(Debug, Clone)]
 pub enum LeaseResult {
-    /// A new lease (HTTP 201).
+    /// A new lease (HTTP 201), with its token.
     Granted(LeaseGranted),
-    /// The active lease of the same idempotency key (HTTP 200).
+    /// The active lease of the same idempotency key and request (HTTP 200),
+    /// with a fresh token (the earlier one no longer works).
     Existing(LeaseGranted),
+    /// The idempotency key has an active lease for another request (or
+    /// another process): nothing was held or handed out (HTTP 409).
+    KeyConflict,
     /// Not enough stock; nothing was held.
     NoStock(Vec<ItemShortfall>),
 }
@@ -104,6 +110,20 @@ pub enum ReleaseResult {
     AlreadyReleased(ReleaseAnswer),
     /// The lease expired first; its datasets were quarantined then.
     Expired,
+    NotFound,
+    /// Per-dataset outcomes named datasets the lease does not hold; nothing changed.
+    NotInLease(Vec<String>),
+}
+
+/// Answer to [`Store::release_dataset`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatasetReleaseResult {
+    Released(ReleasedDataset),
+    /// Settled before (early, or by hand): its status now.
+    AlreadySettled(ReleasedDataset),
+    /// The lease has no such dataset.
+    NotInLease,
+    Gone(LeaseStatus),
     NotFound,
 }
 
@@ -314,13 +334,23 @@ pub trait Store: Send + Sync + 'static {
     /// not be empty.
     fn lease(&self, attempt: LeaseAttempt) -> BoxFuture<'_, StoreResult<LeaseResult>>;
 
-    /// The active lease of an idempotency key, if any. One found past its
-    /// expiry is expired on the spot (as the reaper would) and answers `None`.
+    /// The active lease of an idempotency key, if any: `Existing` (with a
+    /// fresh token) when `fingerprint` is the one it was leased with,
+    /// `KeyConflict` otherwise. One found past its expiry is expired on the
+    /// spot (as the reaper would) and answers `None`.
     fn find_by_idempotency_key(
         &self,
         key: String,
+        fingerprint: String,
         now_ms: i64,
-    ) -> BoxFuture<'_, StoreResult<Option<LeaseGranted>>>;
+    ) -> BoxFuture<'_, StoreResult<Option<LeaseResult>>>;
+
+    /// The token hash of a lease: `None` when there is no such lease,
+    /// `Some(None)` for a lease older than tokens.
+    fn lease_token_hash(
+        &self,
+        lease_id: String,
+    ) -> BoxFuture<'_, StoreResult<Option<Option<String>>>>;
 
     /// Extends an active, unexpired lease to `now + ttl`. An active lease found
     /// past its expiry is expired on the spot (as the reaper would).
@@ -332,8 +362,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, StoreResult<HeartbeatResult>>;
 
     /// Ends a lease with an outcome: `passed` (or `on_failure = release`) →
-    /// `consumed`, or `ready` when the dataset is reusable; otherwise
-    /// `quarantined`. Idempotent.
+    /// `consumed`, or `ready` when the dataset is reusable; `unused` →
+    /// `ready`; otherwise `quarantined`. Idempotent.
     fn release(
         &self,
         lease_id: String,
@@ -341,7 +371,40 @@ pub trait Store: Send + Sync + 'static {
         reason: Option<String>,
         details_url: Option<String>,
         now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<ReleaseResult>> {
+        self.release_each(
+            lease_id,
+            outcome,
+            reason,
+            details_url,
+            BTreeMap::new(),
+            now_ms,
+        )
+    }
+
+    /// [`Store::release`] where a dataset listed in `datasets` takes its own
+    /// outcome (the others take `outcome`); one settled before keeps its
+    /// status. Naming a dataset the lease does not hold changes nothing.
+    fn release_each(
+        &self,
+        lease_id: String,
+        outcome: Outcome,
+        reason: Option<String>,
+        details_url: Option<String>,
+        datasets: BTreeMap<String, DatasetOutcome>,
+        now_ms: i64,
     ) -> BoxFuture<'_, StoreResult<ReleaseResult>>;
+
+    /// Settles one leased dataset of an active lease with its own outcome
+    /// (the rule of [`Store::release`]) and frees its entities; the lease
+    /// goes on for the others.
+    fn release_dataset(
+        &self,
+        lease_id: String,
+        dataset_id: String,
+        outcome: DatasetOutcome,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<DatasetReleaseResult>>;
 
     /// Expires up to `limit` active leases whose time is up; their datasets
     /// become `quarantined` ("lease expired without heartbeat").

@@ -2,8 +2,46 @@
 //! release, history reasons, the heartbeat interval. Both backends reach
 //! these only through [`super::ops`].
 
+use sha2::{Digest, Sha256};
+use stockroom_protocol::api::{Holder, LeaseItem};
 use stockroom_protocol::generator::LifecycleCall;
 use stockroom_protocol::{DatasetStatus, OnFailure, Outcome};
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What the store keeps of a lease token: its hex SHA-256, never the token.
+pub fn lease_token_hash(token: &str) -> String {
+    sha256_hex(token.as_bytes())
+}
+
+/// Whether `token` is the one whose hash is `stored_hash`, comparing in
+/// time independent of where they differ.
+pub fn lease_token_matches(stored_hash: &str, token: &str) -> bool {
+    let given = lease_token_hash(token);
+    let (a, b) = (given.as_bytes(), stored_hash.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// What an idempotency key is bound to: the hex SHA-256 of the request's
+/// holder (its `url` aside, its `instance` included), items and TTL. The same
+/// key with another fingerprint is a conflict (docs/pool.md, "Idempotency").
+pub fn request_fingerprint(
+    holder: &Holder,
+    items: &[LeaseItem],
+    ttl_seconds: Option<u64>,
+) -> String {
+    let holder = Holder {
+        url: None,
+        ..holder.clone()
+    };
+    let bound = serde_json::json!({"holder": holder, "items": items, "ttl_seconds": ttl_seconds});
+    sha256_hex(bound.to_string().as_bytes())
+}
 
 /// How often a holder should heartbeat a lease of `ttl_ms`: three beats per
 /// TTL, at least one second apart.
@@ -14,7 +52,12 @@ pub fn heartbeat_interval_seconds(ttl_ms: i64) -> u64 {
 /// Where a leased dataset goes when its lease is released: `passed` (or an
 /// item with `on_failure = release`) → `consumed`, or `ready` again when the
 /// dataset is reusable; any other outcome → `quarantined`.
+///
+/// `unused` (no test code saw the dataset) → `ready`, whatever the state.
 pub fn released_status(outcome: Outcome, on_failure: OnFailure, reusable: bool) -> DatasetStatus {
+    if outcome == Outcome::Unused {
+        return DatasetStatus::Ready;
+    }
     let keep = outcome == Outcome::Passed || on_failure == OnFailure::Release;
     match (keep, reusable) {
         (true, true) => DatasetStatus::Ready,
@@ -115,6 +158,28 @@ pub mod reasons {
             Some(r) => format!("lease released: {outcome} ({r})"),
             None => format!("lease released: {outcome}"),
         }
+    }
+
+    /// A dataset settled with its own outcome: at its lease's release
+    /// (`early` false) or before it (`POST …/datasets/{id}/release`).
+    pub fn dataset_released(
+        outcome: Outcome,
+        reason: Option<&str>,
+        test: Option<&str>,
+        early: bool,
+    ) -> String {
+        let mut text = if early {
+            format!("released early: {outcome}")
+        } else {
+            format!("lease released: {outcome}")
+        };
+        if let Some(test) = test {
+            text.push_str(&format!(", test {test}"));
+        }
+        if let Some(r) = reason {
+            text.push_str(&format!(" ({r})"));
+        }
+        text
     }
 
     pub fn generation_started(generator: &str, request: &serde_json::Value) -> String {
@@ -221,6 +286,8 @@ mod tests {
             (Outcome::Failed, OnFailure::Quarantine, true, Quarantined),
             (Outcome::Failed, OnFailure::Release, false, Consumed),
             (Outcome::Failed, OnFailure::Release, true, Ready),
+            (Outcome::Unused, OnFailure::Quarantine, false, Ready),
+            (Outcome::Unused, OnFailure::Quarantine, true, Ready),
         ];
         for (outcome, on_failure, reusable, want) in cases {
             assert_eq!(released_status(outcome, on_failure, reusable), want);

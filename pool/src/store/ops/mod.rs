@@ -161,6 +161,7 @@ pub(crate) async fn leased_datasets<T: Tx>(
 pub(crate) async fn granted<T: Tx>(tx: &T, lease: &LeaseRow) -> StoreResult<LeaseGranted> {
     Ok(LeaseGranted {
         lease_id: lease.id.clone(),
+        lease_token: None,
         expires_at: rfc3339(lease.expires_at),
         heartbeat_interval_seconds: heartbeat_interval_seconds(lease.ttl_ms),
         datasets: leased_datasets(tx, &lease.id).await?,
@@ -208,9 +209,14 @@ macro_rules! store_over_ops {
         fn find_by_idempotency_key(
             &self,
             key: String,
+            fingerprint: String,
             now_ms: i64,
-        ) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<Option<::stockroom_protocol::api::LeaseGranted>>> {
-            $write!(self, |tx| $crate::store::ops::lease::find_by_idempotency_key(tx, &key, now_ms))
+        ) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<Option<$crate::store::LeaseResult>>> {
+            $write!(self, |tx| $crate::store::ops::lease::find_by_idempotency_key(tx, &key, &fingerprint, now_ms))
+        }
+
+        fn lease_token_hash(&self, lease_id: String) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<Option<Option<String>>>> {
+            $read!(self, |tx| $crate::store::ops::lease::token_hash(tx, &lease_id))
         }
 
         fn heartbeat(
@@ -222,12 +228,13 @@ macro_rules! store_over_ops {
             $write!(self, |tx| $crate::store::ops::heartbeat::heartbeat(tx, &lease_id, ttl_ms, now_ms))
         }
 
-        fn release(
+        fn release_each(
             &self,
             lease_id: String,
             outcome: ::stockroom_protocol::Outcome,
             reason: Option<String>,
             details_url: Option<String>,
+            datasets: ::std::collections::BTreeMap<String, ::stockroom_protocol::api::DatasetOutcome>,
             now_ms: i64,
         ) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<$crate::store::ReleaseResult>> {
             $write!(self, |tx| $crate::store::ops::release::release(
@@ -236,6 +243,23 @@ macro_rules! store_over_ops {
                 outcome,
                 reason.as_deref(),
                 details_url.as_deref(),
+                &datasets,
+                now_ms
+            ))
+        }
+
+        fn release_dataset(
+            &self,
+            lease_id: String,
+            dataset_id: String,
+            outcome: ::stockroom_protocol::api::DatasetOutcome,
+            now_ms: i64,
+        ) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<$crate::store::DatasetReleaseResult>> {
+            $write!(self, |tx| $crate::store::ops::release::release_dataset(
+                tx,
+                &lease_id,
+                &dataset_id,
+                &outcome,
                 now_ms
             ))
         }

@@ -71,6 +71,8 @@ fn lease_row(r: &Row) -> StoreResult<LeaseRow> {
         reason: get(r, 9)?,
         details_url: get(r, 10)?,
         answer: get(r, 11)?,
+        token_hash: get(r, 12)?,
+        request_hash: get(r, 13)?,
     })
 }
 
@@ -194,9 +196,17 @@ impl Tx for PgTx<'_> {
                 &l.ttl_ms,
                 &l.created_at,
                 &l.expires_at,
+                &l.token_hash,
+                &l.request_hash,
             ],
         )
         .await?;
+        Ok(())
+    }
+
+    async fn set_lease_token(&self, id: &str, token_hash: &str) -> StoreResult<()> {
+        self.execute(sql::SET_LEASE_TOKEN, &[&id, &token_hash])
+            .await?;
         Ok(())
     }
 
@@ -304,6 +314,20 @@ impl Tx for PgTx<'_> {
     /// Also remembers when each entity was freed: `entity_released` exists
     /// only here, because only here can another replica commit a release
     /// "after" a request that read its clock earlier (see [`Tx::clock_floor`]).
+    async fn free_dataset_entities(
+        &self,
+        lease_id: &str,
+        dataset_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        self.execute(
+            sql::FREE_DATASET_ENTITIES,
+            &[&lease_id, &now_ms, &dataset_id],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn free_entities(&self, lease_id: &str, now_ms: i64) -> StoreResult<()> {
         self.execute(sql::FREE_ENTITIES, &[&lease_id, &now_ms])
             .await?;
