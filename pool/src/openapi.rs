@@ -367,6 +367,7 @@ pub mod examples {
             generating: 2,
             generator: Some("customers".into()),
             down: Some("connection refused".into()),
+            entities_held: 0,
         }]);
         p.lease_id = Some("lease_…".into());
         p.generator = Some("customers".into());

@@ -14,6 +14,7 @@ pub mod clock;
 mod datasets;
 mod error;
 mod leases;
+pub mod redact;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -68,6 +68,9 @@ pub struct LeaseAttempt {
 pub struct ItemShortfall {
     pub name: String,
     pub wanted: u32,
+    /// Matching ready datasets skipped because another active lease (or an
+    /// earlier item of this one) holds one of their entities.
+    pub entities_held: u64,
     /// Matching datasets that are ready and whose entities are free.
     pub available: u64,
     /// Ready datasets of the state (whatever the filter).

@@ -87,7 +87,7 @@ pub(crate) async fn take_input<T: Tx>(
         count: 1,
         on_failure: OnFailure::Quarantine,
     };
-    let Some(picked) = pick(tx, &item, &mut HashSet::new(), &mut HashSet::new())
+    let Some(picked) = pick(tx, &item, &mut HashSet::new(), &mut HashSet::new(), &mut 0)
         .await?
         .into_iter()
         .next()
