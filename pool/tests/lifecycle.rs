@@ -132,9 +132,23 @@ impl TestPool {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_holding(method, path, body, None).await
+    }
+
+    /// [`Self::call`] proving it holds a lease with the lease's token.
+    async fn call_holding(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        lease_token: Option<&str>,
+    ) -> (u16, Value) {
         let mut req = self
             .http
             .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(token) = lease_token {
+            req = req.header(stockroom_protocol::api::LEASE_TOKEN_HEADER, token);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -180,10 +194,11 @@ impl TestPool {
         assert_eq!(lease["datasets"][0]["id"], id, "{lease}");
         let lid = lease["lease_id"].as_str().unwrap();
         let (s, released) = self
-            .call(
+            .call_holding(
                 "POST",
                 &format!("/api/v1/leases/{lid}/release"),
                 Some(json!({"outcome": outcome})),
+                lease["lease_token"].as_str(),
             )
             .await;
         assert_eq!(s, 200, "{released}");
@@ -373,12 +388,15 @@ async fn bad_lifecycle_answers_are_recorded_failures_and_cleanup_is_retried() {
         .await;
     assert_eq!(s, 201, "{lease}");
     let lid = lease["lease_id"].as_str().unwrap();
-    pool.call(
-        "POST",
-        &format!("/api/v1/leases/{lid}/release"),
-        Some(json!({"outcome": "passed"})),
-    )
-    .await;
+    let (s, released) = pool
+        .call_holding(
+            "POST",
+            &format!("/api/v1/leases/{lid}/release"),
+            Some(json!({"outcome": "passed"})),
+            lease["lease_token"].as_str(),
+        )
+        .await;
+    assert_eq!(s, 200, "{released}");
     pool.until_history(
         &single,
         "cleanup attempt 1 via generator \"accounts\" failed (retried later)",
