@@ -59,6 +59,10 @@ def test_each_take_is_done_with_its_test_outcome_and_is_a_junit_property(inner, 
             orders = stockroom.take("order/placed", count=2)
             assert isinstance(orders, list) and len(orders) == 2
             assert orders[0].data["customer_id"] != orders[1].data["customer_id"]
+            customer = orders[0].inputs["customer"]  # the composed dataset's input
+            assert customer.state_ref == "customer/active-with-payment"
+            assert customer.data["customer_id"] == orders[0].data["customer_id"]
+            assert "***" in repr(orders[0]) and customer.data["password"].reveal() not in repr(orders[0])
 
         @pytest.mark.skip(reason="never runs")
         @pytest.mark.stockroom("customer/active")
