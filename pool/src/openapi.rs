@@ -133,6 +133,7 @@ pub mod examples {
             url: Some("https://ci.example/8812".into()),
             git_ref: Some("main".into()),
             instance: None,
+            ..Holder::default()
         }
     }
 
@@ -212,6 +213,43 @@ pub mod examples {
             outcome: Outcome::Failed,
             reason: Some("3 tests failed".into()),
             details_url: Some("https://ci.example/8812".into()),
+            datasets: Default::default(),
+        })
+    }
+
+    pub fn dataset_release_request() -> Value {
+        to(DatasetOutcome {
+            outcome: Outcome::Failed,
+            reason: Some("AssertionError: cart total".into()),
+            test: Some("tests/test_cart.py::test_pay[DE]".into()),
+        })
+    }
+
+    pub fn dataset_release_answer() -> Value {
+        to(ReleasedDataset {
+            id: "ds_0123456789abcdef".into(),
+            name: "buyer".into(),
+            status: DatasetStatus::Quarantined,
+        })
+    }
+
+    pub fn heartbeat_batch_request() -> Value {
+        to(HeartbeatBatchRequest {
+            leases: vec![HeartbeatBatchItem {
+                lease_id: "lease_0123456789abcdef0123456789abcdef".into(),
+                lease_token: Some("lt_0123456789abcdef0123456789abcdef".into()),
+            }],
+        })
+    }
+
+    pub fn heartbeat_batch_answer() -> Value {
+        to(HeartbeatBatchAnswer {
+            leases: vec![HeartbeatBatchResult {
+                lease_id: "lease_0123456789abcdef0123456789abcdef".into(),
+                expires_at: Some("2025-01-01T00:02:00.000Z".into()),
+                heartbeat_interval_seconds: Some(40),
+                problem: None,
+            }],
         })
     }
 

@@ -10,8 +10,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use stockroom_protocol::LeaseStatus;
 use stockroom_protocol::api::{
-    DatasetView, ExtendDatasetRequest, HeartbeatAnswer, HeartbeatRequest, LeaseList, LeaseRequest,
-    LeaseView, ReleaseAnswer, ReleaseRequest,
+    DatasetOutcome, DatasetView, ExtendDatasetRequest, HeartbeatAnswer, HeartbeatBatchAnswer,
+    HeartbeatBatchRequest, HeartbeatBatchResult, HeartbeatRequest, LeaseList, LeaseRequest,
+    LeaseView, ReleaseAnswer, ReleaseRequest, ReleasedDataset,
 };
 
 use super::AppState;
@@ -86,9 +87,57 @@ pub async fn release(
 ) -> Result<Json<ReleaseAnswer>, ApiError> {
     let released = app
         .service
-        .release(id, &proof, req.outcome, req.reason, req.details_url)
+        .release_each(
+            id,
+            &proof,
+            req.outcome,
+            req.reason,
+            req.details_url,
+            req.datasets,
+        )
         .await?;
     Ok(Json(released.answer))
+}
+
+/// Settles one dataset of a lease early (docs/per-test.md), for the lease's holder.
+pub async fn release_dataset(
+    State(app): State<AppState>,
+    LeaseCaller(_, proof): LeaseCaller,
+    Path((id, dataset_id)): Path<(String, String)>,
+    Body(req): Body<DatasetOutcome>,
+) -> Result<Json<ReleasedDataset>, ApiError> {
+    Ok(Json(
+        app.service
+            .release_dataset(id, &proof, dataset_id, req)
+            .await?,
+    ))
+}
+
+/// Heartbeats many leases in one call; each lease gets its own result.
+pub async fn heartbeat_batch(
+    State(app): State<AppState>,
+    Ci(_): Ci,
+    Body(req): Body<HeartbeatBatchRequest>,
+) -> Result<Json<HeartbeatBatchAnswer>, ApiError> {
+    let results = app.service.heartbeat_batch(req.leases).await?;
+    let leases = results
+        .into_iter()
+        .map(|(lease_id, result)| match result {
+            Ok(answer) => HeartbeatBatchResult {
+                lease_id,
+                expires_at: Some(answer.expires_at),
+                heartbeat_interval_seconds: Some(answer.heartbeat_interval_seconds),
+                problem: None,
+            },
+            Err(e) => HeartbeatBatchResult {
+                lease_id,
+                expires_at: None,
+                heartbeat_interval_seconds: None,
+                problem: Some(*ApiError::from(e).problem),
+            },
+        })
+        .collect();
+    Ok(Json(HeartbeatBatchAnswer { leases }))
 }
 
 /// Advances a leased dataset by an extension, for the lease's holder (its
