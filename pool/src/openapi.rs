@@ -308,6 +308,14 @@ pub mod examples {
         }))
     }
 
+    pub fn verify_started() -> Value {
+        to(VerifyStarted {
+            type_name: "customer".into(),
+            state: "active".into(),
+            verifying: 12,
+        })
+    }
+
     pub fn stock_settings() -> Value {
         to(StockSettings {
             min_ready: 20,
@@ -359,6 +367,7 @@ pub mod examples {
             generating: 2,
             generator: Some("customers".into()),
             down: Some("connection refused".into()),
+            entities_held: 0,
         }]);
         p.lease_id = Some("lease_…".into());
         p.generator = Some("customers".into());

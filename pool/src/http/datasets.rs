@@ -13,12 +13,13 @@ use stockroom_protocol::api::{Catalog, DatasetList, DatasetView, RegisterDataset
 use super::AppState;
 use super::leases::limit;
 use super::problem::{Admin, ApiError, Body, Ci};
-use crate::service::Settle;
+use crate::service::{Settle, redact};
 use crate::store::DatasetFilter;
+use stockroom_protocol::pool_config::Role;
 
 pub async fn list(
     State(app): State<AppState>,
-    Ci(_): Ci,
+    Ci(caller): Ci,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<DatasetList>, ApiError> {
     let status = match q.get("status") {
@@ -31,16 +32,23 @@ pub async fn list(
         status,
         limit: limit(&q)?,
     };
-    let datasets = app.service.datasets(filter).await?;
+    let mut datasets = app.service.datasets(filter).await?;
+    if caller.role < Role::Admin {
+        datasets.iter_mut().for_each(redact::summarize_view);
+    }
     Ok(Json(DatasetList { datasets }))
 }
 
 pub async fn get(
     State(app): State<AppState>,
-    Ci(_): Ci,
+    Ci(caller): Ci,
     Path(id): Path<String>,
 ) -> Result<Json<DatasetView>, ApiError> {
-    Ok(Json(app.service.dataset(id).await?))
+    let mut view = app.service.dataset(id).await?;
+    if caller.role < Role::Admin {
+        redact::summarize_view(&mut view);
+    }
+    Ok(Json(view))
 }
 
 pub async fn register(
@@ -72,9 +80,29 @@ pub async fn recycle(
     ))
 }
 
+/// `POST /stock/{type}/{state}/verify`: verify every ready dataset of a state.
+pub async fn verify_stock(
+    State(app): State<AppState>,
+    Admin(caller): Admin,
+    Path((type_name, state)): Path<(String, String)>,
+) -> Result<Json<stockroom_protocol::api::VerifyStarted>, ApiError> {
+    Ok(Json(
+        app.service
+            .verify_stock(type_name, state, caller.name)
+            .await?,
+    ))
+}
+
 /// The catalog, with `problems`: what is wrong in the generators' capabilities.
-pub async fn catalog(State(app): State<AppState>, Ci(_): Ci) -> Result<Json<Catalog>, ApiError> {
-    Ok(Json(app.service.catalog().await?))
+pub async fn catalog(
+    State(app): State<AppState>,
+    Ci(caller): Ci,
+) -> Result<Json<Catalog>, ApiError> {
+    let mut catalog = app.service.catalog().await?;
+    if caller.role < Role::Admin {
+        redact::summarize_catalog(&mut catalog);
+    }
+    Ok(Json(catalog))
 }
 
 pub async fn set_stock(

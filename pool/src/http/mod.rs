@@ -3,6 +3,7 @@
 //! [`api_routes`], which both builds the router and feeds `openapi`.
 
 pub mod datasets;
+pub mod guard;
 pub mod leases;
 pub mod ops;
 pub mod problem;
@@ -258,6 +259,18 @@ pub fn api_routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
         (
             RouteDoc {
                 method: "post",
+                path: "/stock/{type}/{state}/verify",
+                role: Some(Role::Admin),
+                summary: "Verify every ready dataset of a state with its generator before it is leased again; invalid ones are discarded with the reason",
+                request: None,
+                response: Some((200, ex::verify_started)),
+                errors: &[K::InvalidRequest, K::Forbidden],
+            },
+            post(datasets::verify_stock),
+        ),
+        (
+            RouteDoc {
+                method: "post",
                 path: "/generators/refresh",
                 role: Some(Role::Admin),
                 summary: "Reload every generator's capabilities now; answers each generator's result and the catalog problems (an addition to the contract)",
@@ -323,5 +336,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state)
 }

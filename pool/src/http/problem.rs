@@ -42,6 +42,15 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         tracing::error!(error = %e, "store failure");
+        if matches!(e, StoreError::Full(_)) {
+            let mut a = ApiError::new(
+                ProblemKind::StoreFull,
+                "the pool's store is full (no space left); nothing was changed. Retry later; \
+                 the pool's operators must free space (the error is in the pool's log)",
+            );
+            a.retry_after = Some(30);
+            return a;
+        }
         if e.is_unavailable() {
             // The database is down or unreachable: worth a retry, not a bug report.
             let mut a = ApiError::new(
@@ -94,11 +103,18 @@ impl From<ServiceError> for ApiError {
                 shortfall,
                 queued_behind,
             } => {
-                let detail = if queued_behind {
-                    "not enough stock for this request: earlier waiting requests for the same states are served first"
+                let mut detail = if queued_behind {
+                    "not enough stock for this request: earlier waiting requests for the same states are served first".to_string()
                 } else {
-                    "not enough stock for this request; nothing is held"
+                    "not enough stock for this request; nothing is held".to_string()
                 };
+                for s in shortfall.iter().filter(|s| s.entities_held > 0) {
+                    detail.push_str(&format!(
+                        "; {}: {} ready dataset(s) match but share entities with other active leases, so they \
+                         cannot be handed out until those leases end",
+                        s.name, s.entities_held
+                    ));
+                }
                 let mut a = ApiError::new(ProblemKind::NoStock, detail);
                 a.problem.shortfall = Some(shortfall);
                 a.retry_after = Some(5);

@@ -117,6 +117,7 @@ fn public_shortfall(s: &[ItemShortfall]) -> Vec<Shortfall> {
             generating: s.generating,
             generator: None,
             down: None,
+            entities_held: s.entities_held,
         })
         .collect()
 }
@@ -177,6 +178,12 @@ impl PoolService {
     /// served (see `waiting`). A request that finds no stock asks the supply
     /// to make its shortfall just in time.
     pub async fn lease(&self, req: LeaseRequest) -> ServiceResult<Leased> {
+        let result = self.lease_now(req).await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn lease_now(&self, req: LeaseRequest) -> ServiceResult<Leased> {
         validate(&req)?;
         let wanted: BTreeSet<(String, String)> = req
             .items
@@ -296,6 +303,7 @@ impl PoolService {
                             generating: c.generating,
                             generator: None,
                             down: None,
+                            entities_held: 0,
                         }
                     })
                     .collect()
@@ -310,6 +318,17 @@ impl PoolService {
     /// Extends an active lease to now + TTL (the asked TTL, capped, or the
     /// lease's own). A lease found past its expiry is expired on the spot.
     pub async fn heartbeat(
+        &self,
+        id: String,
+        proof: &Proof,
+        ttl_seconds: Option<u64>,
+    ) -> ServiceResult<HeartbeatAnswer> {
+        let result = self.heartbeat_now(id, proof, ttl_seconds).await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn heartbeat_now(
         &self,
         id: String,
         proof: &Proof,
@@ -380,6 +399,22 @@ impl PoolService {
         details_url: Option<String>,
         datasets: BTreeMap<String, DatasetOutcome>,
     ) -> ServiceResult<Released> {
+        let result = self
+            .release_each_now(id, proof, outcome, reason, details_url, datasets)
+            .await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn release_each_now(
+        &self,
+        id: String,
+        proof: &Proof,
+        outcome: Outcome,
+        reason: Option<String>,
+        details_url: Option<String>,
+        datasets: BTreeMap<String, DatasetOutcome>,
+    ) -> ServiceResult<Released> {
         self.check_holder(&id, proof, LeaseAct::Release).await?;
         match self
             .store()
@@ -428,6 +463,20 @@ impl PoolService {
     /// (see `Store::release_dataset`); the lease goes on for the others.
     /// Repeating it answers the dataset's status again.
     pub async fn release_dataset(
+        &self,
+        lease_id: String,
+        proof: &Proof,
+        dataset_id: String,
+        outcome: DatasetOutcome,
+    ) -> ServiceResult<ReleasedDataset> {
+        let result = self
+            .release_dataset_now(lease_id, proof, dataset_id, outcome)
+            .await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn release_dataset_now(
         &self,
         lease_id: String,
         proof: &Proof,

@@ -14,11 +14,13 @@ pub mod clock;
 mod datasets;
 mod error;
 mod leases;
+pub mod redact;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use stockroom_protocol::api::{Catalog, RefreshAnswer, StockSettings};
+use stockroom_protocol::api::{Catalog, RefreshAnswer, StockSettings, VerifyStarted};
 use stockroom_protocol::pool_config::PoolConfig;
 use tokio::sync::watch;
 
@@ -52,6 +54,9 @@ struct Inner {
     /// a state (its status counts and stock settings are never deleted), so
     /// a pair in here is known for good and a lease for it needs no read.
     store_states: RwLock<BTreeSet<(String, String)>>,
+    /// Writes failed for lack of space (`StoreError::Full`) and none has
+    /// succeeded since: `/readyz` answers 503 until a write works again.
+    writes_failing: AtomicBool,
 }
 
 /// What [`PoolService::new`] is built from.
@@ -79,6 +84,7 @@ impl PoolService {
                 catalog,
                 shutdown: parts.shutdown,
                 store_states: RwLock::default(),
+                writes_failing: AtomicBool::new(false),
             }),
         }
     }
@@ -119,6 +125,55 @@ impl PoolService {
     /// Plugs another producer of catalog states in.
     pub fn add_catalog_source(&self, source: Arc<dyn CatalogSource>) {
         self.inner.catalog.add_source(source);
+    }
+
+    // ------------------------------------------------------------ write health
+
+    /// Records how a write operation went: a full store marks writes as
+    /// failing, a success clears that.
+    fn observe_write<T>(&self, result: &ServiceResult<T>) {
+        match result {
+            Err(ServiceError::Store(StoreError::Full(_))) => {
+                if !self.inner.writes_failing.swap(true, Ordering::SeqCst) {
+                    tracing::error!(
+                        "the store is full: writes fail (clients get 507 store-full, /readyz 503) until space is freed"
+                    );
+                }
+            }
+            Ok(_) => {
+                if self.inner.writes_failing.swap(false, Ordering::SeqCst) {
+                    tracing::info!("the store takes writes again");
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Whether the store takes writes: true unless a write failed for lack
+    /// of space; then a small probe write (a session row put and deleted)
+    /// decides, so readiness comes back once space is freed.
+    pub async fn writes_ok(&self) -> bool {
+        if !self.inner.writes_failing.load(Ordering::SeqCst) {
+            return true;
+        }
+        let probe = crate::store::SessionRow {
+            id_hash: format!("readyz-probe-{}", crate::ids::replica_tag()),
+            caller_name: "readyz".into(),
+            role: stockroom_protocol::pool_config::Role::Ci,
+            csrf: String::new(),
+            leases: Vec::new(),
+            last_seen_ms: self.now_ms(),
+        };
+        let id = probe.id_hash.clone();
+        let store = self.store();
+        let result: ServiceResult<()> = async {
+            store.put_session(probe).await?;
+            store.delete_session(id).await?;
+            Ok(())
+        }
+        .await;
+        self.observe_write(&result);
+        result.is_ok()
     }
 
     // ------------------------------------------------------------ side effects
@@ -210,12 +265,38 @@ impl PoolService {
                 settings.max_ready, settings.min_ready
             )));
         }
-        self.inner
+        let result = self
+            .inner
             .store
             .set_stock(type_name, state, settings)
-            .await?;
+            .await
+            .map_err(ServiceError::from);
+        self.observe_write(&result);
+        result?;
         self.stock_taken();
         Ok(settings)
+    }
+
+    /// Verifies every ready dataset of a state before it is leased again
+    /// (`POST /stock/{type}/{state}/verify`).
+    pub async fn verify_stock(
+        &self,
+        type_name: String,
+        state: String,
+        by: String,
+    ) -> ServiceResult<VerifyStarted> {
+        use crate::supply::VerifyAllError;
+        match self.inner.supply.verify_all(&type_name, &state, &by).await {
+            Ok(verifying) => Ok(VerifyStarted {
+                type_name,
+                state,
+                verifying,
+            }),
+            Err(VerifyAllError::NotOffered) => Err(ServiceError::Invalid(format!(
+                "no generator offers verify for {type_name}/{state}; see `lifecycle` in GET /api/v1/catalog"
+            ))),
+            Err(VerifyAllError::Store(e)) => Err(e.into()),
+        }
     }
 
     /// Asks every generator for its capabilities now.
