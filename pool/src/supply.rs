@@ -471,6 +471,51 @@ impl Supply {
         report
     }
 
+    /// The generator that makes a state (its first route's) and, when it is
+    /// down (failing, backing off, or never answered), why: for the 503
+    /// `shortfall` and the sidecar's progress lines.
+    pub fn generator_status(
+        &self,
+        type_name: &str,
+        state: &str,
+    ) -> Option<(String, Option<String>)> {
+        let view = self.view();
+        let info = view.graph.state(type_name, state)?;
+        let name = info.routes.first().map(|r| match r {
+            stockroom_generators::Route::Generate { generator, .. }
+            | stockroom_generators::Route::Extend { generator, .. } => generator.clone(),
+        })?;
+        let health = self.health().into_iter().find(|h| h.name == name)?;
+        let down = (!health.available).then(|| {
+            health
+                .last_error
+                .unwrap_or_else(|| "not answering".to_string())
+        });
+        Some((name, down))
+    }
+
+    /// When no route can make a state now because its generators are down:
+    /// the generator to name and why (a lease then fails early with
+    /// `generator-failed` instead of waiting). `None` when it can be made,
+    /// or when no generator offers it at all (registered stock).
+    pub fn unmakeable(&self, type_name: &str, state: &str) -> Option<(String, String)> {
+        let view = self.view();
+        view.graph.state(type_name, state)?;
+        let health = self.health();
+        let up = |name: &str| {
+            health
+                .iter()
+                .find(|h| h.name == name)
+                .is_none_or(|h| h.available)
+        };
+        if view.graph.can_make(type_name, state, &up) {
+            return None;
+        }
+        let (generator, down) = self.generator_status(type_name, state)?;
+        let why = down.unwrap_or_else(|| "a generator it needs is down".to_string());
+        Some((generator, why))
+    }
+
     /// Health of every generator, in config order. One that never answered
     /// its capabilities is unavailable.
     pub fn health(&self) -> Vec<GeneratorHealth> {

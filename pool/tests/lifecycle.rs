@@ -452,3 +452,57 @@ async fn bad_lifecycle_answers_are_recorded_failures_and_cleanup_is_retried() {
     assert!(text.contains("timed out after 2000ms"), "{text}");
     assert!(text.contains("its state is unknown"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_down_generator_is_named_in_the_shortfall_and_fails_a_lease_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut generator = Generator::start(dir.path()).await;
+    let pool = TestPool::start(dir.path(), &generator, vec![stock("single", 0, 5, None)]).await;
+    poll("the generator's capabilities", || async {
+        let c = pool.call("GET", "/api/v1/catalog", None).await.1;
+        c["types"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty())
+            .then_some(())
+    })
+    .await;
+    generator.misbehave(json!({"generate": "slow"}));
+    let item = json!([{"name": "a", "type": "account", "state": "single"}]);
+    let (s, p) = pool
+        .call(
+            "POST",
+            "/api/v1/leases",
+            Some(json!({"holder": {"job": "t"}, "wait_seconds": 0, "items": item})),
+        )
+        .await;
+    assert_eq!(s, 503, "{p}");
+    assert_eq!(p["shortfall"][0]["generator"], "accounts", "{p}");
+    assert!(p["shortfall"][0].get("down").is_none(), "up: {p}");
+
+    // The generator dies: the lease fails early, naming it and why.
+    let _ = generator.child.kill();
+    let _ = generator.child.wait();
+    let started = std::time::Instant::now();
+    let (s, p) = pool
+        .call(
+            "POST",
+            "/api/v1/leases",
+            Some(json!({"holder": {"job": "t"}, "wait_seconds": 50, "items": item})),
+        )
+        .await;
+    assert_eq!(s, 502, "{p}");
+    assert!(
+        p["type"].as_str().unwrap().ends_with("/generator-failed"),
+        "{p}"
+    );
+    assert_eq!(p["generator"], "accounts", "{p}");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("is down") && detail.contains("connect"),
+        "{detail}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "early, not after wait_seconds"
+    );
+}

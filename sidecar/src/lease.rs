@@ -259,8 +259,12 @@ pub fn describe_shortfall(shortfall: &[Shortfall]) -> String {
             } else {
                 String::new()
             };
+            let health = match (&s.generator, &s.down) {
+                (Some(g), Some(why)) => format!(" (generator {g} is down: {why})"),
+                _ => String::new(),
+            };
             format!(
-                "{}: {} of {} ready{held}, {} generating",
+                "{}: {} of {} ready{held}, {} generating{health}",
                 s.name, s.ready, s.wanted, s.generating
             )
         })
@@ -357,14 +361,15 @@ mod tests {
                 wanted: 3,
                 ready: 1,
                 generating: 0,
-                generator: None,
-                down: None,
+                generator: Some("orders".into()),
+                down: Some("could not connect: connection refused".into()),
                 entities_held: 0,
             },
         ];
         assert_eq!(
             describe_shortfall(&s),
-            "buyer: 0 of 1 ready, 1 generating; orders: 1 of 3 ready, 0 generating"
+            "buyer: 0 of 1 ready, 1 generating; orders: 1 of 3 ready, 0 generating \
+             (generator orders is down: could not connect: connection refused)"
         );
     }
 }

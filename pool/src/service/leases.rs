@@ -246,6 +246,29 @@ impl PoolService {
                     }
                     LeaseResult::KeyConflict => return Err(key_conflict()),
                     LeaseResult::NoStock(short) => {
+                        // A state no route can make now, and too little of it
+                        // coming: fail early, naming the generator and why.
+                        for s in &short {
+                            let Some(item) = req.items.iter().find(|i| i.name == s.name) else {
+                                continue;
+                            };
+                            if s.available + s.generating >= u64::from(s.wanted) {
+                                continue;
+                            }
+                            if let Some((generator, why)) =
+                                self.supply().unmakeable(&item.type_name, &item.state)
+                            {
+                                Metrics::inc(&metrics.acquire_no_stock, 1);
+                                return Err(ServiceError::GeneratorFailed {
+                                    detail: format!(
+                                        "no route can make {}/{} for item {:?} now: generator {generator:?} is down ({why}); \
+                                         fix or restart it, or lease what is in stock",
+                                        item.type_name, item.state, item.name
+                                    ),
+                                    generator,
+                                });
+                            }
+                        }
                         let satisfiable = short.iter().all(|s| s.potential >= u64::from(s.wanted));
                         ticket.set_blocking(satisfiable);
                         self.supply().on_shortfall(&req.items, &short);
@@ -309,6 +332,20 @@ impl PoolService {
                     .collect()
             }
         };
+        // Each wanted state's generator and whether it is down.
+        let shortfall = shortfall
+            .into_iter()
+            .map(|mut s| {
+                if let Some(item) = req.items.iter().find(|i| i.name == s.name)
+                    && let Some((generator, down)) =
+                        self.supply().generator_status(&item.type_name, &item.state)
+                {
+                    s.generator = Some(generator);
+                    s.down = down;
+                }
+                s
+            })
+            .collect();
         Err(ServiceError::NoStock {
             shortfall,
             queued_behind,
