@@ -161,7 +161,10 @@ mod tests {
             buckets[(d.as_millis() as usize / 100).min(9)] += 1;
         }
         // Every tenth of the first interval gets some, none gets most.
-        assert!(buckets.iter().all(|&n| (20..=90).contains(&n)), "{buckets:?}");
+        assert!(
+            buckets.iter().all(|&n| (20..=90).contains(&n)),
+            "{buckets:?}"
+        );
         // The same seed gives the same sequence.
         let a: Vec<Duration> = {
             let mut b = policy.start_seeded(42);

@@ -203,7 +203,10 @@ pub fn check_pool_url(text: &str) -> Result<String, String> {
         return Err("it names no host".into());
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("it must not carry credentials; the token comes from STOCKROOM_TOKEN or --token-file".into());
+        return Err(
+            "it must not carry credentials; the token comes from STOCKROOM_TOKEN or --token-file"
+                .into(),
+        );
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err("it must not have a query or fragment".into());

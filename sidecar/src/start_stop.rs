@@ -52,6 +52,9 @@ pub struct State {
     pub shard: ShardInfo,
     pub env_prefix: String,
     pub datasets: Vec<StateDataset>,
+    /// `--ca-file` / `STOCKROOM_CA_FILE` as `start` saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +176,7 @@ pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> R
                 state: d.dataset.state.clone(),
             })
             .collect(),
+        ca_file: prepared.tls.ca_file.clone(),
     };
     let started = (|| {
         inject::write_datasets_file(&home.path, &file)?;
@@ -360,7 +364,8 @@ pub async fn stop(common: &Common, args: &StopArgs, env: &impl EnvSource) -> Res
     let lost = std::fs::read_to_string(dir.join(LOST_FILE)).ok();
     let token = config::token(common, env)?;
     let retry_for = config::retry_for(common, env)?;
-    let client = PoolClient::new(&state.pool, token)?;
+    let tls = config::tls(common, env, state.ca_file.as_deref());
+    let client = PoolClient::new(&state.pool, token, &tls)?;
     let result = if let Some(lost) = &lost {
         tracing::error!("the lease was lost while the job ran: {}", lost.trim());
         Err(None)
@@ -550,7 +555,8 @@ pub async fn heartbeat_process(common: &Common, env: &impl EnvSource) -> Result<
         tracing::warn!("no state in {}; nothing to keep alive", dir.display());
         return Ok(Exit::Success);
     };
-    let client = PoolClient::new(&state.pool, config::token(common, env)?)?;
+    let tls = config::tls(common, env, state.ca_file.as_deref());
+    let client = PoolClient::new(&state.pool, config::token(common, env)?, &tls)?;
     let make = |kind| {
         signal(kind)
             .map_err(|e| Error::Internal(format!("failed to install a signal handler: {e}")))

@@ -305,7 +305,8 @@ fn names_that_shadow_the_sidecars_own_variables_are_rejected() {
     );
     assert!(e.contains("TD_LEASE_ID"), "{e}");
     parse("version = 1\n[inject]\nenv_prefix = \"TD_\"\n[[dataset]]\nname = \"agent\"\ntype = \"t\"\nstate = \"s\"\n").unwrap();
-    parse("version = 1\n[[dataset]]\nname = \"lease_data\"\ntype = \"t\"\nstate = \"s\"\n").unwrap();
+    parse("version = 1\n[[dataset]]\nname = \"lease_data\"\ntype = \"t\"\nstate = \"s\"\n")
+        .unwrap();
 }
 
 #[test]
