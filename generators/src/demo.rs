@@ -67,6 +67,8 @@ impl DemoShop {
                 endpoint: GeneratorEndpoint::Http(url),
                 timeout: HumanDuration::from_secs(30),
                 concurrency: 4,
+                env: Default::default(),
+                cwd: None,
             })
             .collect()
     }
@@ -178,6 +180,7 @@ fn customer_state(state: &str, description: &str, fields: &[&str]) -> ProducedSt
         secret_fields: strings(&["password"]),
         requires: Vec::new(),
         reusable: false,
+        lifecycle: Vec::new(),
     }
 }
 
@@ -262,6 +265,7 @@ fn capabilities_of(service: Service) -> Capabilities {
                     state: "active-with-payment".to_string(),
                 }],
                 reusable: false,
+                lifecycle: Vec::new(),
             }],
             extensions: vec![
                 extension(

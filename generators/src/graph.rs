@@ -23,7 +23,9 @@ use stockroom_protocol::api::{
     Catalog, CatalogState, CatalogType, GeneratorHealth, Production, StockCounts,
 };
 use stockroom_protocol::attributes::AttrValue;
-use stockroom_protocol::generator::{Capabilities, ExtensionSpec, ProducedState, Requirement};
+use stockroom_protocol::generator::{
+    Capabilities, ExtensionSpec, LifecycleCall, ProducedState, Requirement,
+};
 
 /// One way a state is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +82,12 @@ pub struct StateInfo {
     pub fields: Vec<String>,
     pub secret_fields: Vec<String>,
     pub reusable: bool,
+    /// The lifecycle calls its datasets get (docs/generators.md); a state
+    /// derived by an extension inherits those of the state it comes from.
+    pub lifecycle: Vec<LifecycleCall>,
+    /// The generator that answers them: the one that declared the state, or
+    /// for a derived state the one that declared its origin.
+    pub lifecycle_by: Option<String>,
     /// The generator whose `produces` declares it; `None` for a derived state.
     pub declared_by: Option<String>,
     /// Every usable way to make it: the generate route first, then extensions.
@@ -98,6 +106,7 @@ impl StateInfo {
             secret_fields: self.secret_fields.clone(),
             requires: self.requires().to_vec(),
             reusable: self.reusable,
+            lifecycle: self.lifecycle.clone(),
         }
     }
 
@@ -121,6 +130,8 @@ impl StateInfo {
             fields: p.fields.clone(),
             secret_fields: p.secret_fields.clone(),
             reusable: p.reusable,
+            lifecycle: p.lifecycle.clone(),
+            lifecycle_by: (!p.lifecycle.is_empty()).then(|| generator.to_string()),
             declared_by: Some(generator.to_string()),
             routes: Vec::new(),
         }
@@ -307,6 +318,8 @@ impl CatalogGraph {
                         fields,
                         secret_fields: from.secret_fields.clone(),
                         reusable: false,
+                        lifecycle: from.lifecycle.clone(),
+                        lifecycle_by: from.lifecycle_by.clone(),
                         declared_by: None,
                         routes: Vec::new(),
                     });
@@ -586,6 +599,7 @@ impl CatalogGraph {
                 secret_fields: info.secret_fields.clone(),
                 reusable: info.reusable,
                 produced_by: info.routes.iter().map(Route::to_production).collect(),
+                lifecycle: info.lifecycle.clone(),
                 available: self.can_make(type_name, state, &up),
                 stock: stock(type_name, state),
             };

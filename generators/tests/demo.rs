@@ -43,6 +43,7 @@ async fn make(
     let spec = graph.state(t, s).unwrap().as_produced_state();
     let generator = graph.producer(t, s).unwrap();
     let request = GenerateRequest {
+        request_id: format!("req-{t}-{s}"),
         type_name: t.into(),
         state: s.into(),
         attributes: serde_json::from_value(attrs).unwrap(),
@@ -57,6 +58,7 @@ async fn make(
         data: answer.data,
         secret_fields: answer.secret_fields,
         entities: answer.entities,
+        inputs: Default::default(),
     }
 }
 
@@ -64,6 +66,7 @@ async fn advance(gens: &Gens, graph: &CatalogGraph, dataset: Dataset, extension:
     let ext = graph.extension(&dataset.type_name, extension).unwrap();
     let target = graph.state(&dataset.type_name, &ext.spec.to).unwrap();
     let request = ExtendRequest {
+        request_id: format!("req-{extension}"),
         extension: extension.into(),
         dataset: dataset.clone(),
     };
@@ -76,6 +79,7 @@ async fn advance(gens: &Gens, graph: &CatalogGraph, dataset: Dataset, extension:
         data: answer.data,
         secret_fields: answer.secret_fields,
         entities: answer.entities,
+        inputs: Default::default(),
         ..dataset
     }
 }
@@ -188,6 +192,8 @@ async fn the_documented_python_example_works_as_a_command_generator() {
         endpoint: GeneratorEndpoint::Command(example_argv()),
         timeout: HumanDuration(PATIENCE),
         concurrency: 2,
+        env: Default::default(),
+        cwd: None,
     };
     let (gens, graph) = connect(vec![config]).await;
     let new = make(
@@ -235,6 +241,8 @@ async fn the_documented_python_example_works_as_an_http_generator() {
         endpoint: GeneratorEndpoint::Http(url),
         timeout: HumanDuration(PATIENCE),
         concurrency: 2,
+        env: Default::default(),
+        cwd: None,
     };
     let (gens, graph) = connect(vec![config]).await;
     let active = make(

@@ -63,6 +63,7 @@ impl CatalogRegistry {
                     secret_fields: Vec::new(),
                     reusable: false,
                     produced_by: vec![Production::Registered],
+                    lifecycle: Vec::new(),
                     available: true,
                     stock: StockCounts::default(),
                 });

@@ -82,6 +82,7 @@ pub fn demo_settings(
                     state: (*s).to_string(),
                     min_ready: *min,
                     max_ready: *max,
+                    verify_after: None,
                 },
             )
             .collect(),

@@ -32,6 +32,12 @@ pub fn dataset_id() -> String {
     format!("ds_{}", random_hex(10))
 }
 
+/// 64 random bits in hex: tells apart generator requests of one dataset
+/// that are separate steps (each step keeps its own on every retry).
+pub fn request_suffix() -> String {
+    random_hex(8)
+}
+
 /// 64 random bits in hex: a name for this process among several replicas.
 pub fn replica_tag() -> String {
     random_hex(8)

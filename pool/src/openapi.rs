@@ -101,6 +101,7 @@ pub fn document() -> Value {
 pub mod examples {
     use serde_json::{Value, json};
     use stockroom_protocol::api::*;
+    use stockroom_protocol::generator::LifecycleCall;
     use stockroom_protocol::{Dataset, DatasetStatus, LeaseStatus, OnFailure, Outcome};
 
     fn to(v: impl serde::Serialize) -> Value {
@@ -116,6 +117,7 @@ pub mod examples {
             data: json!({"customer_id": "C1042", "password": "[redacted]"}),
             secret_fields: vec!["password".into()],
             entities: vec!["customer:C1042".into()],
+            inputs: Default::default(),
         }
     }
 
@@ -285,6 +287,7 @@ pub mod examples {
                     secret_fields: vec!["password".into()],
                     reusable: false,
                     produced_by: vec![Production::Registered],
+                    lifecycle: vec![LifecycleCall::Cleanup, LifecycleCall::Verify],
                     available: true,
                     stock: StockCounts {
                         min_ready: Some(20),
@@ -312,6 +315,8 @@ pub mod examples {
             wanted: 1,
             ready: 0,
             generating: 2,
+            generator: Some("customers".into()),
+            down: Some("connection refused".into()),
         }]);
         p.lease_id = Some("lease_…".into());
         p.generator = Some("customers".into());

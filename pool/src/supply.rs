@@ -574,6 +574,8 @@ impl Supply {
                     datasets.insert(name.clone(), ds);
                 }
                 let request = GenerateRequest {
+                    // The generating row's id: the same on every retry of this call.
+                    request_id: id.to_string(),
                     type_name: type_name.clone(),
                     state: state.clone(),
                     attributes: attrs.clone(),
@@ -619,6 +621,7 @@ impl Supply {
                 let source_id = src.id.clone();
                 let attributes = src.attributes.clone();
                 let request = ExtendRequest {
+                    request_id: id.to_string(),
                     extension: extension.clone(),
                     dataset: src,
                 };
@@ -892,6 +895,7 @@ impl CatalogSource for Supply {
                             secret_fields: Vec::new(),
                             reusable: false,
                             produced_by: Vec::new(),
+                            lifecycle: Vec::new(),
                             available: false,
                             stock: StockCounts::default(),
                         },
@@ -925,6 +929,12 @@ impl Supply {
             ));
         };
         let request = ExtendRequest {
+            request_id: format!(
+                "{}:{}:{}",
+                dataset.id,
+                spec.name,
+                crate::ids::request_suffix()
+            ),
             extension: spec.name.clone(),
             dataset,
         };

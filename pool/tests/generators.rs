@@ -124,6 +124,7 @@ fn stock(t: &str, s: &str, min: u32, max: u32) -> StockConfig {
         state: s.into(),
         min_ready: min,
         max_ready: max,
+        verify_after: None,
     }
 }
 
@@ -133,6 +134,8 @@ fn http_gen(name: &str, url: &str) -> GeneratorConfig {
         endpoint: GeneratorEndpoint::Http(url.into()),
         timeout: HumanDuration::from_secs(10),
         concurrency: 4,
+        env: Default::default(),
+        cwd: None,
     }
 }
 
@@ -156,6 +159,8 @@ fn cmd_gen(
         endpoint: GeneratorEndpoint::Command(vec!["sh".into(), path.display().to_string()]),
         timeout: HumanDuration(Duration::from_millis(timeout_ms)),
         concurrency: 2,
+        env: Default::default(),
+        cwd: None,
     }
 }
 

@@ -303,6 +303,24 @@ pub struct StockCounts {
     pub min_ready: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ready: Option<u32>,
+    /// What the stock policy aims for now and why (docs/pool.md, "Stock").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<StockTarget>,
+}
+
+/// The stock a state's policy aims for now: `ready + generating` is kept at
+/// `target`, which lies between `min_ready` and `max_ready` and follows the
+/// leases seen over the generation lead time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockTarget {
+    pub target: u32,
+    /// Datasets of this state leased over the last `demand_window_seconds`.
+    pub demand: u64,
+    pub demand_window_seconds: u64,
+    /// How long one dataset of this state takes to make, lately (ms).
+    pub lead_time_ms: u64,
+    /// The same in words, e.g. "12 leased in the last 60s, 150ms to make one".
+    pub why: String,
 }
 
 /// How a state is produced.
@@ -355,6 +373,9 @@ pub struct CatalogState {
     pub reusable: bool,
     #[serde(default)]
     pub produced_by: Vec<Production>,
+    /// The lifecycle calls its datasets get (cleanup, reset, verify).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lifecycle: Vec<crate::generator::LifecycleCall>,
     /// False when every generator that produces it is down.
     pub available: bool,
     pub stock: StockCounts,
@@ -429,6 +450,12 @@ pub struct Shortfall {
     pub wanted: u32,
     pub ready: u64,
     pub generating: u64,
+    /// The generator that makes this state (the first route's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<String>,
+    /// Why that generator is down right now (e.g. "connection refused").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<String>,
 }
 
 /// The kinds of error, named in a problem's `type` so clients never guess

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -26,6 +28,25 @@ pub struct Dataset {
     /// held by two active leases.
     #[serde(default)]
     pub entities: Vec<String>,
+    /// For a composed dataset (a state that `requires` others): the datasets
+    /// it was built from, by requirement name (docs/generators.md).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, Dataset>,
+}
+
+impl Default for Dataset {
+    fn default() -> Self {
+        Dataset {
+            id: String::new(),
+            type_name: String::new(),
+            state: String::new(),
+            attributes: Attributes::default(),
+            data: empty_object(),
+            secret_fields: Vec::new(),
+            entities: Vec::new(),
+            inputs: BTreeMap::new(),
+        }
+    }
 }
 
 pub fn empty_object() -> Value {
@@ -42,10 +63,13 @@ impl Dataset {
         is_secret_path(&self.secret_fields, path)
     }
 
-    /// A copy with every secret value replaced by [`REDACTED`].
+    /// A copy with every secret value replaced by [`REDACTED`] (its inputs' too).
     pub fn redacted(&self) -> Dataset {
         let mut copy = self.clone();
         redact_value(&mut copy.data, &self.secret_fields);
+        for input in copy.inputs.values_mut() {
+            *input = input.redacted();
+        }
         copy
     }
 
@@ -57,6 +81,9 @@ impl Dataset {
             if let Some(v) = lookup_path(&self.data, field) {
                 collect_leaf_texts(v, &mut out);
             }
+        }
+        for input in self.inputs.values() {
+            out.extend(input.secret_values());
         }
         out
     }
@@ -212,6 +239,25 @@ mod tests {
         assert_eq!(r.data["card"]["exp"], "12/30");
         assert_eq!(r.data["email"], "a@x.test");
         assert!(!serde_json::to_string(&r).unwrap().contains("hunter2"));
+    }
+
+    #[test]
+    fn inputs_are_redacted_and_their_secrets_masked_too() {
+        let mut composed = Dataset {
+            id: "ds_2".into(),
+            type_name: "order".into(),
+            state: "placed".into(),
+            ..Dataset::default()
+        };
+        composed.inputs.insert("customer".into(), sample());
+        let shown = serde_json::to_value(composed.redacted()).unwrap();
+        assert_eq!(shown["inputs"]["customer"]["data"]["password"], REDACTED);
+        assert!(composed.secret_values().contains(&"hunter2".to_string()));
+        let plain = serde_json::to_value(sample()).unwrap();
+        assert!(plain.get("inputs").is_none(), "no inputs: no key");
+        let back: Dataset =
+            serde_json::from_value(serde_json::to_value(&composed).unwrap()).unwrap();
+        assert_eq!(back, composed);
     }
 
     #[test]

@@ -234,6 +234,7 @@ mod tests {
             data,
             secret_fields: secrets.iter().map(|s| s.to_string()).collect(),
             entities: vec![],
+            inputs: Default::default(),
         }
     }
 

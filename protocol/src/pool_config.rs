@@ -1,6 +1,6 @@
 //! The pool's configuration, `stockroom-pool.toml` (CONTRACT §8).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -56,6 +56,26 @@ pub struct GeneratorConfig {
     pub timeout: HumanDuration,
     /// Most calls in flight at once.
     pub concurrency: u32,
+    /// Variables set for a command generator on top of the pool's own
+    /// environment (docs/generators.md, "Environment and working directory").
+    pub env: BTreeMap<String, String>,
+    /// Working directory of a command generator; a relative path in the file
+    /// is taken from the config file's directory. `None`: the pool's own.
+    pub cwd: Option<PathBuf>,
+}
+
+impl GeneratorConfig {
+    /// A generator with the default timeout (30 s) and concurrency (4).
+    pub fn new(name: impl Into<String>, endpoint: GeneratorEndpoint) -> GeneratorConfig {
+        GeneratorConfig {
+            name: name.into(),
+            endpoint,
+            timeout: HumanDuration::from_secs(30),
+            concurrency: 4,
+            env: BTreeMap::new(),
+            cwd: None,
+        }
+    }
 }
 
 /// One `[[stock]]` entry.
@@ -66,6 +86,22 @@ pub struct StockConfig {
     pub state: String,
     pub min_ready: u32,
     pub max_ready: u32,
+    /// Ready stock older than this is verified (when the generator offers
+    /// `verify`) before it is leased. `None`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_after: Option<HumanDuration>,
+}
+
+impl StockConfig {
+    pub fn new(type_name: &str, state: &str, min_ready: u32, max_ready: u32) -> StockConfig {
+        StockConfig {
+            type_name: type_name.to_string(),
+            state: state.to_string(),
+            min_ready,
+            max_ready,
+            verify_after: None,
+        }
+    }
 }
 
 /// The whole validated pool configuration.
@@ -143,6 +179,9 @@ struct RawGenerator {
     command: Option<Spanned<Vec<String>>>,
     timeout: Option<Spanned<HumanDuration>>,
     concurrency: Option<Spanned<i64>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]
@@ -153,6 +192,7 @@ struct RawStock {
     state: String,
     min_ready: Spanned<i64>,
     max_ready: Spanned<i64>,
+    verify_after: Option<Spanned<HumanDuration>>,
 }
 
 /// Why a pool configuration was refused.
@@ -367,7 +407,7 @@ impl PoolConfig {
                     GeneratorEndpoint::Http(u.into_inner())
                 }
                 (None, None) => {
-                    errors.push((span, format!("generator {:?} needs `url = \"http://…\"` or `command = [\"prog\", \"arg\"]`", g.name.get_ref())));
+                    errors.push((span.clone(), format!("generator {:?} needs `url = \"http://…\"` or `command = [\"prog\", \"arg\"]`", g.name.get_ref())));
                     GeneratorEndpoint::Command(Vec::new())
                 }
             };
@@ -384,11 +424,41 @@ impl PoolConfig {
                 }
                 n
             });
+            let is_command = matches!(endpoint, GeneratorEndpoint::Command(_));
+            if !is_command && (!g.env.is_empty() || g.cwd.is_some()) {
+                errors.push((
+                    span.clone(),
+                    format!(
+                        "generator {:?}: `env` and `cwd` apply to a command generator only",
+                        g.name.get_ref()
+                    ),
+                ));
+            }
+            for key in g.env.keys() {
+                if key.is_empty() || key.contains('=') || key.contains('\0') {
+                    errors.push((
+                        span.clone(),
+                        format!("env name {key:?} must be non-empty, without '=' or NUL"),
+                    ));
+                }
+            }
+            let cwd = g.cwd.map(|c| {
+                let dir = path.parent().unwrap_or(Path::new("")).join(c.get_ref());
+                if !dir.is_dir() {
+                    errors.push((
+                        c.span(),
+                        format!("cwd {} is not a directory", dir.display()),
+                    ));
+                }
+                dir
+            });
             cfg.generators.push(GeneratorConfig {
                 name: g.name.into_inner(),
                 endpoint,
                 timeout,
                 concurrency,
+                env: g.env,
+                cwd,
             });
         }
 
@@ -410,11 +480,18 @@ impl PoolConfig {
                     format!("stock for {}/{} is configured twice", s.type_name, s.state),
                 ));
             }
+            let verify_after = s.verify_after.map(|d| {
+                if d.get_ref().0.is_zero() {
+                    errors.push((d.span(), "verify_after must be more than 0s".to_string()));
+                }
+                *d.get_ref()
+            });
             cfg.stock.push(StockConfig {
                 type_name: s.type_name,
                 state: s.state,
                 min_ready: min,
                 max_ready: max,
+                verify_after,
             });
         }
 
@@ -641,6 +718,48 @@ max_ready = 100
         assert_eq!(cfg.generators[0].timeout.0.as_secs(), 30);
         assert_eq!(cfg.stock[0].max_ready, 100);
         assert!(cfg.listens_on_loopback());
+    }
+
+    #[test]
+    fn command_generators_take_env_and_cwd_and_stock_takes_verify_after() {
+        let dir = std::env::temp_dir();
+        let cfg = PoolConfig::parse(
+            &dir.join("pool.toml"),
+            r#"[[generators]]
+name = "local"
+command = ["python3", "gen.py"]
+env = { SHOP_URL = "http://127.0.0.1:1", EMPTY = "" }
+cwd = "."
+
+[[stock]]
+type = "customer"
+state = "active"
+min_ready = 1
+max_ready = 2
+verify_after = "10m"
+"#,
+        )
+        .unwrap();
+        let g = &cfg.generators[0];
+        assert_eq!(g.env["SHOP_URL"], "http://127.0.0.1:1");
+        assert_eq!(g.env["EMPTY"], "");
+        assert_eq!(g.cwd.as_deref(), Some(dir.join(".").as_path()));
+        assert_eq!(cfg.stock[0].verify_after.unwrap().0.as_secs(), 600);
+
+        assert!(
+            first_error("[[generators]]\nname = \"g\"\nurl = \"http://x\"\nenv = { A = \"1\" }\n")
+                .contains("apply to a command generator only")
+        );
+        assert!(
+            first_error(
+                "[[generators]]\nname = \"g\"\ncommand = [\"x\"]\ncwd = \"/no/such/dir\"\n"
+            )
+            .starts_with("4:7: cwd /no/such/dir is not a directory")
+        );
+        assert!(first_error(
+            "[[stock]]\ntype = \"c\"\nstate = \"s\"\nmin_ready = 1\nmax_ready = 2\nverify_after = \"0s\"\n"
+        )
+        .contains("verify_after must be more than 0s"));
     }
 
     #[test]

@@ -249,12 +249,16 @@ mod tests {
                 wanted: 1,
                 ready: 0,
                 generating: 1,
+                generator: None,
+                down: None,
             },
             Shortfall {
                 name: "orders".into(),
                 wanted: 3,
                 ready: 1,
                 generating: 0,
+                generator: None,
+                down: None,
             },
         ];
         assert_eq!(

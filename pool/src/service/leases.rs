@@ -85,6 +85,8 @@ fn public_shortfall(s: &[ItemShortfall]) -> Vec<Shortfall> {
             wanted: s.wanted,
             ready: s.ready,
             generating: s.generating,
+            generator: None,
+            down: None,
         })
         .collect()
 }
@@ -220,6 +222,8 @@ impl PoolService {
                             wanted: i.count,
                             ready: c.ready,
                             generating: c.generating,
+                            generator: None,
+                            down: None,
                         }
                     })
                     .collect()

@@ -41,6 +41,7 @@ impl RawDataset {
             data: serde_json::from_str(&self.data)?,
             secret_fields: serde_json::from_str(&self.secret_fields)?,
             entities: serde_json::from_str(&self.entities)?,
+            inputs: Default::default(),
         })
     }
 

@@ -147,6 +147,8 @@ fn answer(
                     wanted: 1,
                     ready: 0,
                     generating: 0,
+                    generator: None,
+                    down: None,
                 }]),
                 ..Problem::new(ProblemKind::NoStock, "not enough stock")
             }),
@@ -205,6 +207,7 @@ fn granted() -> LeaseGranted {
                 data: serde_json::json!({"customer_id": "C1"}),
                 secret_fields: Vec::new(),
                 entities: Vec::new(),
+                inputs: Default::default(),
             },
         }],
     }

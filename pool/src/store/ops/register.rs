@@ -67,6 +67,7 @@ pub(crate) async fn register<T: Tx>(
                 data: d.data.clone(),
                 secret_fields: d.secret_fields.clone(),
                 entities: d.entities.clone(),
+                inputs: Default::default(),
             },
             status: DatasetStatus::Ready,
             created_at: created_at.clone(),
