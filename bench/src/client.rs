@@ -96,19 +96,20 @@ pub(crate) async fn run_client(
     while Instant::now() < end {
         // Acquire.
         let t0 = Instant::now();
-        let answer = http.post("/api/v1/leases", &lease_body).await;
+        let answer = http.post("/api/v1/leases", &lease_body, None).await;
         let t1 = Instant::now();
-        let (lease_id, dataset_id) = match answer {
+        let (lease_id, lease_token, dataset_id) = match answer {
             Ok((201, body)) => {
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let lease = v.get("lease_id").and_then(Value::as_str);
+                let token = v.get("lease_token").and_then(Value::as_str);
                 let ds = v.pointer("/datasets/0/id").and_then(Value::as_str);
                 let count = v
                     .get("datasets")
                     .and_then(Value::as_array)
                     .map_or(0, Vec::len);
-                match (lease, ds, count) {
-                    (Some(l), Some(d), 1) => (l.to_string(), d.to_string()),
+                match (lease, token, ds, count) {
+                    (Some(l), Some(t), Some(d), 1) => (l.to_string(), t.to_string(), d.to_string()),
                     _ => {
                         r.error("acquire: malformed 201 answer".into());
                         continue;
@@ -135,7 +136,11 @@ pub(crate) async fn run_client(
         // Heartbeat.
         let t2 = Instant::now();
         let answer = http
-            .post(&format!("/api/v1/leases/{lease_id}/heartbeat"), b"{}")
+            .post(
+                &format!("/api/v1/leases/{lease_id}/heartbeat"),
+                b"{}",
+                Some(&lease_token),
+            )
             .await;
         let t3 = Instant::now();
         match answer {
@@ -158,7 +163,11 @@ pub(crate) async fn run_client(
         holders.give_back(&dataset_id, index);
         let t4 = Instant::now();
         let answer = http
-            .post(&format!("/api/v1/leases/{lease_id}/release"), release_body)
+            .post(
+                &format!("/api/v1/leases/{lease_id}/release"),
+                release_body,
+                Some(&lease_token),
+            )
             .await;
         let t5 = Instant::now();
         match answer {

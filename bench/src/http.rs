@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use stockroom_protocol::api::LEASE_TOKEN_HEADER;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -67,13 +68,23 @@ impl Http {
         })
     }
 
-    /// `POST path` with a JSON body; the status and the body of the answer.
-    pub async fn post(&mut self, path: &str, json: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    /// `POST path` with a JSON body, and the lease's token when acting on a
+    /// lease (docs/pool.md, "Lease tokens"); the status and the body of the answer.
+    pub async fn post(
+        &mut self,
+        path: &str,
+        json: &[u8],
+        lease_token: Option<&str>,
+    ) -> Result<(u16, Vec<u8>), String> {
         match self {
             Http::Reqwest { client, base } => {
-                let resp = client
+                let mut req = client
                     .post(format!("{base}{path}"))
-                    .header("content-type", "application/json")
+                    .header("content-type", "application/json");
+                if let Some(t) = lease_token {
+                    req = req.header(LEASE_TOKEN_HEADER, t);
+                }
+                let resp = req
                     .body(json.to_vec())
                     .send()
                     .await
@@ -88,11 +99,13 @@ impl Http {
                 head,
                 body,
             } => {
-                let result =
-                    tokio::time::timeout(TIMEOUT, raw_post(*addr, conn, head, body, path, json))
-                        .await
-                        .map_err(|_| "transport: timed out".to_string())
-                        .and_then(|r| r.map_err(|e| format!("transport: {e}")));
+                let result = tokio::time::timeout(
+                    TIMEOUT,
+                    raw_post(*addr, conn, head, body, (path, lease_token), json),
+                )
+                .await
+                .map_err(|_| "transport: timed out".to_string())
+                .and_then(|r| r.map_err(|e| format!("transport: {e}")));
                 if result.is_err() {
                     // Start over on a fresh connection next time.
                     *conn = None;
@@ -134,7 +147,7 @@ async fn raw_post(
     conn: &mut Option<BufReader<TcpStream>>,
     line: &mut String,
     out: &mut Vec<u8>,
-    path: &str,
+    (path, lease_token): (&str, Option<&str>),
     json: &[u8],
 ) -> std::io::Result<(u16, Vec<u8>)> {
     let stream = match conn {
@@ -146,9 +159,12 @@ async fn raw_post(
         }
     };
     out.clear();
+    let token = lease_token
+        .map(|t| format!("{LEASE_TOKEN_HEADER}: {t}\r\n"))
+        .unwrap_or_default();
     out.extend_from_slice(
         format!(
-            "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n{token}content-length: {}\r\n\r\n",
             json.len()
         )
         .as_bytes(),

@@ -81,6 +81,7 @@ impl CiContext {
             shard_total: Some(shard.total),
             url: self.job.url.clone(),
             git_ref: self.job.git_ref.clone(),
+            instance: None,
         }
     }
 
@@ -638,6 +639,7 @@ mod tests {
                 shard_total: Some(4),
                 url: Some("https://gitlab.example.test/j/440021".into()),
                 git_ref: Some("main".into()),
+                instance: None,
             }
         );
         let generic = CiContext::read(&env(&[])).holder(Shard::SINGLE);

@@ -20,7 +20,7 @@ pub mod validate;
 
 pub use client::{AnyGenerator, GeneratorClient};
 pub use command::CommandGenerator;
-pub use demo::{DEFAULT_DEMO_LATENCY, DemoShop, start_demo_shop};
+pub use demo::{DEFAULT_DEMO_LATENCY, DEFAULT_SHOP_LISTEN, DemoShop, Shop, start_demo_shop};
 pub use error::{ErrorKind, ExitOutcome, GeneratorError, Operation};
 pub use graph::{CatalogGraph, ExtensionInfo, GraphError, Route, StateInfo};
 pub use health::{HealthPolicy, HealthTracker};

@@ -53,6 +53,14 @@ pub struct DemoFlags {
     /// Once listening, write the bound address (`127.0.0.1:PORT`) to this file.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+    /// Address for the demo shop's own API (the system under test, routes
+    /// under /shop); port 0 picks a free port.
+    #[arg(long, value_name = "ADDR:PORT", default_value = stockroom_generators::DEFAULT_SHOP_LISTEN)]
+    pub shop_listen: String,
+    /// Once the shop's API listens, write its URL (`http://127.0.0.1:PORT`,
+    /// no newline) to this file.
+    #[arg(long, value_name = "PATH")]
+    pub shop_url_file: Option<PathBuf>,
 }
 
 /// Stock targets of the demo: leasing the example manifest is instant once warm.

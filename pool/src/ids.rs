@@ -27,6 +27,12 @@ pub fn lease_id() -> String {
     format!("lease_{:012x}{}", ms & 0xffff_ffff_ffff, random_hex(16))
 }
 
+/// `lt_` + 256 random bits in hex: the proof of holding a lease
+/// (docs/pool.md, "Lease tokens"). Handed out once, stored only as a hash.
+pub fn lease_token() -> String {
+    format!("lt_{}", random_hex(32))
+}
+
 /// `ds_` + 80 random bits in hex (uniqueness is also enforced by the store).
 pub fn dataset_id() -> String {
     format!("ds_{}", random_hex(10))
@@ -52,6 +58,9 @@ mod tests {
         assert!(l[6..].chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(l, super::lease_id());
         assert_eq!(super::dataset_id().len(), 3 + 20);
+        let t = super::lease_token();
+        assert!(t.starts_with("lt_") && t.len() == 3 + 64);
+        assert_ne!(t, super::lease_token());
         assert_eq!(super::replica_tag().len(), 16);
     }
 

@@ -59,13 +59,7 @@ async fn serve(
     })?;
     tracing::info!(store = %cfg.store, "listening on http://{addr}");
     if let Some(path) = ready_file {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, addr.to_string())
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|source| PoolError::Bind {
-                addr: format!("ready file {}", path.display()),
-                source,
-            })?;
+        write_ready_file(path, &addr.to_string())?;
     }
     announce(addr);
     pool.serve(listener, shutdown_signal()).await
@@ -82,12 +76,23 @@ async fn run(flags: Flags) -> Result<(), PoolError> {
 }
 
 async fn run_demo(flags: &DemoFlags) -> Result<(), PoolError> {
-    let shop = stockroom_generators::start_demo_shop(flags.latency)
+    let mut shop = stockroom_generators::start_demo_shop(flags.latency)
         .await
         .map_err(|source| PoolError::Bind {
             addr: "the demo generators on 127.0.0.1".to_string(),
             source,
         })?;
+    let shop_url = shop
+        .serve_shop_api(&flags.shop_listen)
+        .await
+        .map_err(|source| PoolError::Bind {
+            addr: format!("the demo shop's API on {}", flags.shop_listen),
+            source,
+        })?;
+    tracing::info!("shop API listening on {shop_url}");
+    if let Some(path) = &flags.shop_url_file {
+        write_ready_file(path, &shop_url)?;
+    }
     // Kept until the pool stops: the embedded store lives in it.
     let tmp = tempfile::tempdir().map_err(|e| {
         PoolError::Config(config::ConfigError(format!(
@@ -106,6 +111,7 @@ async fn run_demo(flags: &DemoFlags) -> Result<(), PoolError> {
             "Generators: customers {}, payments {}, orders {}",
             shop.customers_url, shop.payments_url, shop.orders_url
         );
+        println!("Shop API (the system under test): {shop_url}/shop");
         println!("Try it:");
         println!(
             "  STOCKROOM_POOL=http://{addr} stockroom run --manifest examples/stockroom.toml -- env"
@@ -115,6 +121,17 @@ async fn run_demo(flags: &DemoFlags) -> Result<(), PoolError> {
     shop.shutdown().await;
     drop(tmp);
     result
+}
+
+/// Writes `text` (no newline) to `path` in one step (a ready file for tests).
+fn write_ready_file(path: &Path, text: &str) -> Result<(), PoolError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| PoolError::Bind {
+            addr: format!("ready file {}", path.display()),
+            source,
+        })
 }
 
 /// The one place that decides the exit code.

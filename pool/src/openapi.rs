@@ -132,6 +132,7 @@ pub mod examples {
             shard_total: Some(4),
             url: Some("https://ci.example/8812".into()),
             git_ref: Some("main".into()),
+            instance: None,
         }
     }
 
@@ -164,6 +165,9 @@ pub mod examples {
     pub fn lease_granted() -> Value {
         to(LeaseGranted {
             lease_id: "lease_0123456789abcdef0123456789abcdef".into(),
+            lease_token: Some(
+                "lt_5f0c2a4e9b7d13c86a2e4f10d9b8c7a65f0c2a4e9b7d13c86a2e4f10d9b8c7a6".into(),
+            ),
             expires_at: "2025-01-01T00:02:00.000Z".into(),
             heartbeat_interval_seconds: 40,
             datasets: vec![leased()],

@@ -64,19 +64,19 @@ impl TestPool {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
+        let req = self
             .http
             .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        let mut req = common::with_lease_token(req, path);
         if let Some(b) = body {
             req = req.json(&b);
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        common::remember_lease_token(&value);
+        (status, value)
     }
 
     async fn catalog(&self) -> Value {
@@ -679,6 +679,23 @@ fn the_demo_starts_warms_and_serves_the_example_manifest() {
         let body: Value = resp.json().await.unwrap();
         assert_eq!(status, 201, "{body}");
         assert_eq!(body["datasets"].as_array().unwrap().len(), 3);
+        // The leased buyer lives in the shop, and its stored password logs in.
+        let shop = pool.shop_url().expect("the demo's --shop-url-file").to_string();
+        assert!(shop.starts_with("http://127.0.0.1:") && !shop.ends_with('\n'), "{shop:?}");
+        let buyer = &body["datasets"][0];
+        assert_eq!(buyer["name"], "buyer");
+        let id = buyer["data"]["customer_id"].as_str().unwrap();
+        let c: Value = http.get(format!("{shop}/shop/customers/{id}")).send().await.unwrap().json().await.unwrap();
+        assert_eq!((c["has_card"].as_bool(), c["status"].as_str()), (Some(true), Some("active")), "{c}");
+        let login = http.post(format!("{shop}/shop/login"))
+            .json(&json!({"email": buyer["data"]["email"], "password": buyer["data"]["password"]}))
+            .send().await.unwrap();
+        assert_eq!(login.status().as_u16(), 200);
+        // A placed order from stock is an open order in the shop.
+        let order = &body["datasets"][1];
+        let oid = order["data"]["order_id"].as_str().unwrap();
+        let o: Value = http.get(format!("{shop}/shop/orders/{oid}")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(o["status"], "placed", "{o}");
     });
     let status = pool.stop(CAP).unwrap_or_else(|e| panic!("{e}"));
     let mut out = String::new();
@@ -691,6 +708,10 @@ fn the_demo_starts_warms_and_serves_the_example_manifest() {
         out.contains(&format!(
             "STOCKROOM_POOL=http://{addr} stockroom run --manifest examples/stockroom.toml -- env"
         )),
+        "{out}"
+    );
+    assert!(
+        out.contains("Shop API (the system under test): http://127.0.0.1:"),
         "{out}"
     );
 }

@@ -37,20 +37,20 @@ async fn try_ci(
     path: &str,
     body: Option<Value>,
 ) -> Option<(u16, Value)> {
-    let mut req = pool
+    let req = pool
         .http
         .request(method.parse().unwrap(), pool.url(path))
         .bearer_auth(CI_TOKEN);
+    let mut req = common::with_lease_token(req, path);
     if let Some(b) = body {
         req = req.json(&b);
     }
     let resp = req.send().await.ok()?;
     let status = resp.status().as_u16();
     let text = resp.text().await.ok()?;
-    Some((
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    ))
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    common::remember_lease_token(&value);
+    Some((status, value))
 }
 
 /// The store URL of a replica: 8 connections each, so that the tests of this

@@ -54,17 +54,20 @@ async fn start(clock: Arc<dyn Clock>) -> Running {
 
 impl Running {
     async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(
+        let req = self.http.request(
             method.parse().unwrap(),
             format!("{}/api/v1{path}", self.base),
         );
+        let mut req = common::with_lease_token(req, path);
         if let Some(b) = body {
             req = req.json(&b);
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        common::remember_lease_token(&value);
+        (status, value)
     }
 
     /// A web-page session of the open pool: its cookie and CSRF token.

@@ -16,6 +16,11 @@ pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 pub const PROBLEM_TYPE_BASE: &str = "https://stockroom.dev/problems/";
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The header that proves a client holds a lease (docs/pool.md, "Lease
+/// tokens"): the `lease_token` of the `POST /leases` answer.
+pub const LEASE_TOKEN_HEADER: &str = "Stockroom-Lease-Token";
+/// Largest `count` of one lease item (the API refuses more; docs/manifest.md).
+pub const MAX_COUNT: u32 = 10_000;
 
 /// Who holds a lease: the CI job shard, for people reading the pool.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +43,11 @@ pub struct Holder {
     pub url: Option<String>,
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub git_ref: Option<String>,
+    /// A random value per client process (the sidecar sends one): part of
+    /// what binds an idempotency key to its request, so a second process
+    /// that computes the same key is refused. Never stored or shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 impl Holder {
@@ -124,6 +134,12 @@ fn one() -> u32 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LeaseGranted {
     pub lease_id: String,
+    /// The proof of holding this lease, sent back in the
+    /// `Stockroom-Lease-Token` header of heartbeat, release and extend. Only
+    /// in this answer (a repeated idempotent answer carries a fresh one and
+    /// the earlier one stops working); the pool keeps only its hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<String>,
     pub expires_at: String,
     pub heartbeat_interval_seconds: u64,
     pub datasets: Vec<LeasedDataset>,
@@ -476,6 +492,8 @@ pub enum ProblemKind {
     Conflict,
     Internal,
     Unavailable,
+    IdempotencyConflict,
+    StoreFull,
 }
 
 impl ProblemKind {
@@ -493,6 +511,8 @@ impl ProblemKind {
         ProblemKind::Conflict,
         ProblemKind::Internal,
         ProblemKind::Unavailable,
+        ProblemKind::IdempotencyConflict,
+        ProblemKind::StoreFull,
     ];
 
     pub fn slug(self) -> &'static str {
@@ -510,6 +530,8 @@ impl ProblemKind {
             ProblemKind::Conflict => "conflict",
             ProblemKind::Internal => "internal",
             ProblemKind::Unavailable => "unavailable",
+            ProblemKind::IdempotencyConflict => "idempotency-conflict",
+            ProblemKind::StoreFull => "store-full",
         }
     }
 
@@ -537,6 +559,8 @@ impl ProblemKind {
             ProblemKind::Conflict => "Conflict",
             ProblemKind::Internal => "Internal error",
             ProblemKind::Unavailable => "Service unavailable",
+            ProblemKind::IdempotencyConflict => "Idempotency key used for another request",
+            ProblemKind::StoreFull => "The pool's store is full",
         }
     }
 
@@ -555,6 +579,8 @@ impl ProblemKind {
             ProblemKind::Conflict => 409,
             ProblemKind::Internal => 500,
             ProblemKind::Unavailable => 503,
+            ProblemKind::IdempotencyConflict => 409,
+            ProblemKind::StoreFull => 507,
         }
     }
 }

@@ -7,8 +7,9 @@ use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use stockroom_protocol::api::{
-    API_PREFIX, Catalog, ExtendDatasetRequest, HeartbeatAnswer, HeartbeatRequest, LeaseGranted,
-    LeaseRequest, LeaseView, Problem, ProblemKind, ReleaseAnswer, ReleaseRequest,
+    API_PREFIX, Catalog, ExtendDatasetRequest, HeartbeatAnswer, HeartbeatRequest,
+    LEASE_TOKEN_HEADER, LeaseGranted, LeaseRequest, LeaseView, Problem, ProblemKind, ReleaseAnswer,
+    ReleaseRequest,
 };
 use stockroom_protocol::backoff::{Backoff, BackoffPolicy};
 use stockroom_protocol::dataset::Dataset;
@@ -205,6 +206,8 @@ pub struct PoolClient {
     base: String,
     http: reqwest::Client,
     token: Option<Token>,
+    /// Sent with every call of a client made by [`PoolClient::holding`].
+    lease_token: Option<crate::lease::LeaseToken>,
 }
 
 impl PoolClient {
@@ -226,7 +229,17 @@ impl PoolClient {
             base: base.trim_end_matches('/').to_string(),
             http,
             token,
+            lease_token: None,
         })
+    }
+
+    /// This client acting as the holder of one lease: its calls carry the
+    /// lease token in the `Stockroom-Lease-Token` header.
+    pub fn holding(&self, lease_token: Option<crate::lease::LeaseToken>) -> PoolClient {
+        PoolClient {
+            lease_token,
+            ..self.clone()
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -244,6 +257,9 @@ impl PoolClient {
         let mut request = self.http.request(method, &url).timeout(timeout);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose());
+        }
+        if let Some(lease_token) = &self.lease_token {
+            request = request.header(LEASE_TOKEN_HEADER, lease_token.expose());
         }
         if let Some(body) = body {
             request = request.json(body);

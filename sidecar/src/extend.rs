@@ -14,6 +14,7 @@ use crate::config;
 use crate::errors::Error;
 use crate::exit::Exit;
 use crate::inject;
+use crate::lease::{LeaseToken, TokenFile};
 use crate::start_stop;
 
 pub const LEASE_ID_VAR: &str = "STOCKROOM_LEASE_ID";
@@ -23,6 +24,8 @@ pub const DATASETS_FILE_VAR: &str = "STOCKROOM_DATASETS_FILE";
 #[derive(Debug, Clone)]
 pub struct Located {
     pub lease_id: String,
+    /// From the state file of `start`, or the token file of `run`.
+    pub lease_token: Option<LeaseToken>,
     pub pool: String,
     pub datasets_file: Option<PathBuf>,
     pub heartbeat_pid: Option<u32>,
@@ -38,6 +41,7 @@ pub fn locate_lease(common: &Common, env: &impl EnvSource) -> Result<Option<Loca
     if let Some(state) = start_stop::read_state(&dir)? {
         return Ok(Some(Located {
             lease_id: state.lease_id,
+            lease_token: state.lease_token,
             pool: state.pool,
             datasets_file: Some(state.datasets_file),
             heartbeat_pid: state.heartbeat_pid,
@@ -56,6 +60,7 @@ pub fn locate_lease(common: &Common, env: &impl EnvSource) -> Result<Option<Loca
     let pool = config::require_pool(common, env, manifest.as_ref())?;
     Ok(Some(Located {
         lease_id,
+        lease_token: TokenFile::read(env)?,
         pool,
         datasets_file: env.get(DATASETS_FILE_VAR).map(PathBuf::from),
         heartbeat_pid: None,
@@ -127,7 +132,8 @@ pub async fn extend(
         }
     };
     let tls = config::tls(common, env, located.ca_file.as_deref());
-    let client = PoolClient::new(&located.pool, config::token(common, env)?, &tls)?;
+    let client = PoolClient::new(&located.pool, config::token(common, env)?, &tls)?
+        .holding(located.lease_token.clone());
     let before = format!("{}/{}", target.type_name, target.state);
     let updated = client
         .extend(&located.lease_id, &target.id, &args.extension)

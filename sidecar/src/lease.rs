@@ -12,6 +12,93 @@ use tokio::time::Instant;
 use crate::client::{ClientError, PoolClient, retry_backoff};
 use crate::errors::Error;
 
+/// The proof of holding a lease: the `lease_token` of the pool's answer,
+/// sent in the `Stockroom-Lease-Token` header of heartbeat, release and
+/// extend (docs/sidecar.md, "Lease tokens"). Registered as a secret, so it
+/// never reaches a log; its `Debug` is redacted; it is kept only in the
+/// private state file of `start`, never in the tests' environment or
+/// datasets file.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct LeaseToken(String);
+
+impl LeaseToken {
+    pub fn new(token: String) -> LeaseToken {
+        crate::redact::register([token.clone()]);
+        LeaseToken(token)
+    }
+
+    /// The token of a lease answer (a pool older than tokens has none).
+    pub fn of(granted: &LeaseGranted) -> Option<LeaseToken> {
+        granted.lease_token.clone().map(LeaseToken::new)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for LeaseToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LeaseToken([redacted])")
+    }
+}
+
+/// Where `stockroom run` tells its command's `stockroom extend` the lease
+/// token is: the path of a 0600 file in a private 0700 temp dir (the token
+/// itself is never in the environment or the datasets file).
+pub const LEASE_TOKEN_FILE_VAR: &str = "STOCKROOM_LEASE_TOKEN_FILE";
+
+/// The lease token in a private file for the command of `run`; dropping it
+/// removes the file and its dir.
+pub struct TokenFile {
+    pub path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TokenFile {
+    pub fn write(token: &LeaseToken) -> Result<TokenFile, Error> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("stockroom-lease-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .map_err(|e| {
+                Error::Config(format!(
+                    "failed to create a private temp dir for the lease token: {e}; set TMPDIR to a writable directory"
+                ))
+            })?;
+        let path = dir.path().join("lease-token");
+        crate::inject::write_private_atomically(&path, token.expose().as_bytes())
+            .map_err(|e| Error::Config(format!("failed to write {}: {e}", path.display())))?;
+        Ok(TokenFile { path, _dir: dir })
+    }
+
+    /// Reads the token a `run` left for its command, if the variable is set.
+    pub fn read(env: &impl crate::ci::EnvSource) -> Result<Option<LeaseToken>, Error> {
+        let Some(path) = env.get(LEASE_TOKEN_FILE_VAR) else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Error::Config(format!(
+                "failed to read the lease token from {path} ({LEASE_TOKEN_FILE_VAR}): {e}; \
+                 run `stockroom extend` inside the `stockroom run` that holds the lease"
+            ))
+        })?;
+        Ok(Some(LeaseToken::new(text.trim().to_string())))
+    }
+}
+
+/// Another live process holds the lease of our idempotency key: never share it.
+fn key_conflict(error: &ClientError) -> Error {
+    Error::Config(format!(
+        "the pool refused the lease: another process holds a lease with the same idempotency key \
+         ({error}). Two sidecars computed the same key, as parallel jobs of one CI build without \
+         shard variables do. Give each its own shard (--shard-index N --shard-total M, or \
+         STOCKROOM_SHARD_INDEX/STOCKROOM_SHARD_TOTAL) or its own key (STOCKROOM_IDEMPOTENCY_KEY)."
+    ))
+}
+
 /// How long one lease request asks the pool to hold it while stock is short;
 /// also how often CI logs get a progress line.
 const POLL: Duration = Duration::from_secs(5);
@@ -91,6 +178,10 @@ pub async fn acquire(
             Some(ProblemKind::UnknownState) => {
                 progress.finish();
                 return Err(unknown_state(manifest, &error));
+            }
+            Some(ProblemKind::IdempotencyConflict) => {
+                progress.finish();
+                return Err(key_conflict(&error));
             }
             _ if error.is_transient() => {
                 let since = *unreachable_since.get_or_insert_with(Instant::now);

@@ -31,7 +31,7 @@ use crate::errors::Error;
 use crate::exit::Exit;
 use crate::heartbeat::{self, LeaseLost};
 use crate::inject::{self, DatasetsFileHome};
-use crate::lease::{self, AcquireBounds};
+use crate::lease::{self, AcquireBounds, LeaseToken, TokenFile};
 
 /// Everything resolved before the first network call.
 pub struct Prepared {
@@ -67,7 +67,10 @@ pub fn prepare(common: &Common, env: &impl EnvSource) -> Result<Prepared, Error>
 /// The one lease request for every dataset of this shard.
 pub fn lease_request(p: &Prepared) -> LeaseRequest {
     LeaseRequest {
-        holder: p.ci.holder(p.shard),
+        holder: stockroom_protocol::api::Holder {
+            instance: Some(instance().to_string()),
+            ..p.ci.holder(p.shard)
+        },
         ttl_seconds: p
             .manifest
             .lease_ttl
@@ -88,7 +91,15 @@ pub fn lease_request(p: &Prepared) -> LeaseRequest {
     }
 }
 
-fn local_key(shard: Shard) -> String {
+/// This process among others that compute the same idempotency key: the
+/// pool binds the key to it, so a second live process is refused (409)
+/// instead of sharing the first one's lease (docs/sidecar.md, "Idempotency").
+fn instance() -> &'static str {
+    static INSTANCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    INSTANCE.get_or_init(random_hex)
+}
+
+fn random_hex() -> String {
     let mut bytes = [0u8; 16];
     if getrandom::fill(&mut bytes).is_err() {
         // Fall back to something unique enough for one machine.
@@ -97,8 +108,11 @@ fn local_key(shard: Shard) -> String {
             .map_or(0, |d| d.as_nanos());
         bytes[..16].copy_from_slice(&nanos.to_le_bytes());
     }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("local:{hex}:{}", shard.index)
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn local_key(shard: Shard) -> String {
+    format!("local:{}:{}", random_hex(), shard.index)
 }
 
 /// Leases with progress and retries.
@@ -133,7 +147,7 @@ pub async fn acquire(p: &Prepared) -> Result<LeaseGranted, Error> {
 }
 
 pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result<Exit, Error> {
-    let prepared = prepare(common, env)?;
+    let mut prepared = prepare(common, env)?;
     let started = Instant::now();
     // Installed before the lease request: a CI cancelling the job while we
     // wait for stock must end the wait cleanly, not kill the sidecar mid-request.
@@ -149,6 +163,8 @@ pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result
             return Ok(Exit::Interrupted(sig));
         }
     };
+    // From here on every call acts as the lease's holder.
+    prepared.client = prepared.client.holding(LeaseToken::of(&granted));
     let shard = ShardInfo {
         index: prepared.shard.index,
         total: prepared.shard.total,
@@ -158,8 +174,20 @@ pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result
 
     let injected = DatasetsFileHome::for_run(&prepared.manifest).and_then(|home| {
         inject::write_datasets_file(&home.path, &file)?;
-        let vars = inject::env_vars(&prepared.manifest, &file, &home.path)?;
-        Ok((home, vars))
+        let mut vars = inject::env_vars(&prepared.manifest, &file, &home.path)?;
+        // For `stockroom extend` in the command: where the token is, not the token.
+        let token_file = LeaseToken::of(&granted)
+            .map(|t| TokenFile::write(&t))
+            .transpose()?;
+        if let Some(t) = &token_file {
+            vars.push(stockroom_protocol::env_names::EnvVar {
+                name: lease::LEASE_TOKEN_FILE_VAR.to_string(),
+                value: t.path.to_string_lossy().into_owned(),
+                secret: false,
+                source: "the lease token file".into(),
+            });
+        }
+        Ok(((home, token_file), vars))
     });
     let (home, vars) = match injected {
         Ok(v) => v,

@@ -29,6 +29,7 @@ use crate::errors::Error;
 use crate::exit::Exit;
 use crate::heartbeat;
 use crate::inject::{self, DatasetsFileHome};
+use crate::lease::LeaseToken;
 use crate::run;
 
 pub const STATE_FILE: &str = "state.json";
@@ -41,6 +42,10 @@ pub const DATASETS_FILE: &str = "datasets.json";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
     pub lease_id: String,
+    /// The proof of holding the lease, for `stop`, `extend` and the
+    /// heartbeat (this file is 0600 in a 0700 dir; never printed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<LeaseToken>,
     pub pool: String,
     pub expires_at: String,
     pub heartbeat_interval_seconds: u64,
@@ -131,7 +136,7 @@ fn lock_dir(dir: &Path) -> Result<File, Error> {
 }
 
 pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> Result<Exit, Error> {
-    let prepared = run::prepare(common, env)?;
+    let mut prepared = run::prepare(common, env)?;
     let dir = state_dir(common, env)?;
     let _lock = lock_dir(&dir)?;
     if let Some(existing) = read_state(&dir)? {
@@ -142,6 +147,7 @@ pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> R
         )));
     }
     let granted = run::acquire(&prepared).await?;
+    prepared.client = prepared.client.holding(LeaseToken::of(&granted));
     let shard = ShardInfo {
         index: prepared.shard.index,
         total: prepared.shard.total,
@@ -154,6 +160,7 @@ pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> R
     };
     let state = State {
         lease_id: granted.lease_id.clone(),
+        lease_token: LeaseToken::of(&granted),
         pool: prepared.client.base().to_string(),
         expires_at: granted.expires_at.clone(),
         heartbeat_interval_seconds: granted.heartbeat_interval_seconds,
@@ -365,7 +372,8 @@ pub async fn stop(common: &Common, args: &StopArgs, env: &impl EnvSource) -> Res
     let token = config::token(common, env)?;
     let retry_for = config::retry_for(common, env)?;
     let tls = config::tls(common, env, state.ca_file.as_deref());
-    let client = PoolClient::new(&state.pool, token, &tls)?;
+    let client = PoolClient::new(&state.pool, token, &tls)?
+        .holding(state.lease_token.clone());
     let result = if let Some(lost) = &lost {
         tracing::error!("the lease was lost while the job ran: {}", lost.trim());
         Err(None)
@@ -556,7 +564,8 @@ pub async fn heartbeat_process(common: &Common, env: &impl EnvSource) -> Result<
         return Ok(Exit::Success);
     };
     let tls = config::tls(common, env, state.ca_file.as_deref());
-    let client = PoolClient::new(&state.pool, config::token(common, env)?, &tls)?;
+    let client = PoolClient::new(&state.pool, config::token(common, env)?, &tls)?
+        .holding(state.lease_token.clone());
     let make = |kind| {
         signal(kind)
             .map_err(|e| Error::Internal(format!("failed to install a signal handler: {e}")))

@@ -135,6 +135,58 @@ fn no_stock_within_acquire_timeout_gives_no_stock() {
     assert!(err.contains("buyer: 0 of 1 ready"), "{err}");
 }
 
+/// The lease token proves holding the lease to the pool, and goes nowhere
+/// else: not in the command's environment, its datasets file or the logs.
+#[test]
+fn the_lease_token_goes_to_the_pool_only() {
+    let pool = granting();
+    let (out, _dir) = run(
+        &pool,
+        &[],
+        &[
+            "sh",
+            "-c",
+            "env; cat \"$STOCKROOM_DATASETS_FILE\"; echo; cat \"$STOCKROOM_LEASE_TOKEN_FILE\" | wc -c",
+        ],
+    );
+    assert_exit(&out, 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains(common::stub_pool::LEASE_TOKEN), "{stdout}");
+    assert!(!stderr(&out).contains(common::stub_pool::LEASE_TOKEN));
+    assert!(stdout.contains("STOCKROOM_LEASE_TOKEN_FILE="), "{stdout}");
+    let release = pool.seen("/release");
+    assert_eq!(release.len(), 1);
+    assert_eq!(
+        release[0].lease_token.as_deref(),
+        Some(common::stub_pool::LEASE_TOKEN)
+    );
+    let lease = pool.seen("/leases");
+    let instance = lease[0].body["holder"]["instance"].as_str().unwrap_or("");
+    assert!(
+        instance.len() >= 16,
+        "a per-process instance: {:?}",
+        lease[0].body
+    );
+}
+
+/// Another live process holds the lease of the same idempotency key: 78
+/// with the advice, and the command never runs.
+#[test]
+fn an_idempotency_conflict_gives_configuration_with_advice() {
+    let pool = StubPool::start(LeaseAnswer::KeyConflict, HeartbeatAnswerKind::Alive);
+    let (out, dir) = run(&pool, &[], &["touch", "ran"]);
+    assert_exit(&out, exit_codes::CONFIG);
+    let err = stderr(&out);
+    for advice in [
+        "--shard-index",
+        "--shard-total",
+        "STOCKROOM_IDEMPOTENCY_KEY",
+    ] {
+        assert!(err.contains(advice), "{err}");
+    }
+    assert!(!dir.path().join("ran").exists());
+}
+
 #[test]
 fn a_rejected_token_gives_token_rejected() {
     let pool = StubPool::start(LeaseAnswer::RejectToken, HeartbeatAnswerKind::Alive);

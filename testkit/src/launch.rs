@@ -196,6 +196,15 @@ impl PoolCommand {
         cmd.args(&self.leading_args)
             .args(["--listen", "127.0.0.1:0", "--ready-file"])
             .arg(&ready);
+        // The demo's shop API too gets a free port, named in a ready file.
+        let shop_url_file = (self.leading_args.first().is_some_and(|a| a == "demo")
+            && !self.leading_args.iter().any(|a| a == "--shop-listen"))
+        .then(|| self.dir.join(format!("{}.shop-url", self.label)));
+        if let Some(file) = &shop_url_file {
+            let _ = std::fs::remove_file(file);
+            cmd.args(["--shop-listen", "127.0.0.1:0", "--shop-url-file"])
+                .arg(file);
+        }
         if let Some(store) = &self.store {
             cmd.arg("--store").arg(store);
         }
@@ -225,8 +234,11 @@ impl PoolCommand {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             bin: self.bin.clone(),
             log: log_path,
+            shop_url: None,
         };
         process.addr = process.wait_ready(&ready, self.ready_timeout)?;
+        // The demo writes its shop URL before the pool listens.
+        process.shop_url = shop_url_file.and_then(|f| std::fs::read_to_string(f).ok());
         Ok(process)
     }
 }
@@ -239,9 +251,16 @@ pub struct PoolProcess {
     addr: SocketAddr,
     bin: PathBuf,
     log: PathBuf,
+    shop_url: Option<String>,
 }
 
 impl PoolProcess {
+    /// The demo shop's API (`http://ADDR`, routes under `/shop`), when this
+    /// is `stockroom-pool demo` started with the shop on a free port.
+    pub fn shop_url(&self) -> Option<&str> {
+        self.shop_url.as_deref()
+    }
+
     /// The address from the ready file.
     pub fn addr(&self) -> SocketAddr {
         self.addr

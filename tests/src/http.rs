@@ -15,24 +15,42 @@ pub fn http(
     body: Option<&Value>,
     token: Option<&str>,
 ) -> (u16, Value) {
+    let mut headers = vec![("Host".to_string(), addr.to_string())];
+    if body.is_some() {
+        headers.push(("Content-Type".into(), "application/json".into()));
+    }
+    if let Some(token) = token {
+        headers.push(("Authorization".into(), format!("Bearer {token}")));
+    }
+    let body_text = body.map(Value::to_string).unwrap_or_default();
+    let (status, _, value) = http_raw(addr, method, path, &headers, body_text.as_bytes());
+    (status, value)
+}
+
+/// One request with exactly these headers (`Host` included, when wanted)
+/// and body bytes; the status, the answer's head (lower-cased) and body.
+pub fn http_raw(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> (u16, String, Value) {
     let mut stream = TcpStream::connect(addr).expect("connect to the pool");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
-    let body_text = body.map(Value::to_string).unwrap_or_default();
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body_text.len()
-    );
-    if body.is_some() {
-        request.push_str("Content-Type: application/json\r\n");
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    for (name, value) in headers {
+        request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
-    if let Some(token) = token {
-        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(&body_text);
-    stream.write_all(request.as_bytes()).expect("send");
+    request.extend_from_slice(b"\r\n");
+    request.extend_from_slice(body);
+    stream.write_all(&request).expect("send");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).expect("read");
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -52,6 +70,7 @@ pub fn http(
     };
     (
         status,
+        head.to_ascii_lowercase(),
         serde_json::from_str(&body).unwrap_or(Value::String(body)),
     )
 }

@@ -14,7 +14,7 @@ mod relay;
 mod wait;
 
 pub use bins::{helper, pool_bin, stockroom, stockroom_bin, target_dir};
-pub use http::http;
+pub use http::{http, http_raw};
 pub use pool::{DemoPool, Pool};
 pub use relay::Relay;
 pub use wait::{StderrLines, wait_for, wait_for_file};

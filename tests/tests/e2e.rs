@@ -486,15 +486,27 @@ fn a_lost_lease_is_reported_loudly_and_fail_stops_the_command() {
         ],
     );
     assert!(wait_for_file(&dump, Duration::from_secs(20)));
-    let lease = read_dump(&dump)["env"]["STOCKROOM_LEASE_ID"]
+    let env = &read_dump(&dump)["env"];
+    let lease = env["STOCKROOM_LEASE_ID"]
         .as_str()
         .expect("lease")
         .to_string();
-    let (status, body) = pool.request(
+    // The command's own processes hold the lease token (a private file the
+    // sidecar names, never the token itself in the environment).
+    let token_file = env["STOCKROOM_LEASE_TOKEN_FILE"]
+        .as_str()
+        .expect("token file");
+    let token = std::fs::read_to_string(token_file).expect("read the lease token");
+    let (status, _, body) = stockroom_e2e::http_raw(
+        &pool.addr,
         "POST",
         &format!("/api/v1/leases/{lease}/release"),
-        Some(&json!({"outcome": "cancelled"})),
-        None,
+        &[
+            ("Host".into(), pool.addr.clone()),
+            ("Content-Type".into(), "application/json".into()),
+            ("Stockroom-Lease-Token".into(), token.trim().to_string()),
+        ],
+        json!({"outcome": "cancelled"}).to_string().as_bytes(),
     );
     assert_eq!(status, 200, "{body}");
     let out = child.wait_with_output().expect("wait");

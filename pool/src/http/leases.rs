@@ -15,7 +15,7 @@ use stockroom_protocol::api::{
 };
 
 use super::AppState;
-use super::problem::{ApiError, Body, Ci, parse_json};
+use super::problem::{ApiError, Body, Ci, LeaseCaller, parse_json};
 
 pub async fn create(
     State(app): State<AppState>,
@@ -64,7 +64,7 @@ pub async fn get(
 
 pub async fn heartbeat(
     State(app): State<AppState>,
-    Ci(_): Ci,
+    LeaseCaller(_, proof): LeaseCaller,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<HeartbeatAnswer>, ApiError> {
@@ -73,31 +73,35 @@ pub async fn heartbeat(
     } else {
         parse_json(&body)?
     };
-    Ok(Json(app.service.heartbeat(id, req.ttl_seconds).await?))
+    Ok(Json(
+        app.service.heartbeat(id, &proof, req.ttl_seconds).await?,
+    ))
 }
 
 pub async fn release(
     State(app): State<AppState>,
-    Ci(_): Ci,
+    LeaseCaller(_, proof): LeaseCaller,
     Path(id): Path<String>,
     Body(req): Body<ReleaseRequest>,
 ) -> Result<Json<ReleaseAnswer>, ApiError> {
     let released = app
         .service
-        .release(id, req.outcome, req.reason, req.details_url)
+        .release(id, &proof, req.outcome, req.reason, req.details_url)
         .await?;
     Ok(Json(released.answer))
 }
 
-/// Advances a leased dataset by an extension, for the lease's holder (the
-/// lease id in the path is the proof).
+/// Advances a leased dataset by an extension, for the lease's holder (its
+/// token is the proof).
 pub async fn extend(
     State(app): State<AppState>,
-    Ci(_): Ci,
+    LeaseCaller(_, proof): LeaseCaller,
     Path((id, dataset_id)): Path<(String, String)>,
     Body(req): Body<ExtendDatasetRequest>,
 ) -> Result<Json<DatasetView>, ApiError> {
     Ok(Json(
-        app.service.extend(id, dataset_id, req.extension).await?,
+        app.service
+            .extend(id, &proof, dataset_id, req.extension)
+            .await?,
     ))
 }

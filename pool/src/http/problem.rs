@@ -6,12 +6,14 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use stockroom_protocol::api::{MAX_BODY_BYTES, PROBLEM_CONTENT_TYPE, Problem, ProblemKind};
+use stockroom_protocol::api::{
+    LEASE_TOKEN_HEADER, MAX_BODY_BYTES, PROBLEM_CONTENT_TYPE, Problem, ProblemKind,
+};
 use stockroom_protocol::pool_config::Role;
 
 use super::AppState;
 use crate::auth::Caller;
-use crate::service::ServiceError;
+use crate::service::{Proof, ServiceError};
 use crate::store::StoreError;
 
 /// An error answer: a problem, and a `Retry-After` for 503s.
@@ -74,6 +76,9 @@ impl From<ServiceError> for ApiError {
                 a
             }
             ServiceError::NotHolder(_) => ApiError::new(ProblemKind::NotHolder, detail),
+            ServiceError::IdempotencyConflict(_) => {
+                ApiError::new(ProblemKind::IdempotencyConflict, detail)
+            }
             ServiceError::WrongStatus { .. } => ApiError::new(ProblemKind::Conflict, detail),
             ServiceError::UnknownExtension { known, .. } => {
                 let mut a = ApiError::new(ProblemKind::UnknownState, detail);
@@ -172,6 +177,10 @@ fn authorize(parts: &Parts, state: &AppState, role: Role) -> Result<Caller, ApiE
 
 /// A caller with at least role `ci`.
 pub struct Ci(pub Caller);
+/// A caller with at least role `ci`, and what it shows to act on a lease:
+/// the `Stockroom-Lease-Token` header, or (without one) an admin token.
+/// Checked by `PoolService::check_holder`.
+pub struct LeaseCaller(pub Caller, pub Proof);
 /// A caller with role `admin`.
 pub struct Admin(pub Caller);
 
@@ -182,6 +191,28 @@ impl FromRequestParts<AppState> for Ci {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         authorize(parts, state, Role::Ci).map(Ci)
+    }
+}
+
+impl FromRequestParts<AppState> for LeaseCaller {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = authorize(parts, state, Role::Ci)?;
+        let token = parts
+            .headers
+            .get(LEASE_TOKEN_HEADER)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string());
+        let proof = match token {
+            Some(t) => Proof::Token(Some(t)),
+            // Only a configured admin token: a pool without tokens makes every
+            // caller admin, and that must not release others' leases.
+            None if state.tokens.enabled() && caller.role == Role::Admin => Proof::Admin,
+            None => Proof::Token(None),
+        };
+        Ok(LeaseCaller(caller, proof))
     }
 }
 

@@ -28,9 +28,14 @@ pub enum ServiceError {
         status: LeaseStatus,
         detail: String,
     },
-    /// The dataset is not held by this lease (any more).
+    /// The dataset is not held by this lease (any more), or the caller did
+    /// not prove it holds the lease (its token missing or wrong).
     #[error("{0}")]
     NotHolder(String),
+    /// The idempotency key has an active lease for another request or
+    /// another process (docs/pool.md, "Idempotency").
+    #[error("{0}")]
+    IdempotencyConflict(String),
     /// The dataset is in a status the operation does not apply to.
     #[error("{detail}")]
     WrongStatus {

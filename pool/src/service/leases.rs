@@ -18,8 +18,8 @@ use crate::store::{
 use crate::time::rfc3339;
 use crate::waiting::Need;
 
-/// Largest `count` of one item.
-pub const MAX_COUNT: u32 = 10_000;
+/// Largest `count` of one item (one constant in protocol, docs/manifest.md).
+pub const MAX_COUNT: u32 = stockroom_protocol::api::MAX_COUNT;
 /// Most items in one lease request.
 pub const MAX_ITEMS: usize = 100;
 
@@ -78,6 +78,33 @@ fn validate(req: &LeaseRequest) -> ServiceResult<()> {
     Ok(())
 }
 
+/// What a caller shows to act on a lease (docs/pool.md, "Lease tokens").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    /// The `Stockroom-Lease-Token` header, when sent.
+    Token(Option<String>),
+    /// The web page's session that took the lease (the page keeps which
+    /// leases a session took; the cookie is the proof).
+    TakenHere,
+    /// A caller with an admin token: may release any lease, nothing more.
+    Admin,
+}
+
+/// What a caller wants to do to a lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseAct {
+    Heartbeat,
+    Release,
+    Extend,
+}
+
+fn not_holder(id: &str) -> ServiceError {
+    ServiceError::NotHolder(format!(
+        "this request does not prove it holds lease {id}: send the lease_token of the POST /api/v1/leases \
+         answer in the Stockroom-Lease-Token header (an admin token may release any lease without it)"
+    ))
+}
+
 fn public_shortfall(s: &[ItemShortfall]) -> Vec<Shortfall> {
     s.iter()
         .map(|s| Shortfall {
@@ -89,6 +116,15 @@ fn public_shortfall(s: &[ItemShortfall]) -> Vec<Shortfall> {
             down: None,
         })
         .collect()
+}
+
+fn key_conflict() -> ServiceError {
+    ServiceError::IdempotencyConflict(
+        "this idempotency_key has an active lease for another request or another process; nothing is held. \
+         Two processes computed the same key: give each its own shard (--shard-index/--shard-total) or \
+         its own STOCKROOM_IDEMPOTENCY_KEY"
+            .into(),
+    )
 }
 
 fn no_lease(id: &str) -> ServiceError {
@@ -104,6 +140,25 @@ fn gone(id: &str, status: LeaseStatus, detail: String) -> ServiceError {
 }
 
 impl PoolService {
+    /// The one check that a caller holds a lease, for every route and the
+    /// page: its token (compared in constant time with the stored hash), the
+    /// page's session that took it, or an admin releasing it. `NotFound`
+    /// when there is no such lease; never says more about the token.
+    pub async fn check_holder(&self, id: &str, proof: &Proof, act: LeaseAct) -> ServiceResult<()> {
+        let Some(stored) = self.store().lease_token_hash(id.to_string()).await? else {
+            return Err(no_lease(id));
+        };
+        let ok = match proof {
+            Proof::Admin => act == LeaseAct::Release,
+            Proof::TakenHere => true,
+            Proof::Token(Some(token)) => stored
+                .as_deref()
+                .is_some_and(|h| crate::store::rules::lease_token_matches(h, token)),
+            Proof::Token(None) => false,
+        };
+        if ok { Ok(()) } else { Err(not_holder(id)) }
+    }
+
     /// TTL in milliseconds: asked (or the default), capped by `max_lease_ttl`.
     pub fn ttl_ms(&self, asked_seconds: Option<u64>) -> i64 {
         let cfg = self.config();
@@ -126,6 +181,13 @@ impl PoolService {
             .map(|i| (i.type_name.clone(), i.state.clone()))
             .collect();
         self.check_known(&wanted).await?;
+        let fingerprint =
+            crate::store::rules::request_fingerprint(&req.holder, &req.items, req.ttl_seconds);
+        // The instance binds the key; it is never stored or shown.
+        let holder = stockroom_protocol::api::Holder {
+            instance: None,
+            ..req.holder.clone()
+        };
         let ttl_ms = self.ttl_ms(req.ttl_seconds);
         let wait = Duration::from_secs(req.wait_seconds.unwrap_or(0)).min(self.config().max_wait.0);
         let store = self.store();
@@ -151,10 +213,11 @@ impl PoolService {
             changed.borrow_and_update();
             if ticket.may_try() {
                 let attempt = LeaseAttempt {
-                    holder: req.holder.clone(),
+                    holder: holder.clone(),
                     items: req.items.clone(),
                     ttl_ms,
                     idempotency_key: req.idempotency_key.clone(),
+                    fingerprint: fingerprint.clone(),
                     now_ms: self.now_ms(),
                 };
                 match store.lease(attempt).await? {
@@ -171,6 +234,7 @@ impl PoolService {
                             new: false,
                         });
                     }
+                    LeaseResult::KeyConflict => return Err(key_conflict()),
                     LeaseResult::NoStock(short) => {
                         let satisfiable = short.iter().all(|s| s.potential >= u64::from(s.wanted));
                         ticket.set_blocking(satisfiable);
@@ -182,15 +246,20 @@ impl PoolService {
             } else {
                 // Not our turn: an earlier waiter for the same states goes
                 // first, but a retry of a lease already granted is answered.
-                if let Some(key) = &req.idempotency_key
-                    && let Some(granted) = store
-                        .find_by_idempotency_key(key.clone(), self.now_ms())
+                if let Some(key) = &req.idempotency_key {
+                    match store
+                        .find_by_idempotency_key(key.clone(), fingerprint.clone(), self.now_ms())
                         .await?
-                {
-                    return Ok(Leased {
-                        granted,
-                        new: false,
-                    });
+                    {
+                        Some(LeaseResult::Existing(granted)) => {
+                            return Ok(Leased {
+                                granted,
+                                new: false,
+                            });
+                        }
+                        Some(_) => return Err(key_conflict()),
+                        None => {}
+                    }
                 }
                 queued_behind = true;
             }
@@ -240,8 +309,10 @@ impl PoolService {
     pub async fn heartbeat(
         &self,
         id: String,
+        proof: &Proof,
         ttl_seconds: Option<u64>,
     ) -> ServiceResult<HeartbeatAnswer> {
+        self.check_holder(&id, proof, LeaseAct::Heartbeat).await?;
         if ttl_seconds == Some(0) {
             return Err(ServiceError::Invalid(
                 "ttl_seconds must be at least 1".into(),
@@ -287,10 +358,12 @@ impl PoolService {
     pub async fn release(
         &self,
         id: String,
+        proof: &Proof,
         outcome: Outcome,
         reason: Option<String>,
         details_url: Option<String>,
     ) -> ServiceResult<Released> {
+        self.check_holder(&id, proof, LeaseAct::Release).await?;
         match self
             .store()
             .release(id.clone(), outcome, reason, details_url, self.now_ms())
@@ -381,10 +454,12 @@ impl PoolService {
     pub async fn extend(
         &self,
         lease_id: String,
+        proof: &Proof,
         dataset_id: String,
         extension: String,
     ) -> ServiceResult<stockroom_protocol::api::DatasetView> {
         let id = lease_id;
+        self.check_holder(&id, proof, LeaseAct::Extend).await?;
         let lease = self.lease_with_secrets(id.clone()).await?;
         if lease.status != LeaseStatus::Active {
             return Err(gone(

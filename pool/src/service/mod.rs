@@ -30,7 +30,7 @@ use crate::waiting::WaitQueue;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use datasets::{Quarantined, Settle};
 pub use error::{ServiceError, ServiceResult};
-pub use leases::{Leased, MAX_COUNT, MAX_ITEMS, Released};
+pub use leases::{LeaseAct, Leased, MAX_COUNT, MAX_ITEMS, Proof, Released};
 
 /// Cheap to clone: every clone is the same service.
 #[derive(Clone)]

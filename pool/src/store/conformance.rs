@@ -81,6 +81,7 @@ fn attempt(items: Vec<LeaseItem>, now_ms: i64) -> LeaseAttempt {
         items,
         ttl_ms: 60_000,
         idempotency_key: None,
+        fingerprint: "fp".into(),
         now_ms,
     }
 }
@@ -681,7 +682,12 @@ pub async fn heartbeat_and_expiry(store: &dyn Store) {
     );
 }
 
-/// The same idempotency key while active gives the same lease; after release, a new one.
+async fn token_hash(store: &dyn Store, id: &str) -> Option<Option<String>> {
+    store.lease_token_hash(id.to_string()).await.unwrap()
+}
+
+/// The same idempotency key while active gives the same lease (with a fresh
+/// token), another request with that key a conflict; after release, a new one.
 pub async fn idempotency(store: &dyn Store) {
     store
         .register(
@@ -694,10 +700,42 @@ pub async fn idempotency(store: &dyn Store) {
     let mut a = attempt(vec![item("a", "c_idem", "s", 1)], T0);
     a.idempotency_key = Some("k1".into());
     let g = granted(store, a.clone()).await;
+    let first_token = g
+        .lease_token
+        .clone()
+        .expect("a new lease carries its token");
+    assert_eq!(
+        token_hash(store, &g.lease_id).await,
+        Some(Some(crate::store::rules::lease_token_hash(&first_token))),
+        "only the token's hash is stored"
+    );
     match store.lease(a.clone()).await.unwrap() {
-        LeaseResult::Existing(same) => assert_eq!(same.lease_id, g.lease_id),
+        LeaseResult::Existing(same) => {
+            assert_eq!(same.lease_id, g.lease_id);
+            let fresh = same.lease_token.expect("a repeated answer carries a token");
+            assert_ne!(fresh, first_token);
+            assert_eq!(
+                token_hash(store, &g.lease_id).await,
+                Some(Some(crate::store::rules::lease_token_hash(&fresh)))
+            );
+        }
         other => panic!("expected the same lease, got {other:?}"),
     }
+    // The same key for another request: a conflict, nothing handed out.
+    let mut other = a.clone();
+    other.fingerprint = "another request".into();
+    assert!(matches!(
+        store.lease(other.clone()).await.unwrap(),
+        LeaseResult::KeyConflict
+    ));
+    assert!(matches!(
+        store
+            .find_by_idempotency_key("k1".into(), "another request".into(), T0)
+            .await
+            .unwrap(),
+        Some(LeaseResult::KeyConflict)
+    ));
+    assert_eq!(token_hash(store, "lease_nope").await, None);
     store
         .release(g.lease_id.clone(), Outcome::Passed, None, None, T0)
         .await
@@ -801,7 +839,7 @@ pub async fn idempotency_lookup(store: &dyn Store) {
         .unwrap();
     assert!(
         store
-            .find_by_idempotency_key("k".into(), T0)
+            .find_by_idempotency_key("k".into(), "fp".into(), T0)
             .await
             .unwrap()
             .is_none()
@@ -810,12 +848,15 @@ pub async fn idempotency_lookup(store: &dyn Store) {
     a.idempotency_key = Some("k".into());
     let g = granted(store, a.clone()).await;
     let found = store
-        .find_by_idempotency_key("k".into(), T0 + 1)
+        .find_by_idempotency_key("k".into(), "fp".into(), T0 + 1)
         .await
         .unwrap();
-    assert_eq!(found.map(|f| f.lease_id), Some(g.lease_id.clone()));
+    let Some(LeaseResult::Existing(found)) = found else {
+        panic!("expected the lease of the key, got {found:?}");
+    };
+    assert_eq!(found.lease_id, g.lease_id);
     let overdue = store
-        .find_by_idempotency_key("k".into(), T0 + 60_000)
+        .find_by_idempotency_key("k".into(), "fp".into(), T0 + 60_000)
         .await
         .unwrap();
     assert!(overdue.is_none(), "an overdue lease is no answer");

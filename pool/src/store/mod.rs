@@ -58,6 +58,8 @@ pub struct LeaseAttempt {
     pub items: Vec<LeaseItem>,
     pub ttl_ms: i64,
     pub idempotency_key: Option<String>,
+    /// What the key is bound to ([`rules::request_fingerprint`]).
+    pub fingerprint: String,
     pub now_ms: i64,
 }
 
@@ -80,10 +82,14 @@ pub struct ItemShortfall {
 /// Answer to [`Store::lease`].
 #[derive(Debug, Clone)]
 pub enum LeaseResult {
-    /// A new lease (HTTP 201).
+    /// A new lease (HTTP 201), with its token.
     Granted(LeaseGranted),
-    /// The active lease of the same idempotency key (HTTP 200).
+    /// The active lease of the same idempotency key and request (HTTP 200),
+    /// with a fresh token (the earlier one no longer works).
     Existing(LeaseGranted),
+    /// The idempotency key has an active lease for another request (or
+    /// another process): nothing was held or handed out (HTTP 409).
+    KeyConflict,
     /// Not enough stock; nothing was held.
     NoStock(Vec<ItemShortfall>),
 }
@@ -220,13 +226,23 @@ pub trait Store: Send + Sync + 'static {
     /// not be empty.
     fn lease(&self, attempt: LeaseAttempt) -> BoxFuture<'_, StoreResult<LeaseResult>>;
 
-    /// The active lease of an idempotency key, if any. One found past its
-    /// expiry is expired on the spot (as the reaper would) and answers `None`.
+    /// The active lease of an idempotency key, if any: `Existing` (with a
+    /// fresh token) when `fingerprint` is the one it was leased with,
+    /// `KeyConflict` otherwise. One found past its expiry is expired on the
+    /// spot (as the reaper would) and answers `None`.
     fn find_by_idempotency_key(
         &self,
         key: String,
+        fingerprint: String,
         now_ms: i64,
-    ) -> BoxFuture<'_, StoreResult<Option<LeaseGranted>>>;
+    ) -> BoxFuture<'_, StoreResult<Option<LeaseResult>>>;
+
+    /// The token hash of a lease: `None` when there is no such lease,
+    /// `Some(None)` for a lease older than tokens.
+    fn lease_token_hash(
+        &self,
+        lease_id: String,
+    ) -> BoxFuture<'_, StoreResult<Option<Option<String>>>>;
 
     /// Extends an active, unexpired lease to `now + ttl`. An active lease found
     /// past its expiry is expired on the spot (as the reaper would).

@@ -13,7 +13,7 @@ use crate::time::rfc3339;
 pub const DS_COLS: &str = "d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at";
 
 /// The lease columns every query selects, in [`LeaseRow`]'s order.
-pub const LEASE_COLS: &str = "id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer";
+pub const LEASE_COLS: &str = "id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer, token_hash, request_hash";
 
 /// A dataset row as stored: JSON columns as text, times in ms since the epoch.
 pub(crate) struct RawDataset {
@@ -72,6 +72,10 @@ pub(crate) struct LeaseRow {
     pub reason: Option<String>,
     pub details_url: Option<String>,
     pub answer: Option<String>,
+    /// Hex SHA-256 of the lease token (`None` for leases older than tokens).
+    pub token_hash: Option<String>,
+    /// Hex SHA-256 of what the request asked (see `rules::request_fingerprint`).
+    pub request_hash: Option<String>,
 }
 
 impl LeaseRow {

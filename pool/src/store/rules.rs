@@ -2,7 +2,45 @@
 //! release, history reasons, the heartbeat interval. Both backends reach
 //! these only through [`super::ops`].
 
+use sha2::{Digest, Sha256};
+use stockroom_protocol::api::{Holder, LeaseItem};
 use stockroom_protocol::{DatasetStatus, OnFailure, Outcome};
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What the store keeps of a lease token: its hex SHA-256, never the token.
+pub fn lease_token_hash(token: &str) -> String {
+    sha256_hex(token.as_bytes())
+}
+
+/// Whether `token` is the one whose hash is `stored_hash`, comparing in
+/// time independent of where they differ.
+pub fn lease_token_matches(stored_hash: &str, token: &str) -> bool {
+    let given = lease_token_hash(token);
+    let (a, b) = (given.as_bytes(), stored_hash.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// What an idempotency key is bound to: the hex SHA-256 of the request's
+/// holder (its `url` aside, its `instance` included), items and TTL. The same
+/// key with another fingerprint is a conflict (docs/pool.md, "Idempotency").
+pub fn request_fingerprint(
+    holder: &Holder,
+    items: &[LeaseItem],
+    ttl_seconds: Option<u64>,
+) -> String {
+    let holder = Holder {
+        url: None,
+        ..holder.clone()
+    };
+    let bound = serde_json::json!({"holder": holder, "items": items, "ttl_seconds": ttl_seconds});
+    sha256_hex(bound.to_string().as_bytes())
+}
 
 /// How often a holder should heartbeat a lease of `ttl_ms`: three beats per
 /// TTL, at least one second apart.

@@ -116,6 +116,10 @@ pub(crate) struct NewLease<'a> {
     pub ttl_ms: i64,
     pub created_at: i64,
     pub expires_at: i64,
+    /// Hex SHA-256 of the lease token.
+    pub token_hash: &'a str,
+    /// Hex SHA-256 of what the request asked.
+    pub request_hash: &'a str,
 }
 
 /// One history line.
@@ -182,6 +186,8 @@ pub(crate) trait Tx {
     async fn active_lease_by_key(&self, key: &str) -> StoreResult<Option<LeaseRow>>;
     async fn lease_items(&self, lease_id: &str) -> StoreResult<Vec<LeaseItemRow>>;
     async fn insert_lease(&self, lease: NewLease<'_>) -> StoreResult<()>;
+    /// Replaces a lease's token hash (a repeated idempotent answer's fresh token).
+    async fn set_lease_token(&self, id: &str, token_hash: &str) -> StoreResult<()>;
     async fn insert_lease_item(&self, item: NewLeaseItem<'_>) -> StoreResult<()>;
     async fn set_lease_expired(&self, id: &str, now_ms: i64, reason: &str) -> StoreResult<()>;
     async fn set_lease_expiry(&self, id: &str, expires_at: i64, ttl_ms: i64) -> StoreResult<()>;

@@ -27,7 +27,7 @@ use stockroom_protocol::pool_config::Role;
 use stockroom_protocol::{AttrValue, Attributes, LeaseStatus, Outcome};
 
 use crate::http::AppState;
-use crate::service::{ServiceError, Settle};
+use crate::service::{Proof, ServiceError, Settle};
 use pages::Page;
 use samples::Samples;
 use session::Sessions;
@@ -93,9 +93,10 @@ fn failed(v: &Visitor, e: ServiceError) -> Response {
         ServiceError::Invalid(_) | ServiceError::UnknownState { .. } => {
             (StatusCode::UNPROCESSABLE_ENTITY, "Not done")
         }
-        ServiceError::WrongStatus { .. } | ServiceError::NotHolder(_) => {
+        ServiceError::WrongStatus { .. } | ServiceError::IdempotencyConflict(_) => {
             (StatusCode::CONFLICT, "Not done")
         }
+        ServiceError::NotHolder(_) => (StatusCode::FORBIDDEN, "Not done"),
         ServiceError::LeaseGone { .. } => (StatusCode::GONE, "Lease ended"),
         ServiceError::NoStock { .. } => (StatusCode::CONFLICT, "Not enough stock"),
         ServiceError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "Shutting down"),
@@ -400,7 +401,19 @@ async fn release(State(app): State<AppState>, Path(id): Path<String>, p: Poster)
     }
     let reason =
         reason.map(|r| format!("{r} — by hand on the web page by {}", v.session.caller.name));
-    match app.service.release(id.clone(), outcome, reason, None).await {
+    // The page's proof: the session that took the lease, or an admin.
+    let proof = if v.session.leases.contains(&id) {
+        Proof::TakenHere
+    } else if v.is_admin() {
+        Proof::Admin
+    } else {
+        Proof::Token(None)
+    };
+    match app
+        .service
+        .release(id.clone(), &proof, outcome, reason, None)
+        .await
+    {
         Ok(_) => redirect(&format!("/ui/leases/{id}")),
         Err(ServiceError::LeaseGone {
             status: LeaseStatus::Expired,

@@ -6,11 +6,43 @@ mod fresh_db;
 #[allow(unused_imports)] // only the PostgreSQL-backed tests use them
 pub use fresh_db::{FreshDb, admin_url};
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 use stockroom_testkit::{PoolCommand, PoolProcess};
+
+/// The lease tokens of every lease these tests took, by lease id (ids are
+/// unique, so one map serves every pool and replica of a test binary).
+static LEASE_TOKENS: std::sync::Mutex<BTreeMap<String, String>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// Remembers the `lease_token` of a `POST /leases` answer.
+pub fn remember_lease_token(answer: &Value) {
+    if let (Some(id), Some(token)) = (answer["lease_id"].as_str(), answer["lease_token"].as_str()) {
+        LEASE_TOKENS
+            .lock()
+            .unwrap()
+            .insert(id.to_string(), token.to_string());
+    }
+}
+
+/// The remembered token of the lease a path like `…/leases/{id}/heartbeat` acts on.
+pub fn lease_token_for(path: &str) -> Option<String> {
+    let (_, rest) = path.split_once("/leases/")?;
+    let (id, _) = rest.split_once('/')?;
+    LEASE_TOKENS.lock().unwrap().get(id).cloned()
+}
+
+/// Adds the `Stockroom-Lease-Token` of the lease `path` acts on, when known
+/// (the holder's proof, as the sidecar sends it).
+pub fn with_lease_token(req: reqwest::RequestBuilder, path: &str) -> reqwest::RequestBuilder {
+    match lease_token_for(path) {
+        Some(t) => req.header(stockroom_protocol::api::LEASE_TOKEN_HEADER, t),
+        None => req,
+    }
+}
 
 pub const CI_TOKEN: &str = "ci-secret-token";
 pub const ADMIN_TOKEN: &str = "admin-secret-token";
@@ -95,7 +127,8 @@ impl Pool {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value, reqwest::header::HeaderMap) {
-        let mut req = self.http.request(method.parse().unwrap(), self.url(path));
+        let req = self.http.request(method.parse().unwrap(), self.url(path));
+        let mut req = with_lease_token(req, path);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -107,6 +140,7 @@ impl Pool {
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        remember_lease_token(&value);
         (status, value, headers)
     }
 

@@ -10,12 +10,14 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use stockroom_protocol::api::{
-    API_PREFIX, HeartbeatAnswer, LeaseGranted, LeasedDataset, PROBLEM_CONTENT_TYPE, Problem,
-    ProblemKind, ReleaseAnswer, Shortfall,
+    API_PREFIX, HeartbeatAnswer, LEASE_TOKEN_HEADER, LeaseGranted, LeasedDataset,
+    PROBLEM_CONTENT_TYPE, Problem, ProblemKind, ReleaseAnswer, Shortfall,
 };
 use stockroom_protocol::{Dataset, LeaseStatus};
 
 pub const LEASE_ID: &str = "lease_stub";
+/// The `lease_token` of the stub's lease answer.
+pub const LEASE_TOKEN: &str = "lt_stub0123456789abcdef0123456789abcdef";
 
 /// What the stub answers to `POST /leases`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +28,8 @@ pub enum LeaseAnswer {
     NoStock,
     /// 401 `unauthorized`.
     RejectToken,
+    /// 409 `idempotency-conflict`: another process holds the key's lease.
+    KeyConflict,
 }
 
 /// What the stub answers to heartbeats.
@@ -41,6 +45,8 @@ pub enum HeartbeatAnswerKind {
 pub struct Seen {
     pub path: String,
     pub body: Value,
+    /// The `Stockroom-Lease-Token` header, if sent.
+    pub lease_token: Option<String>,
 }
 
 pub struct StubPool {
@@ -95,6 +101,7 @@ fn serve(
     let method = parts.next().unwrap_or_default().to_string();
     let path = parts.next().unwrap_or_default().to_string();
     let mut length = 0usize;
+    let mut lease_token = None;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).is_err() {
@@ -104,10 +111,12 @@ fn serve(
         if header.is_empty() {
             break;
         }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap_or(0);
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            } else if name.eq_ignore_ascii_case(LEASE_TOKEN_HEADER) {
+                lease_token = Some(value.trim().to_string());
+            }
         }
     }
     let mut body = vec![0u8; length];
@@ -118,6 +127,7 @@ fn serve(
     log.lock().expect("stub pool log").push(Seen {
         path: path.clone(),
         body,
+        lease_token,
     });
     let (status, content_type, answer) = answer(&method, &path, lease, heartbeat);
     let head = format!(
@@ -155,6 +165,10 @@ fn answer(
             LeaseAnswer::RejectToken => {
                 problem(Problem::new(ProblemKind::Unauthorized, "unknown token"))
             }
+            LeaseAnswer::KeyConflict => problem(Problem::new(
+                ProblemKind::IdempotencyConflict,
+                "this idempotency_key has an active lease for another request or another process",
+            )),
         },
         ("POST", p) if p.ends_with("/heartbeat") => match heartbeat {
             HeartbeatAnswerKind::Alive => json(&HeartbeatAnswer {
@@ -193,6 +207,7 @@ fn problem(problem: Problem) -> (u16, &'static str, String) {
 fn granted() -> LeaseGranted {
     LeaseGranted {
         lease_id: LEASE_ID.into(),
+        lease_token: Some(LEASE_TOKEN.into()),
         expires_at: "2099-01-01T00:00:00Z".into(),
         heartbeat_interval_seconds: 1,
         datasets: vec![LeasedDataset {

@@ -10,10 +10,9 @@ use super::heartbeat::expire_lease;
 use super::{Change, Work, granted};
 use crate::ids;
 use crate::store::rows::{LeaseRow, parse_entities};
-use crate::store::rules::reasons;
+use crate::store::rules::{lease_token_hash, reasons};
 use crate::store::tx::{Attr, CandidateQuery, NewLease, NewLeaseItem, Tx};
 use crate::store::{ItemShortfall, LeaseAttempt, LeaseResult, StoreError, StoreResult};
-use stockroom_protocol::api::LeaseGranted;
 
 /// A ready dataset chosen for an item.
 pub(crate) struct Picked {
@@ -23,32 +22,50 @@ pub(crate) struct Picked {
     pub updated_at: i64,
 }
 
-/// The active lease of an idempotency key; one found overdue is expired
-/// (as the reaper would) and answers `None`.
+/// The active lease of an idempotency key: the same request again gets it
+/// with a fresh token (only the token's hash is kept, so the first cannot be
+/// answered again), another request a conflict. One found overdue is
+/// expired (as the reaper would) and answers `None`.
 async fn active_by_key<T: Tx>(
     w: &mut Work<'_, T>,
     key: &str,
+    fingerprint: &str,
     now_ms: i64,
-) -> StoreResult<Option<LeaseGranted>> {
+) -> StoreResult<Option<LeaseResult>> {
     let Some(lease) = w.tx.active_lease_by_key(key).await? else {
         return Ok(None);
     };
-    if lease.expires_at > now_ms {
-        return Ok(Some(granted(w.tx, &lease).await?));
+    if lease.expires_at <= now_ms {
+        expire_lease(w, &lease, now_ms).await?;
+        return Ok(None);
     }
-    expire_lease(w, &lease, now_ms).await?;
-    Ok(None)
+    // A lease older than fingerprints is bound to nothing: never handed out again.
+    if lease.request_hash.as_deref() != Some(fingerprint) {
+        return Ok(Some(LeaseResult::KeyConflict));
+    }
+    let token = ids::lease_token();
+    w.tx.set_lease_token(&lease.id, &lease_token_hash(&token))
+        .await?;
+    let mut answer = granted(w.tx, &lease).await?;
+    answer.lease_token = Some(token);
+    Ok(Some(LeaseResult::Existing(answer)))
 }
 
 pub(crate) async fn find_by_idempotency_key<T: Tx>(
     tx: &T,
     key: &str,
+    fingerprint: &str,
     now_ms: i64,
-) -> StoreResult<Option<LeaseGranted>> {
+) -> StoreResult<Option<LeaseResult>> {
     let mut w = Work::new(tx);
-    let found = active_by_key(&mut w, key, now_ms).await?;
+    let found = active_by_key(&mut w, key, fingerprint, now_ms).await?;
     w.finish().await?;
     Ok(found)
+}
+
+/// The token hash of a lease (`Some(None)`: a lease older than tokens).
+pub(crate) async fn token_hash<T: Tx>(tx: &T, id: &str) -> StoreResult<Option<Option<String>>> {
+    Ok(tx.find_lease(id, false).await?.map(|l| l.token_hash))
 }
 
 pub(crate) async fn lease<T: Tx>(tx: &T, a: &LeaseAttempt) -> StoreResult<LeaseResult> {
@@ -63,12 +80,14 @@ pub(crate) async fn lease<T: Tx>(tx: &T, a: &LeaseAttempt) -> StoreResult<LeaseR
             w.finish().await?;
             Ok(out)
         }
-        Leased::New(lease) => {
+        Leased::New(lease, token) => {
             // The read-back and the bookkeeping in one round trip where the
             // backend pipelines (neither depends on the other).
             let (granted, finished) = tokio::join!(granted(tx, &lease), w.finish());
             finished?;
-            Ok(LeaseResult::Granted(granted?))
+            let mut granted = granted?;
+            granted.lease_token = Some(token);
+            Ok(LeaseResult::Granted(granted))
         }
     }
 }
@@ -76,14 +95,15 @@ pub(crate) async fn lease<T: Tx>(tx: &T, a: &LeaseAttempt) -> StoreResult<LeaseR
 /// What [`lease_in`] did: answered, or inserted a new lease to hand out.
 enum Leased {
     Answer(LeaseResult),
-    New(LeaseRow),
+    /// The row and its token (handed out once, stored as a hash).
+    New(LeaseRow, String),
 }
 
 async fn lease_in<T: Tx>(w: &mut Work<'_, T>, a: &LeaseAttempt) -> StoreResult<Leased> {
     if let Some(key) = &a.idempotency_key
-        && let Some(existing) = active_by_key(w, key, a.now_ms).await?
+        && let Some(answer) = active_by_key(w, key, &a.fingerprint, a.now_ms).await?
     {
-        return Ok(Leased::Answer(LeaseResult::Existing(existing)));
+        return Ok(Leased::Answer(answer));
     }
     let mut taken = HashSet::new();
     let mut entities_taken = HashSet::new();
@@ -100,6 +120,8 @@ async fn lease_in<T: Tx>(w: &mut Work<'_, T>, a: &LeaseAttempt) -> StoreResult<L
         return Ok(Leased::Answer(LeaseResult::NoStock(short)));
     }
     let id = ids::lease_id();
+    let token = ids::lease_token();
+    let token_hash = lease_token_hash(&token);
     // Entities first: their key is the exclusivity. With concurrent writers a
     // concurrent holder makes an insert wait for it and then fail (the
     // attempt is retried) or, when that holder was releasing, succeed once
@@ -129,6 +151,8 @@ async fn lease_in<T: Tx>(w: &mut Work<'_, T>, a: &LeaseAttempt) -> StoreResult<L
         ttl_ms: a.ttl_ms,
         created_at: now,
         expires_at: now + a.ttl_ms,
+        token_hash: &token_hash,
+        request_hash: &a.fingerprint,
     })
     .await?;
     let mut pos = 0i64;
@@ -160,20 +184,25 @@ async fn lease_in<T: Tx>(w: &mut Work<'_, T>, a: &LeaseAttempt) -> StoreResult<L
         }
     }
     // The row as just inserted: no need to read it back.
-    Ok(Leased::New(LeaseRow {
-        id,
-        status: LeaseStatus::Active.as_str().to_string(),
-        holder: holder_json,
-        holder_label: label,
-        ttl_ms: a.ttl_ms,
-        created_at: now,
-        expires_at: now + a.ttl_ms,
-        ended_at: None,
-        outcome: None,
-        reason: None,
-        details_url: None,
-        answer: None,
-    }))
+    Ok(Leased::New(
+        LeaseRow {
+            id,
+            status: LeaseStatus::Active.as_str().to_string(),
+            holder: holder_json,
+            holder_label: label,
+            ttl_ms: a.ttl_ms,
+            created_at: now,
+            expires_at: now + a.ttl_ms,
+            ended_at: None,
+            outcome: None,
+            reason: None,
+            details_url: None,
+            answer: None,
+            token_hash: Some(token_hash),
+            request_hash: Some(a.fingerprint.clone()),
+        },
+        token,
+    ))
 }
 
 /// Whether a dataset's attributes match every `where` pair.

@@ -160,6 +160,7 @@ pub(crate) async fn leased_datasets<T: Tx>(
 pub(crate) async fn granted<T: Tx>(tx: &T, lease: &LeaseRow) -> StoreResult<LeaseGranted> {
     Ok(LeaseGranted {
         lease_id: lease.id.clone(),
+        lease_token: None,
         expires_at: rfc3339(lease.expires_at),
         heartbeat_interval_seconds: heartbeat_interval_seconds(lease.ttl_ms),
         datasets: leased_datasets(tx, &lease.id).await?,
@@ -207,9 +208,14 @@ macro_rules! store_over_ops {
         fn find_by_idempotency_key(
             &self,
             key: String,
+            fingerprint: String,
             now_ms: i64,
-        ) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<Option<::stockroom_protocol::api::LeaseGranted>>> {
-            $write!(self, |tx| $crate::store::ops::lease::find_by_idempotency_key(tx, &key, now_ms))
+        ) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<Option<$crate::store::LeaseResult>>> {
+            $write!(self, |tx| $crate::store::ops::lease::find_by_idempotency_key(tx, &key, &fingerprint, now_ms))
+        }
+
+        fn lease_token_hash(&self, lease_id: String) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<Option<Option<String>>>> {
+            $read!(self, |tx| $crate::store::ops::lease::token_hash(tx, &lease_id))
         }
 
         fn heartbeat(

@@ -3,16 +3,17 @@
 //! imports the ones of a lease cycle instead of keeping a copy.
 
 /// `lock` variants end with ` FOR UPDATE`; `candidates` lock and skip.
-pub const FIND_LEASE: &str = "SELECT id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer \
+pub const FIND_LEASE: &str = "SELECT id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer, token_hash, request_hash \
      FROM leases WHERE id = $1";
-pub const FIND_LEASE_FOR_UPDATE: &str = "SELECT id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer \
+pub const FIND_LEASE_FOR_UPDATE: &str = "SELECT id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer, token_hash, request_hash \
      FROM leases WHERE id = $1 FOR UPDATE";
-pub const ACTIVE_LEASE_BY_KEY: &str = "SELECT id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer \
+pub const ACTIVE_LEASE_BY_KEY: &str = "SELECT id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer, token_hash, request_hash \
      FROM leases WHERE idempotency_key = $1 AND status = 'active' FOR UPDATE";
 pub const LEASE_DATASETS: &str = "SELECT li.name, li.idx, d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at \
      FROM lease_items li JOIN datasets d ON d.id = li.dataset_id WHERE li.lease_id = $1 ORDER BY li.pos";
-pub const INSERT_LEASE: &str = "INSERT INTO leases (id, status, holder, holder_label, idempotency_key, ttl_ms, created_at, expires_at) \
-     VALUES ($1, 'active', $2, $3, $4, $5, $6, $7)";
+pub const INSERT_LEASE: &str = "INSERT INTO leases (id, status, holder, holder_label, idempotency_key, ttl_ms, created_at, expires_at, token_hash, request_hash) \
+     VALUES ($1, 'active', $2, $3, $4, $5, $6, $7, $8, $9)";
+pub const SET_LEASE_TOKEN: &str = "UPDATE leases SET token_hash = $2 WHERE id = $1";
 pub const INSERT_LEASE_ITEM: &str = "INSERT INTO lease_items (lease_id, dataset_id, name, idx, pos, on_failure) VALUES ($1, $2, $3, $4, $5, $6)";
 pub const EXPIRE_LEASE: &str =
     "UPDATE leases SET status = 'expired', ended_at = $2, reason = $3 WHERE id = $1";
@@ -24,11 +25,11 @@ pub const LEASED_BY: &str = "SELECT d.seq, d.id, d.type, d.state, d.status FROM 
 pub const RELEASE_ITEMS: &str = "SELECT d.seq, d.id, d.type, d.state, d.status, li.name, li.on_failure, d.reusable \
      FROM lease_items li JOIN datasets d ON d.id = li.dataset_id WHERE li.lease_id = $1 ORDER BY li.pos \
      FOR UPDATE OF d";
-pub const DUE_LEASES: &str = "SELECT id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer \
+pub const DUE_LEASES: &str = "SELECT id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer, token_hash, request_hash \
      FROM leases WHERE status = 'active' AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED";
-pub const LIST_LEASES: &str = "SELECT id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer \
+pub const LIST_LEASES: &str = "SELECT id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer, token_hash, request_hash \
      FROM leases ORDER BY created_at DESC LIMIT $1";
-pub const LIST_LEASES_OF_STATUS: &str = "SELECT id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer \
+pub const LIST_LEASES_OF_STATUS: &str = "SELECT id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer, token_hash, request_hash \
      FROM leases WHERE status = $1 ORDER BY created_at DESC LIMIT $2";
 pub const ACTIVE_LEASE_COUNT: &str = "SELECT count(*) FROM leases WHERE status = 'active'";
 

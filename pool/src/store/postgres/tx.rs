@@ -69,6 +69,8 @@ fn lease_row(r: &Row) -> StoreResult<LeaseRow> {
         reason: get(r, 9)?,
         details_url: get(r, 10)?,
         answer: get(r, 11)?,
+        token_hash: get(r, 12)?,
+        request_hash: get(r, 13)?,
     })
 }
 
@@ -192,9 +194,17 @@ impl Tx for PgTx<'_> {
                 &l.ttl_ms,
                 &l.created_at,
                 &l.expires_at,
+                &l.token_hash,
+                &l.request_hash,
             ],
         )
         .await?;
+        Ok(())
+    }
+
+    async fn set_lease_token(&self, id: &str, token_hash: &str) -> StoreResult<()> {
+        self.execute(sql::SET_LEASE_TOKEN, &[&id, &token_hash])
+            .await?;
         Ok(())
     }
 

@@ -53,6 +53,8 @@ fn lease_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LeaseRow> {
         reason: r.get(9)?,
         details_url: r.get(10)?,
         answer: r.get(11)?,
+        token_hash: r.get(12)?,
+        request_hash: r.get(13)?,
     })
 }
 
@@ -162,8 +164,8 @@ impl Tx for SqliteTx<'_> {
     async fn insert_lease(&self, l: NewLease<'_>) -> StoreResult<()> {
         self.conn
             .prepare_cached(
-                "INSERT INTO leases (id, status, holder, holder_label, idempotency_key, ttl_ms, created_at, expires_at) \
-                 VALUES (?1, 'active', ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO leases (id, status, holder, holder_label, idempotency_key, ttl_ms, created_at, expires_at, \
+                 token_hash, request_hash) VALUES (?1, 'active', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 l.id,
@@ -172,8 +174,17 @@ impl Tx for SqliteTx<'_> {
                 l.idempotency_key,
                 l.ttl_ms,
                 l.created_at,
-                l.expires_at
+                l.expires_at,
+                l.token_hash,
+                l.request_hash
             ])?;
+        Ok(())
+    }
+
+    async fn set_lease_token(&self, id: &str, token_hash: &str) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("UPDATE leases SET token_hash = ?2 WHERE id = ?1")?
+            .execute(params![id, token_hash])?;
         Ok(())
     }
 

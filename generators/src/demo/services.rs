@@ -1,15 +1,19 @@
-//! The demo shop: three real HTTP generator services on loopback, used by
-//! `stockroom-pool demo` and by tests.
+//! The demo shop's three generator services (real HTTP on loopback), acting
+//! on the shared in-memory [`Shop`]:
 //!
-//! - `customers` produces `customer/new` and `customer/active`, and offers the
-//!   extension `verify-email` (new → active);
+//! - `customers` produces `customer/new` and `customer/active` (registering
+//!   the customer in the shop), and offers the extension `verify-email`
+//!   (new → active); it answers cleanup (the customer is removed), reset (its
+//!   password, status and card are as made, open orders cancelled) and verify
+//!   (it still exists with the stored password) for every customer state;
 //! - `payments` offers `add-card` (customer active → active-with-payment, a
 //!   state derived from the extension);
 //! - `orders` produces `order/placed` from a `customer/active-with-payment`
-//!   and offers `pay` (placed → paid) and `ship` (paid → shipped).
+//!   (one open order per customer) and offers `pay` (placed → paid) and
+//!   `ship` (paid → shipped); it answers cleanup and verify for orders.
 //!
-//! `generate` and `extend` answer after the given latency; `capabilities`
-//! answers at once.
+//! `generate`, `extend` and the lifecycle calls answer after the given
+//! latency; `capabilities` answers at once.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -23,139 +27,48 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
-use stockroom_protocol::HumanDuration;
 use stockroom_protocol::attributes::AttrValue;
 use stockroom_protocol::generator::{
     Capabilities, ExtendAnswer, ExtendRequest, ExtensionSpec, GenerateAnswer, GenerateRequest,
-    ProducedState, Requirement,
+    LifecycleCall, LifecycleRequest, ProducedState, Requirement, ResetAnswer, VerifyAnswer,
 };
-use stockroom_protocol::pool_config::{GeneratorConfig, GeneratorEndpoint};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-/// How long the demo services take per `generate` or `extend` by default.
-pub const DEFAULT_DEMO_LATENCY: Duration = Duration::from_millis(150);
+use super::shop::{Customer, Shop, ShopError};
 
 const COUNTRIES: [&str; 3] = ["DE", "US", "FR"];
 
-/// The running demo services; they stop when this is dropped.
-#[derive(Debug)]
-pub struct DemoShop {
-    pub customers_url: String,
-    pub payments_url: String,
-    pub orders_url: String,
-    stops: Vec<oneshot::Sender<()>>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl DemoShop {
-    /// `(name, url)` of each service, in the order a pool config lists them.
-    pub fn generators(&self) -> Vec<(String, String)> {
-        vec![
-            ("customers".to_string(), self.customers_url.clone()),
-            ("payments".to_string(), self.payments_url.clone()),
-            ("orders".to_string(), self.orders_url.clone()),
-        ]
-    }
-
-    /// `[[generators]]` entries for the services.
-    pub fn generator_configs(&self) -> Vec<GeneratorConfig> {
-        self.generators()
-            .into_iter()
-            .map(|(name, url)| GeneratorConfig {
-                name,
-                endpoint: GeneratorEndpoint::Http(url),
-                timeout: HumanDuration::from_secs(30),
-                concurrency: 4,
-                env: Default::default(),
-                cwd: None,
-            })
-            .collect()
-    }
-
-    /// Stops the services and waits until they are gone.
-    pub async fn shutdown(mut self) {
-        for stop in self.stops.drain(..) {
-            let _ = stop.send(());
-        }
-        for task in self.tasks.drain(..) {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for DemoShop {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
-/// Starts the three services on `127.0.0.1`, each on a free port.
-pub async fn start_demo_shop(latency: Duration) -> std::io::Result<DemoShop> {
-    let mut shop = DemoShop {
-        customers_url: String::new(),
-        payments_url: String::new(),
-        orders_url: String::new(),
-        stops: Vec::new(),
-        tasks: Vec::new(),
-    };
-    let services = [
-        (Service::Customers, 1042),
-        (Service::Payments, 7001),
-        (Service::Orders, 5001),
-    ];
-    for (service, first_id) in services {
-        let state = Arc::new(Shop {
-            service,
-            latency,
-            next_id: AtomicU64::new(first_id),
-        });
-        let app = Router::new()
-            .route("/capabilities", get(capabilities))
-            .route("/generate", post(generate))
-            .route("/extend", post(extend))
-            .with_state(state);
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(e) = served.await {
-                tracing::error!(error = %e, "demo generator stopped");
-            }
-        });
-        match service {
-            Service::Customers => shop.customers_url = url,
-            Service::Payments => shop.payments_url = url,
-            Service::Orders => shop.orders_url = url,
-        }
-        shop.stops.push(stop);
-        shop.tasks.push(task);
-    }
-    Ok(shop)
-}
-
+/// One of the three demo services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Service {
+pub(crate) enum Service {
     Customers,
     Payments,
     Orders,
 }
 
-struct Shop {
-    service: Service,
-    latency: Duration,
-    next_id: AtomicU64,
+/// What a service's handlers share.
+pub(crate) struct ServiceState {
+    pub service: Service,
+    pub latency: Duration,
+    pub next_id: AtomicU64,
+    pub shop: Shop,
 }
 
-impl Shop {
+impl ServiceState {
     fn next(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// The routes of one service.
+pub(crate) fn router(state: Arc<ServiceState>) -> Router {
+    Router::new()
+        .route("/capabilities", get(capabilities))
+        .route("/generate", post(generate))
+        .route("/extend", post(extend))
+        .route("/cleanup", post(cleanup))
+        .route("/reset", post(reset))
+        .route("/verify", post(verify))
+        .with_state(state)
 }
 
 fn countries() -> std::collections::BTreeMap<String, Vec<AttrValue>> {
@@ -180,7 +93,7 @@ fn customer_state(state: &str, description: &str, fields: &[&str]) -> ProducedSt
         secret_fields: strings(&["password"]),
         requires: Vec::new(),
         reusable: false,
-        lifecycle: Vec::new(),
+        lifecycle: LifecycleCall::ALL.to_vec(),
     }
 }
 
@@ -203,7 +116,7 @@ fn extension(
 }
 
 /// The capabilities of one demo service.
-fn capabilities_of(service: Service) -> Capabilities {
+pub(crate) fn capabilities_of(service: Service) -> Capabilities {
     const CUSTOMER: [&str; 4] = ["customer_id", "email", "password", "country"];
     match service {
         Service::Customers => Capabilities {
@@ -265,7 +178,7 @@ fn capabilities_of(service: Service) -> Capabilities {
                     state: "active-with-payment".to_string(),
                 }],
                 reusable: false,
-                lifecycle: Vec::new(),
+                lifecycle: vec![LifecycleCall::Cleanup, LifecycleCall::Verify],
             }],
             extensions: vec![
                 extension(
@@ -289,12 +202,16 @@ fn capabilities_of(service: Service) -> Capabilities {
     }
 }
 
-async fn capabilities(State(shop): State<Arc<Shop>>) -> Json<Capabilities> {
-    Json(capabilities_of(shop.service))
+async fn capabilities(State(svc): State<Arc<ServiceState>>) -> Json<Capabilities> {
+    Json(capabilities_of(svc.service))
 }
 
 fn refuse(message: String) -> Response {
     (StatusCode::UNPROCESSABLE_ENTITY, message).into_response()
+}
+
+fn refused_by_shop(e: ShopError) -> Response {
+    (StatusCode::CONFLICT, format!("the shop refused: {e}")).into_response()
 }
 
 fn random_text() -> String {
@@ -317,28 +234,52 @@ fn country_for(request: &GenerateRequest, n: u64) -> String {
         .unwrap_or_else(|| COUNTRIES[(n % 3) as usize].to_string())
 }
 
-async fn generate(State(shop): State<Arc<Shop>>, Json(request): Json<GenerateRequest>) -> Response {
-    tokio::time::sleep(shop.latency).await;
-    let n = shop.next();
+fn text<'a>(data: &'a Value, key: &str) -> Option<&'a str> {
+    data.get(key).and_then(Value::as_str)
+}
+
+async fn generate(
+    State(svc): State<Arc<ServiceState>>,
+    Json(request): Json<GenerateRequest>,
+) -> Response {
+    tokio::time::sleep(svc.latency).await;
+    let n = svc.next();
     let country = country_for(&request, n);
     if !COUNTRIES.contains(&country.as_str()) {
         return refuse(format!("country must be one of {}", COUNTRIES.join(", ")));
     }
     let attributes = [("country".to_string(), AttrValue::from(country.clone()))].into();
     let answer = match (
-        shop.service,
+        svc.service,
         request.type_name.as_str(),
         request.state.as_str(),
     ) {
         (Service::Customers, "customer", state @ ("new" | "active")) => {
             let id = format!("C{n}");
+            let email = format!("{}@x.test", id.to_lowercase());
+            let password = format!("pw-{}", random_text());
             let mut data = json!({
                 "customer_id": id,
-                "email": format!("{}@x.test", id.to_lowercase()),
-                "password": format!("pw-{}", random_text()),
+                "email": email,
+                "password": password,
                 "country": country,
             });
+            let registered = svc.shop.lock().register(Customer {
+                customer_id: id.clone(),
+                email,
+                password,
+                country,
+                status: "new".to_string(),
+                has_card: false,
+                orders: Vec::new(),
+            });
+            if let Err(e) = registered {
+                return refused_by_shop(e);
+            }
             if state == "active" {
+                if let Err(e) = svc.shop.lock().verify_email(&id) {
+                    return refused_by_shop(e);
+                }
                 data["email_verified_at"] = json!("2025-01-01T00:00:00Z");
             }
             GenerateAnswer {
@@ -354,10 +295,18 @@ async fn generate(State(shop): State<Arc<Shop>>, Json(request): Json<GenerateReq
                     "input `customer` (a customer/active-with-payment) is required".to_string(),
                 );
             };
-            let Some(customer_id) = customer.data.get("customer_id").and_then(Value::as_str) else {
+            let Some(customer_id) = text(&customer.data, "customer_id") else {
                 return refuse("input `customer` has no customer_id".to_string());
             };
             let id = format!("O{n}");
+            let placed = {
+                let mut shop = svc.shop.lock();
+                shop.adopt_customer(&customer.data, &customer.state);
+                shop.place_order(&id, customer_id, 3980)
+            };
+            if let Err(e) = placed {
+                return refused_by_shop(e);
+            }
             GenerateAnswer {
                 attributes,
                 data: json!({
@@ -375,9 +324,12 @@ async fn generate(State(shop): State<Arc<Shop>>, Json(request): Json<GenerateReq
     Json(answer).into_response()
 }
 
-async fn extend(State(shop): State<Arc<Shop>>, Json(request): Json<ExtendRequest>) -> Response {
-    tokio::time::sleep(shop.latency).await;
-    let n = shop.next();
+async fn extend(
+    State(svc): State<Arc<ServiceState>>,
+    Json(request): Json<ExtendRequest>,
+) -> Response {
+    tokio::time::sleep(svc.latency).await;
+    let n = svc.next();
     let dataset = request.dataset;
     let Value::Object(old) = dataset.data else {
         return refuse("dataset data must be an object".to_string());
@@ -386,17 +338,26 @@ async fn extend(State(shop): State<Arc<Shop>>, Json(request): Json<ExtendRequest
     let mut secret_fields = dataset.secret_fields;
     let mut entities = dataset.entities;
     let wanted = (
-        shop.service,
+        svc.service,
         dataset.type_name.as_str(),
         request.extension.as_str(),
         dataset.state.as_str(),
     );
-    match wanted {
+    if dataset.type_name == "customer" {
+        svc.shop
+            .lock()
+            .adopt_customer(&Value::Object(data.clone()), &dataset.state);
+    }
+    let id_of = |key: &str| data.get(key).and_then(Value::as_str).map(str::to_string);
+    let customer_id = id_of("customer_id").unwrap_or_default();
+    let order_id = id_of("order_id").unwrap_or_default();
+    let done = match wanted {
         (Service::Customers, "customer", "verify-email", "new") => {
             data.insert(
                 "email_verified_at".to_string(),
                 json!("2025-01-01T00:00:00Z"),
             );
+            svc.shop.lock().verify_email(&customer_id)
         }
         (Service::Payments, "customer", "add-card", "active") => {
             let pm = format!("pm_{n}");
@@ -407,19 +368,121 @@ async fn extend(State(shop): State<Arc<Shop>>, Json(request): Json<ExtendRequest
             );
             secret_fields.push("card.number".to_string());
             entities.push(format!("payment_method:{pm}"));
+            svc.shop.lock().add_card(&customer_id)
         }
         (Service::Orders, "order", "pay", "placed") => {
             data.insert("payment_id".to_string(), json!(format!("PAY{n}")));
+            svc.shop.lock().pay(&order_id).map(drop)
         }
         (Service::Orders, "order", "ship", "paid") => {
             data.insert("tracking_number".to_string(), json!(format!("TRK{n}")));
+            svc.shop.lock().ship(&order_id).map(drop)
         }
         (_, t, e, s) => return refuse(format!("this service has no extension {e:?} from {t}/{s}")),
+    };
+    if let Err(e) = done {
+        return refused_by_shop(e);
     }
     Json(ExtendAnswer {
         data: Value::Object(data),
         secret_fields,
         entities,
+    })
+    .into_response()
+}
+
+/// Cleanup: the dataset was consumed or discarded; remove it from the shop.
+async fn cleanup(
+    State(svc): State<Arc<ServiceState>>,
+    Json(request): Json<LifecycleRequest>,
+) -> Response {
+    tokio::time::sleep(svc.latency).await;
+    let d = &request.dataset;
+    let mut shop = svc.shop.lock();
+    match (svc.service, d.type_name.as_str()) {
+        (Service::Customers, "customer") => {
+            shop.remove_customer(text(&d.data, "customer_id").unwrap_or_default());
+        }
+        (Service::Orders, "order") => {
+            shop.remove_order(text(&d.data, "order_id").unwrap_or_default());
+        }
+        (_, t) => return refuse(format!("this service does not clean up {t} datasets")),
+    }
+    Json(json!({})).into_response()
+}
+
+/// Reset: the customer as it was made (password, status, card), no open orders.
+async fn reset(
+    State(svc): State<Arc<ServiceState>>,
+    Json(request): Json<LifecycleRequest>,
+) -> Response {
+    tokio::time::sleep(svc.latency).await;
+    let d = request.dataset;
+    if (svc.service, d.type_name.as_str()) != (Service::Customers, "customer") {
+        return refuse(format!(
+            "this service does not reset {} datasets",
+            d.type_name
+        ));
+    }
+    let (Some(id), Some(password)) = (text(&d.data, "customer_id"), text(&d.data, "password"))
+    else {
+        return refuse("a customer dataset needs customer_id and password".to_string());
+    };
+    let status = if d.state == "new" { "new" } else { "active" };
+    let has_card = d.state == "active-with-payment";
+    if let Err(e) = svc
+        .shop
+        .lock()
+        .reset_customer(id, password, status, has_card)
+    {
+        return refused_by_shop(e);
+    }
+    Json(ResetAnswer {
+        data: d.data,
+        secret_fields: d.secret_fields,
+        entities: d.entities,
+    })
+    .into_response()
+}
+
+/// Verify: does the dataset still hold in the shop?
+async fn verify(
+    State(svc): State<Arc<ServiceState>>,
+    Json(request): Json<LifecycleRequest>,
+) -> Response {
+    tokio::time::sleep(svc.latency).await;
+    let d = &request.dataset;
+    let shop = svc.shop.lock();
+    let problem: Option<String> = match (svc.service, d.type_name.as_str()) {
+        (Service::Customers, "customer") => {
+            let id = text(&d.data, "customer_id").unwrap_or_default();
+            match shop.customer(id) {
+                Err(e) => Some(e.detail),
+                Ok(c) if Some(c.password.as_str()) != text(&d.data, "password") => {
+                    Some(format!("customer {id}'s password was changed"))
+                }
+                Ok(c) if (c.status == "new") != (d.state == "new") => {
+                    Some(format!("customer {id} is {}", c.status))
+                }
+                Ok(c) if !c.has_card && d.state == "active-with-payment" => {
+                    Some(format!("customer {id} has no card"))
+                }
+                Ok(_) => None,
+            }
+        }
+        (Service::Orders, "order") => {
+            let id = text(&d.data, "order_id").unwrap_or_default();
+            match shop.order(id) {
+                Err(e) => Some(e.detail),
+                Ok(o) if o.status != d.state => Some(format!("order {id} is {}", o.status)),
+                Ok(_) => None,
+            }
+        }
+        (_, t) => return refuse(format!("this service does not verify {t} datasets")),
+    };
+    Json(VerifyAnswer {
+        valid: problem.is_none(),
+        reason: problem,
     })
     .into_response()
 }
