@@ -24,6 +24,7 @@ pub const MAX_COUNT: u32 = 10_000;
 
 /// Who holds a lease: the CI job shard, for people reading the pool.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Holder {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci: Option<String>,
@@ -83,6 +84,7 @@ fn default_count() -> u32 {
 
 /// One named item of a lease request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LeaseItem {
     pub name: String,
@@ -90,6 +92,7 @@ pub struct LeaseItem {
     pub type_name: String,
     pub state: String,
     #[serde(default, rename = "where", skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, AttrValue>))]
     pub where_: Attributes,
     #[serde(default = "default_count")]
     pub count: u32,
@@ -99,6 +102,7 @@ pub struct LeaseItem {
 
 /// `POST /leases`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
     #[serde(default)]
@@ -115,6 +119,7 @@ pub struct LeaseRequest {
 /// A dataset as handed out in a lease: which item it answers, its index
 /// there, and how many datasets that item asked for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeasedDataset {
     pub name: String,
     pub index: u32,
@@ -132,6 +137,7 @@ fn one() -> u32 {
 
 /// 201 (new) or 200 (same idempotency key) answer to `POST /leases`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseGranted {
     pub lease_id: String,
     /// The proof of holding this lease, sent back in the
@@ -147,6 +153,7 @@ pub struct LeaseGranted {
 
 /// Optional body of `POST /leases/{id}/heartbeat`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,6 +162,7 @@ pub struct HeartbeatRequest {
 
 /// Answer to a heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatAnswer {
     pub lease_id: String,
     pub expires_at: String,
@@ -163,6 +171,7 @@ pub struct HeartbeatAnswer {
 
 /// `POST /leases/{id}/release`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
     pub outcome: Outcome,
@@ -174,6 +183,7 @@ pub struct ReleaseRequest {
 
 /// What became of one dataset at release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReleasedDataset {
     pub id: String,
     pub name: String,
@@ -182,6 +192,7 @@ pub struct ReleasedDataset {
 
 /// Answer to a release (the same on every repeat: release is idempotent).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReleaseAnswer {
     pub lease_id: String,
     pub status: LeaseStatus,
@@ -192,6 +203,7 @@ pub struct ReleaseAnswer {
 
 /// A lease as shown by `GET /leases` and `GET /leases/{id}` (secrets redacted).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseView {
     pub lease_id: String,
     pub status: LeaseStatus,
@@ -211,12 +223,14 @@ pub struct LeaseView {
 
 /// `GET /leases` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseList {
     pub leases: Vec<LeaseView>,
 }
 
 /// `POST /leases/{id}/datasets/{dataset_id}/extend`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ExtendDatasetRequest {
     pub extension: String,
@@ -224,6 +238,7 @@ pub struct ExtendDatasetRequest {
 
 /// One recorded status change of a dataset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryEntry {
     pub at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -238,6 +253,7 @@ pub struct HistoryEntry {
 
 /// A dataset as shown by `GET /datasets` and `GET /datasets/{id}` (secrets redacted).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatasetView {
     #[serde(flatten)]
     pub dataset: Dataset,
@@ -255,18 +271,21 @@ pub struct DatasetView {
 
 /// `GET /datasets` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatasetList {
     pub datasets: Vec<DatasetView>,
 }
 
 /// One dataset registered by hand with `POST /datasets`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewDataset {
     #[serde(rename = "type")]
     pub type_name: String,
     pub state: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, AttrValue>))]
     pub attributes: Attributes,
     #[serde(default = "crate::dataset::empty_object")]
     pub data: Value,
@@ -282,6 +301,7 @@ pub struct NewDataset {
 
 /// `POST /datasets` accepts one dataset or a list of them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum RegisterDatasets {
     Many(Vec<NewDataset>),
@@ -299,6 +319,7 @@ impl RegisterDatasets {
 
 /// `PUT /stock/{type}/{state}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StockSettings {
     pub min_ready: u32,
@@ -307,6 +328,7 @@ pub struct StockSettings {
 
 /// How many datasets of one state are in each status, and the stock targets.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StockCounts {
     pub ready: u64,
     pub generating: u64,
@@ -328,6 +350,7 @@ pub struct StockCounts {
 /// `target`, which lies between `min_ready` and `max_ready` and follows the
 /// leases seen over the generation lead time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StockTarget {
     pub target: u32,
     /// Datasets of this state leased over the last `demand_window_seconds`.
@@ -341,6 +364,7 @@ pub struct StockTarget {
 
 /// How a state is produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Production {
     /// A generator creates it, from the required inputs if any.
@@ -361,6 +385,7 @@ pub enum Production {
 
 /// Health of one generator, for the catalog.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GeneratorHealth {
     pub name: String,
     pub available: bool,
@@ -374,6 +399,7 @@ pub struct GeneratorHealth {
 
 /// One state of a type in the catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CatalogState {
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -399,6 +425,7 @@ pub struct CatalogState {
 
 /// One type in the catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CatalogType {
     #[serde(rename = "type")]
     pub type_name: String,
@@ -407,6 +434,7 @@ pub struct CatalogType {
 
 /// `GET /catalog`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Catalog {
     pub types: Vec<CatalogType>,
     #[serde(default)]
@@ -418,6 +446,7 @@ pub struct Catalog {
 
 /// One generator's part of a refresh answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefreshedGenerator {
     pub name: String,
     pub ok: bool,
@@ -432,6 +461,7 @@ pub struct RefreshedGenerator {
 
 /// `POST /generators/refresh`: each generator's answer, and the problems found.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefreshAnswer {
     pub generators: Vec<RefreshedGenerator>,
     #[serde(default)]
@@ -461,6 +491,7 @@ impl Catalog {
 
 /// What the pool lacked for one item when a lease could not be served.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Shortfall {
     pub name: String,
     pub wanted: u32,
@@ -477,6 +508,7 @@ pub struct Shortfall {
 /// The kinds of error, named in a problem's `type` so clients never guess
 /// from a status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ProblemKind {
     UnknownState,
@@ -587,6 +619,7 @@ impl ProblemKind {
 
 /// An `application/problem+json` error body (RFC 9457) with Stockroom's extra fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
     #[serde(rename = "type")]
     pub type_uri: String,
