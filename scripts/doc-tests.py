@@ -18,7 +18,7 @@ later blocks to use. A block without a marker fails the run, so a new
 command in the docs is either run here or said to be an illustration.
 
 Blocks run with `bash -e -o pipefail` in one shared work directory holding
-symbolic links to the repository's `examples/` and `target/`, with
+symbolic links to the repository's `examples/`, `target/` and `clients/`, with
 target/debug first on PATH and without any CI's or Stockroom's variables
 from the environment (a user's terminal has none). `cargo run [-q] -p X --
 ARGS` runs target/debug/X ARGS and `cargo build -p X` checks that it exists:
@@ -207,7 +207,7 @@ def main():
     shim.mkdir()
     (shim / "cargo").write_text(CARGO_SHIM)
     (shim / "cargo").chmod(0o755)
-    for name in ("examples", "target"):
+    for name in ("examples", "target", "clients"):
         (work / name).symlink_to(repo / name)
     env = {k: v for k, v in os.environ.items() if not CLEARED_ENV.match(k)}
     env["PATH"] = f"{shim}:{bin_dir}:{env.get('PATH', '/usr/bin:/bin')}"

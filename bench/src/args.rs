@@ -14,6 +14,9 @@ use crate::pg::RawVariant;
     about = "Lease-cycle throughput and acquire latency of stockroom-pool over loopback"
 )]
 pub(crate) struct Args {
+    /// `per-test`: the per-test isolation benchmark; without: the lease-cycle benchmark.
+    #[command(subcommand)]
+    pub(crate) command: Option<BenchCommand>,
     /// The pool binary to benchmark (build it with `cargo build --release -p stockroom-pool`).
     #[arg(long, default_value = "target/release/stockroom-pool")]
     pub(crate) pool_bin: PathBuf,
@@ -82,6 +85,13 @@ pub(crate) struct Args {
     /// exists can give the ceiling's prepared statements worse generic plans).
     #[arg(long)]
     pub(crate) pg_vacuum: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum BenchCommand {
+    /// What isolated state costs per test: the agent with and without a reserve, a lease
+    /// straight against the pool, a PostgreSQL template clone, the demo's generator chain
+    PerTest(crate::per_test::PerTestArgs),
 }
 
 #[cfg(test)]

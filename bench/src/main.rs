@@ -21,10 +21,15 @@
 //! `i` talks to replica `i % R`), and with `--raw-sql` the ceiling — the
 //! store's lease-cycle statements sent straight through tokio-postgres on as
 //! many connections as the replicas have (see `pg.rs`).
+//!
+//! `pool-bench per-test`: what isolated state costs per test — the agent with
+//! and without a reserve, a lease straight against the pool, a PostgreSQL
+//! template clone, the demo's generator chain (see `per_test.rs`).
 
 mod args;
 mod client;
 mod http;
+mod per_test;
 mod pg;
 mod pool;
 mod report;
@@ -41,7 +46,13 @@ pub(crate) use crate::client::{ClientResult, Holders, micros};
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = args::Args::parse();
-    match runs::run(&args).await {
+    let result = match &args.command {
+        Some(args::BenchCommand::PerTest(per_test)) => {
+            per_test::run(&args.pool_bin, per_test).await
+        }
+        None => runs::run(&args).await,
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
             eprintln!("pool-bench: the run had errors; its figures do not count");

@@ -82,6 +82,7 @@ impl CiContext {
             url: self.job.url.clone(),
             git_ref: self.job.git_ref.clone(),
             instance: None,
+            ..Holder::default()
         }
     }
 
@@ -640,6 +641,7 @@ mod tests {
                 url: Some("https://gitlab.example.test/j/440021".into()),
                 git_ref: Some("main".into()),
                 instance: None,
+                ..Holder::default()
             }
         );
         let generic = CiContext::read(&env(&[])).holder(Shard::SINGLE);

@@ -133,8 +133,36 @@ pub(crate) fn decode<T: DeserializeOwned>(
             ErrorKind::Malformed("answer is empty".to_string()),
         ));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| limits.error(operation, ErrorKind::Malformed(describe_json_error(&e))))
+    serde_json::from_slice(body).map_err(|e| {
+        let mut what = describe_json_error(&e);
+        if let Some(hint) = text_beside_json(body) {
+            what.push_str("; ");
+            what.push_str(&hint);
+        }
+        limits.error(operation, ErrorKind::Malformed(what))
+    })
+}
+
+/// When an answer is not JSON but one of its lines is, the rest is most
+/// likely log output written to stdout instead of stderr: say so, counting
+/// the other lines without showing them (they may hold secrets).
+fn text_beside_json(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let json_line = lines.iter().position(|l| {
+        let l = l.trim();
+        l.starts_with('{') && serde_json::from_str::<serde_json::Value>(l).is_ok()
+    })?;
+    let others = lines.len() - 1;
+    (others > 0).then(|| {
+        format!(
+            "besides a JSON line (line {} of {}) the answer holds {others} other line{} of text: \
+             log output on stdout? Keep stdout for the answer alone and log to stderr",
+            json_line + 1,
+            lines.len(),
+            if others == 1 { "" } else { "s" }
+        )
+    })
 }
 
 /// Serialises a request body; our own types always serialise.
@@ -144,3 +172,22 @@ pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 /// Answers larger than this are refused as malformed.
 pub(crate) const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_beside_a_json_answer_are_named_as_such_without_their_text() {
+        let body = b"connecting to the shop at db-secret-host\n{\"data\": {}}\n";
+        let hint = text_beside_json(body).unwrap_or_default();
+        assert!(hint.contains("line 2 of 2"), "{hint}");
+        assert!(
+            hint.contains("1 other line of text: log output on stdout?"),
+            "{hint}"
+        );
+        assert!(!hint.contains("db-secret-host"), "{hint}");
+        assert_eq!(text_beside_json(b"{\"data\": {}}"), None);
+        assert_eq!(text_beside_json(b"garbage"), None);
+    }
+}

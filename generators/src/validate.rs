@@ -106,6 +106,20 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
+/// Checks a dataset's own parts the way every answer's are checked: `data`
+/// an object, `secret_fields` naming fields of it, entities `kind:id` and
+/// none repeated. The pool applies it to datasets registered by hand
+/// (`POST /datasets`), so both ways into stock keep one rule.
+pub fn validate_dataset_parts(
+    data: &Value,
+    secret_fields: &[String],
+    entities: &[String],
+) -> Result<(), Violation> {
+    let mut problems = Vec::new();
+    check_data(data, &[], secret_fields, entities, &mut problems);
+    finish(problems)
+}
+
 /// Checks a `generate` answer against the state it was asked for.
 pub fn validate_generate_answer(
     spec: &ProducedState,

@@ -36,6 +36,32 @@ pub enum Command {
     /// Run the built-in example shop: three HTTP generator services on
     /// loopback and a pool that keeps their states in stock.
     Demo(DemoFlags),
+    /// Check generators against the protocol (docs/generators.md): calls
+    /// capabilities, generates every state, runs every extension and
+    /// lifecycle call, and reports each violation with what to fix. Exits 0
+    /// only when clean.
+    GeneratorCheck(GeneratorCheckFlags),
+}
+
+/// Flags of `stockroom-pool generator-check`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Examples:\n  stockroom-pool generator-check --command \"python3 gen.py\"\n  stockroom-pool generator-check --url http://127.0.0.1:9001\n  stockroom-pool generator-check --command \"python3 customers.py\" --command \"node orders.mjs\""
+)]
+pub struct GeneratorCheckFlags {
+    /// A command generator, as you would type it ("python3 gen.py"); repeat
+    /// for several (checked together: one may make the inputs of another).
+    #[arg(long = "command", value_name = "CMD")]
+    pub commands: Vec<String>,
+    /// The base URL of an HTTP generator; may be repeated.
+    #[arg(long = "url", value_name = "URL")]
+    pub urls: Vec<String>,
+    /// Longest one call may take (the call is stopped then).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// A call slower than this is reported as a violation.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub slow: std::time::Duration,
 }
 
 /// Flags of `stockroom-pool demo`.

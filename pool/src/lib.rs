@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod config;
+pub mod generator_check;
 pub mod http;
 pub mod ids;
 pub mod metrics;

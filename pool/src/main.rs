@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use clap::Parser;
-use stockroom_pool::config::{self, Command, DemoFlags, Flags};
+use stockroom_pool::config::{self, Command, DemoFlags, Flags, GeneratorCheckFlags};
 use stockroom_pool::{Pool, PoolError};
 use stockroom_protocol::exit_codes;
 use stockroom_protocol::pool_config::PoolConfig;
@@ -123,6 +123,43 @@ async fn run_demo(flags: &DemoFlags) -> Result<(), PoolError> {
     result
 }
 
+/// `stockroom-pool generator-check`: the report on stdout, its exit code.
+fn generator_check(flags: &GeneratorCheckFlags) -> ExitCode {
+    use stockroom_pool::generator_check::{self, CheckOptions, Target};
+    let mut targets = Vec::new();
+    for line in &flags.commands {
+        match Target::command(line) {
+            Ok(t) => targets.push(t),
+            Err(e) => {
+                eprintln!("stockroom-pool generator-check: {e}");
+                return ExitCode::from(exit_codes::pool::USAGE as u8);
+            }
+        }
+    }
+    targets.extend(flags.urls.iter().cloned().map(Target::Url));
+    if targets.is_empty() {
+        eprintln!(
+            "stockroom-pool generator-check: name a generator with --command \"python3 gen.py\" or --url http://127.0.0.1:9001"
+        );
+        return ExitCode::from(exit_codes::pool::USAGE as u8);
+    }
+    let options = CheckOptions {
+        targets,
+        timeout: flags.timeout,
+        slow: flags.slow,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return exit_code(Err(PoolError::Serve(e))),
+    };
+    let report = runtime.block_on(generator_check::run(&options));
+    print!("{}", report.render());
+    ExitCode::from(u8::try_from(generator_check::exit_code(&report)).unwrap_or(1))
+}
+
 /// Writes `text` (no newline) to `path` in one step (a ready file for tests).
 fn write_ready_file(path: &Path, text: &str) -> Result<(), PoolError> {
     let tmp = path.with_extension("tmp");
@@ -159,6 +196,9 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
+    if let Some(Command::GeneratorCheck(check)) = &flags.command {
+        return generator_check(check);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

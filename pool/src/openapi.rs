@@ -10,9 +10,10 @@
 
 use serde_json::Value;
 use stockroom_protocol::api::{
-    Catalog, DatasetList, DatasetView, ExtendDatasetRequest, HeartbeatAnswer, HeartbeatRequest,
-    LeaseGranted, LeaseList, LeaseRequest, LeaseView, Problem, RefreshAnswer, RegisterDatasets,
-    ReleaseAnswer, ReleaseRequest, StockSettings,
+    Catalog, DatasetList, DatasetOutcome, DatasetView, ExtendDatasetRequest, HeartbeatAnswer,
+    HeartbeatBatchAnswer, HeartbeatBatchRequest, HeartbeatRequest, LeaseGranted, LeaseList,
+    LeaseRequest, LeaseView, Problem, RefreshAnswer, RegisterDatasets, ReleaseAnswer,
+    ReleaseRequest, ReleasedDataset, StockSettings,
 };
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -35,6 +36,8 @@ pub const PROBLEM: &str = "application/problem+json";
         leases::get,
         leases::heartbeat,
         leases::release,
+        leases::release_dataset,
+        leases::heartbeat_batch,
         leases::extend,
         datasets::list,
         datasets::register,
@@ -48,7 +51,8 @@ pub const PROBLEM: &str = "application/problem+json";
     components(schemas(
         Problem, Catalog, LeaseRequest, LeaseGranted, LeaseList, LeaseView, HeartbeatRequest,
         HeartbeatAnswer, ReleaseRequest, ReleaseAnswer, ExtendDatasetRequest, DatasetView,
-        DatasetList, RegisterDatasets, StockSettings, RefreshAnswer,
+        DatasetList, RegisterDatasets, StockSettings, RefreshAnswer, DatasetOutcome,
+        ReleasedDataset, HeartbeatBatchRequest, HeartbeatBatchAnswer,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -121,6 +125,7 @@ pub mod examples {
             url: Some("https://ci.example/8812".into()),
             git_ref: Some("main".into()),
             instance: None,
+            ..Holder::default()
         }
     }
 
@@ -200,6 +205,43 @@ pub mod examples {
             outcome: Outcome::Failed,
             reason: Some("3 tests failed".into()),
             details_url: Some("https://ci.example/8812".into()),
+            datasets: Default::default(),
+        })
+    }
+
+    pub fn dataset_release_request() -> Value {
+        to(DatasetOutcome {
+            outcome: Outcome::Failed,
+            reason: Some("AssertionError: cart total".into()),
+            test: Some("tests/test_cart.py::test_pay[DE]".into()),
+        })
+    }
+
+    pub fn dataset_release_answer() -> Value {
+        to(ReleasedDataset {
+            id: "ds_0123456789abcdef".into(),
+            name: "buyer".into(),
+            status: DatasetStatus::Quarantined,
+        })
+    }
+
+    pub fn heartbeat_batch_request() -> Value {
+        to(HeartbeatBatchRequest {
+            leases: vec![HeartbeatBatchItem {
+                lease_id: "lease_0123456789abcdef0123456789abcdef".into(),
+                lease_token: Some("lt_0123456789abcdef0123456789abcdef".into()),
+            }],
+        })
+    }
+
+    pub fn heartbeat_batch_answer() -> Value {
+        to(HeartbeatBatchAnswer {
+            leases: vec![HeartbeatBatchResult {
+                lease_id: "lease_0123456789abcdef0123456789abcdef".into(),
+                expires_at: Some("2025-01-01T00:02:00.000Z".into()),
+                heartbeat_interval_seconds: Some(40),
+                problem: None,
+            }],
         })
     }
 

@@ -71,7 +71,9 @@ async fn auth_roles_and_operations_endpoints() {
     for path in ["/healthz", "/readyz", "/"] {
         assert_eq!(pool.call("GET", path, None, None).await.0, 200, "{path}");
     }
-    let (s, v, _) = pool.call("GET", "/metrics", None, None).await;
+    let (s, _, _) = pool.call("GET", "/metrics", None, None).await;
+    assert_eq!(s, 401, "metrics need a token when tokens are configured");
+    let (s, v, _) = pool.call("GET", "/metrics", Some(CI_TOKEN), None).await;
     assert_eq!(s, 200);
     let text = v.as_str().unwrap();
     assert!(
@@ -109,6 +111,7 @@ async fn lease_lifecycle_with_history_and_every_error() {
         .http
         .post(pool.url("/api/v1/leases"))
         .bearer_auth(CI_TOKEN)
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await
@@ -137,6 +140,7 @@ async fn lease_lifecycle_with_history_and_every_error() {
         .http
         .post(pool.url("/api/v1/leases"))
         .bearer_auth(CI_TOKEN)
+        .header("content-type", "application/json")
         .body(big)
         .send()
         .await
@@ -420,7 +424,7 @@ async fn lease_lifecycle_with_history_and_every_error() {
             .unwrap()
             .contains("quarantined at expiry")
     );
-    let (_, v, _) = pool.call("GET", "/metrics", None, None).await;
+    let (_, v, _) = pool.call("GET", "/metrics", Some(CI_TOKEN), None).await;
     assert!(
         v.as_str()
             .unwrap()
@@ -492,7 +496,7 @@ async fn waiters_are_served_first_come_first_served() {
 
 async fn wait_for_metric(pool: &Pool, line: &str) {
     until(&format!("metric {line:?}"), || async {
-        let (_, v, _) = pool.call("GET", "/metrics", None, None).await;
+        let (_, v, _) = pool.call("GET", "/metrics", Some(CI_TOKEN), None).await;
         v.as_str().unwrap().lines().any(|l| l == line)
     })
     .await;

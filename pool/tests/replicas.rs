@@ -286,7 +286,7 @@ async fn replicas_share_one_database_through_a_kill_and_a_database_outage() {
     // Release once the waiter is queued on replica 0 (its metrics say so), bounded.
     let deadline = Instant::now() + CAP;
     loop {
-        let (_, v, _) = pools[0].call("GET", "/metrics", None, None).await;
+        let (_, v, _) = pools[0].call("GET", "/metrics", Some(CI_TOKEN), None).await;
         let text = v.as_str().unwrap_or_default().to_string();
         let waiting = text
             .lines()

@@ -265,7 +265,7 @@ async fn kill_9_under_load_then_restart_keeps_the_invariants_and_active_leases()
 
 async fn wait_for_granted(pool: &Pool, n: u64) {
     until(&format!("{n} leases granted under load"), || async {
-        let (_, v, _) = pool.call("GET", "/metrics", None, None).await;
+        let (_, v, _) = pool.call("GET", "/metrics", Some(CI_TOKEN), None).await;
         let granted = v
             .as_str()
             .unwrap()

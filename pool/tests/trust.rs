@@ -225,3 +225,278 @@ async fn an_idempotency_key_is_bound_to_its_request() {
     // The instance is never shown.
     assert!(!v.to_string().contains("proc-a"), "{v}");
 }
+
+/// Finding 3: registration applies the checks of a generator's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_applies_the_answer_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = tokens_pool(dir.path());
+    let base = json!({"type": "customer", "state": "active", "data": {"customer_id": "C1", "password": "x"}});
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    for (body, says) in [
+        (with("entities", json!(["d:1", "d:1"])), "listed twice"),
+        (with("entities", json!(["C1042"])), "kind:id"),
+        (with("entities", json!([":1"])), "kind:id"),
+        (with("secret_fields", json!(["pin"])), "secret field `pin`"),
+        (with("data", json!([1, 2])), "JSON object"),
+    ] {
+        let (s, v) = pool
+            .admin("POST", "/api/v1/datasets", Some(body.clone()))
+            .await;
+        assert_eq!((s, kind(&v)), (422, "invalid-request"), "{body}: {v}");
+        assert!(v["detail"].as_str().unwrap().contains(says), "{body}: {v}");
+        // A list with one bad dataset registers nothing.
+        let (s, _) = pool
+            .admin("POST", "/api/v1/datasets", Some(json!([ds(9), body])))
+            .await;
+        assert_eq!(s, 422);
+    }
+    let (_, v) = pool.ci("GET", "/api/v1/datasets", None).await;
+    assert_eq!(v["datasets"].as_array().unwrap().len(), 0, "{v}");
+    register(&pool, 1).await;
+    let (s, v) = pool
+        .ci("POST", "/api/v1/leases", Some(lease_body(None, "a")))
+        .await;
+    assert_eq!(s, 201, "{v}");
+}
+
+/// One HTTP/1.1 request with exactly these headers (Host included) and body.
+fn raw(
+    pool: &Pool,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let addr = pool.base.trim_start_matches("http://").to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    for (k, v) in headers {
+        req.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(body);
+    // The pool may answer (and close) before reading a large body.
+    let _ = s.write_all(&req);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+fn assert_problem(
+    what: &str,
+    (status, head, body): (u16, String, String),
+    want: u16,
+    kind_slug: &str,
+) {
+    assert_eq!(status, want, "{what}: {head}\n{body}");
+    assert!(
+        head.contains("content-type: application/problem+json"),
+        "{what}: {head}"
+    );
+    let v: Value =
+        serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{what}: {e}: {body:?}"));
+    assert_eq!(kind(&v), kind_slug, "{what}: {v}");
+    assert_eq!(v["status"], want, "{what}: {v}");
+}
+
+/// Finding 4: a pool without tokens refuses cross-site use and foreign Hosts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokenless_pool_refuses_cross_site_requests_and_foreign_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = start(dir.path(), &dir.path().join("p.db"), "");
+    let addr = pool.base.trim_start_matches("http://").to_string();
+    let port = addr.rsplit_once(':').unwrap().1.to_string();
+    let body = serde_json::to_vec(&ds(1)).unwrap();
+    let json = ("Content-Type", "application/json");
+    let evil_host = format!("evil.example:{port}");
+    let localhost = format!("localhost:{port}");
+    for (what, headers, want) in [
+        (
+            "text/plain",
+            vec![("Host", addr.as_str()), ("Content-Type", "text/plain")],
+            415,
+        ),
+        ("no content type", vec![("Host", addr.as_str())], 415),
+        (
+            "foreign Origin",
+            vec![
+                ("Host", addr.as_str()),
+                json,
+                ("Origin", "http://evil.example"),
+            ],
+            403,
+        ),
+        (
+            "Sec-Fetch-Site",
+            vec![
+                ("Host", addr.as_str()),
+                json,
+                ("Sec-Fetch-Site", "cross-site"),
+            ],
+            403,
+        ),
+        (
+            "rebinding Host",
+            vec![("Host", evil_host.as_str()), json],
+            403,
+        ),
+    ] {
+        let kind_slug = if want == 415 {
+            "invalid-request"
+        } else {
+            "forbidden"
+        };
+        assert_problem(
+            what,
+            raw(&pool, "POST", "/api/v1/datasets", &headers, &body),
+            want,
+            kind_slug,
+        );
+    }
+    // A rebinding Host reads nothing either.
+    assert_problem(
+        "GET with a foreign Host",
+        raw(
+            &pool,
+            "GET",
+            "/api/v1/leases",
+            &[("Host", evil_host.as_str())],
+            b"",
+        ),
+        403,
+        "forbidden",
+    );
+    let (_, v) = pool.admin("GET", "/api/v1/datasets", None).await;
+    assert_eq!(
+        v["datasets"].as_array().unwrap().len(),
+        0,
+        "nothing was registered: {v}"
+    );
+    // The pool's own origin, by address or by name, is served.
+    let own = format!("http://{addr}");
+    let (s, _, b) = raw(
+        &pool,
+        "POST",
+        "/api/v1/datasets",
+        &[("Host", addr.as_str()), json, ("Origin", own.as_str())],
+        &body,
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, _, b) = raw(
+        &pool,
+        "GET",
+        "/api/v1/catalog",
+        &[
+            ("Host", localhost.as_str()),
+            ("Sec-Fetch-Site", "cross-site"),
+        ],
+        b"",
+    );
+    assert_eq!(s, 200, "a cross-site GET (a link) reads: {b}");
+}
+
+/// Findings 7 and 12: every error is problem+json; /metrics needs a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_is_problem_json_and_metrics_need_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = tokens_pool(dir.path());
+    let addr = pool.base.trim_start_matches("http://").to_string();
+    let bearer = format!("Bearer {CI_TOKEN}");
+    let auth = [
+        ("Host", addr.as_str()),
+        ("Authorization", bearer.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let big = vec![b' '; 1024 * 1024 + 10];
+    assert_problem(
+        "heartbeat over 1 MiB",
+        raw(
+            &pool,
+            "POST",
+            "/api/v1/leases/lease_x/heartbeat",
+            &auth,
+            &big,
+        ),
+        413,
+        "too-large",
+    );
+    assert_problem(
+        "lease over 1 MiB",
+        raw(&pool, "POST", "/api/v1/leases", &auth, &big),
+        413,
+        "too-large",
+    );
+    assert_problem(
+        "bad UTF-8 in a path",
+        raw(&pool, "GET", "/api/v1/leases/%FF%FE", &auth, b""),
+        400,
+        "invalid-request",
+    );
+    let long = format!("/api/v1/leases/{}", "a".repeat(20_000));
+    assert_problem(
+        "414",
+        raw(&pool, "GET", &long, &auth, b""),
+        414,
+        "invalid-request",
+    );
+    assert_problem(
+        "unknown route",
+        raw(&pool, "GET", "/api/v1/nope", &auth, b""),
+        404,
+        "not-found",
+    );
+    assert_problem(
+        "wrong method",
+        raw(&pool, "DELETE", "/api/v1/catalog", &auth, b""),
+        405,
+        "invalid-request",
+    );
+    assert_problem(
+        "bad query",
+        raw(&pool, "GET", "/api/v1/datasets?limit=x", &auth, b""),
+        400,
+        "invalid-request",
+    );
+    assert_problem(
+        "metrics without a token",
+        raw(&pool, "GET", "/metrics", &[("Host", addr.as_str())], b""),
+        401,
+        "unauthorized",
+    );
+    let (s, _, text) = raw(&pool, "GET", "/metrics", &auth, b"");
+    assert_eq!(s, 200);
+    assert!(text.contains("stockroom_leases_active"), "{text}");
+
+    let public = start(
+        dir.path(),
+        &dir.path().join("q.db"),
+        &config_with_tokens("metrics_public = true"),
+    );
+    let (s, _, text) = raw(
+        &public,
+        "GET",
+        "/metrics",
+        &[("Host", public.base.trim_start_matches("http://"))],
+        b"",
+    );
+    assert_eq!(s, 200, "metrics_public: {text}");
+}

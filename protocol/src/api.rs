@@ -44,6 +44,12 @@ pub struct Holder {
     pub url: Option<String>,
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub git_ref: Option<String>,
+    /// The test that took the datasets of a per-test lease (docs/per-test.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
+    /// The test runner's worker that took them (`gw1` under pytest-xdist).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
     /// A random value per client process (the sidecar sends one): part of
     /// what binds an idempotency key to its request, so a second process
     /// that computes the same key is refused. Never stored or shown.
@@ -52,6 +58,25 @@ pub struct Holder {
 }
 
 impl Holder {
+    /// The same holder without the per-test part (`test`, `worker`): the CI
+    /// job whose takes a per-test lease belongs to.
+    pub fn job_only(&self) -> Holder {
+        Holder {
+            test: None,
+            worker: None,
+            ..self.clone()
+        }
+    }
+
+    /// The test named at the end of a [`Holder::label`] (` test T`), as the
+    /// history keeps it.
+    pub fn test_in_label(label: &str) -> Option<&str> {
+        label
+            .rfind(" test ")
+            .map(|i| &label[i + " test ".len()..])
+            .or_else(|| label.strip_prefix("test "))
+    }
+
     /// A short human label: `gitlab shop/web#8812 e2e [0/4]`.
     pub fn label(&self) -> String {
         let mut parts = Vec::new();
@@ -69,6 +94,12 @@ impl Holder {
         }
         if let (Some(i), Some(t)) = (self.shard_index, self.shard_total) {
             parts.push(format!("[{i}/{t}]"));
+        }
+        if let Some(worker) = &self.worker {
+            parts.push(format!("worker {worker}"));
+        }
+        if let Some(test) = &self.test {
+            parts.push(format!("test {test}"));
         }
         if parts.is_empty() {
             "unknown holder".to_string()
@@ -179,6 +210,63 @@ pub struct ReleaseRequest {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details_url: Option<String>,
+    /// Per-dataset outcomes by dataset id; datasets not listed take `outcome`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub datasets: BTreeMap<String, DatasetOutcome>,
+}
+
+/// How one dataset of a lease ended: in a release's `datasets`, and the body
+/// of `POST /leases/{id}/datasets/{dataset_id}/release` (docs/per-test.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DatasetOutcome {
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The test that used the dataset, for its history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
+}
+
+/// One lease of a `POST /leases/heartbeat` batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatBatchItem {
+    pub lease_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<String>,
+}
+
+/// `POST /leases/heartbeat`: extends every listed lease, each on its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatBatchRequest {
+    pub leases: Vec<HeartbeatBatchItem>,
+}
+
+/// One lease's result in a heartbeat batch: extended (`expires_at` and
+/// `heartbeat_interval_seconds`), or the `problem` a single heartbeat of it
+/// would have answered (`…/lease-gone`, `…/not-found`, `…/not-holder`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HeartbeatBatchResult {
+    pub lease_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Problem>,
+}
+
+/// Answer to `POST /leases/heartbeat`, in the order asked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HeartbeatBatchAnswer {
+    pub leases: Vec<HeartbeatBatchResult>,
 }
 
 /// What became of one dataset at release.
@@ -676,6 +764,17 @@ mod tests {
         assert_eq!(req.items[1].count, 1);
         assert_eq!(req.items[1].on_failure, OnFailure::Quarantine);
         assert_eq!(req.holder.label(), "gitlab shop/web#8812 e2e [0/4]");
+        let mut per_test = req.holder.clone();
+        per_test.worker = Some("gw1".into());
+        per_test.test = Some("tests/a.py::t[x y]".into());
+        let label = per_test.label();
+        assert_eq!(
+            label,
+            "gitlab shop/web#8812 e2e [0/4] worker gw1 test tests/a.py::t[x y]"
+        );
+        assert_eq!(Holder::test_in_label(&label), Some("tests/a.py::t[x y]"));
+        assert_eq!(Holder::test_in_label("gitlab e2e"), None);
+        assert_eq!(per_test.job_only(), req.holder);
         let bad = serde_json::from_value::<LeaseRequest>(json!({"items": [], "bogus": 1}));
         assert!(bad.unwrap_err().to_string().contains("bogus"));
     }

@@ -198,11 +198,13 @@ text_enum! {
 }
 
 text_enum! {
-    /// How a CI run that held a lease ended.
+    /// How a CI run (or one test, for a per-test take) that held a lease
+    /// ended. `unused`: no test code saw the dataset; it goes back to `ready`.
     Outcome {
         Passed => "passed",
         Failed => "failed",
         Cancelled => "cancelled",
+        Unused => "unused",
     }
 }
 

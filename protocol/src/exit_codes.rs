@@ -84,6 +84,9 @@ pub mod pool {
     /// URL, or an unreadable `password_file`.
     /// What to do: fix the setting named in the message.
     pub const CONFIG: i32 = 78;
+    /// `stockroom-pool generator-check` found at least one violation of the
+    /// generator protocol. What to do: fix what its report lists under `fix:`.
+    pub const CHECK_FAILED: i32 = 1;
 
     /// Every failure code of the pool, with what it means.
     pub const OWN_CODES: &[(i32, &str)] = &[
@@ -95,6 +98,7 @@ pub mod pool {
         (STORE_UNAVAILABLE, "store unreachable"),
         (IO, "cannot listen or serve"),
         (CONFIG, "configuration error"),
+        (CHECK_FAILED, "generator-check found violations"),
     ];
 }
 

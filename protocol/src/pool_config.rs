@@ -123,6 +123,12 @@ pub struct PoolConfig {
     pub tokens: Vec<TokenConfig>,
     pub generators: Vec<GeneratorConfig>,
     pub stock: Vec<StockConfig>,
+    /// The URL clients reach the pool at when not on loopback (behind a
+    /// proxy): its host is accepted in `Host` and `Origin` (docs/pool.md,
+    /// "Cross-site protection").
+    pub public_url: Option<String>,
+    /// `GET /metrics` without a token even when tokens are configured.
+    pub metrics_public: bool,
 }
 
 impl Default for PoolConfig {
@@ -139,8 +145,25 @@ impl Default for PoolConfig {
             tokens: Vec::new(),
             generators: Vec::new(),
             stock: Vec::new(),
+            public_url: None,
+            metrics_public: false,
         }
     }
+}
+
+/// The `host[:port]` of an `http://` or `https://` URL, lower-cased; `None`
+/// when it is not one.
+pub fn url_authority(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let valid = !authority.is_empty()
+        && !authority.contains('@')
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
+    valid.then(|| authority.to_ascii_lowercase())
 }
 
 #[derive(Deserialize)]
@@ -161,6 +184,8 @@ struct RawConfig {
     generators: Vec<Spanned<RawGenerator>>,
     #[serde(default)]
     stock: Vec<Spanned<RawStock>>,
+    public_url: Option<Spanned<String>>,
+    metrics_public: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -332,6 +357,19 @@ impl PoolConfig {
             &mut cfg.shutdown_grace,
         );
         cfg.consumed_retention = raw.consumed_retention.map(|d| *d.get_ref());
+        if let Some(u) = raw.public_url {
+            if url_authority(u.get_ref()).is_none() {
+                errors.push((
+                    u.span(),
+                    format!(
+                        "public_url must be an http:// or https:// URL such as \"https://stockroom.example.com\", found {:?}",
+                        u.get_ref()
+                    ),
+                ));
+            }
+            cfg.public_url = Some(u.into_inner());
+        }
+        cfg.metrics_public = raw.metrics_public.unwrap_or(false);
         if cfg.default_lease_ttl > cfg.max_lease_ttl {
             errors.push((
                 0..0,

@@ -97,6 +97,8 @@ pub enum Command {
     Catalog,
     /// Validate the manifest (offline without a pool; against the live catalog with one)
     Check(CheckArgs),
+    /// Serve the per-test agent on its own (for a test-runner plugin on a laptop), until SIGTERM, SIGINT or stdin EOF
+    Agent(AgentArgs),
     /// Internal: keeps a `start` lease alive
     #[command(hide = true)]
     Heartbeat,
@@ -119,6 +121,12 @@ pub struct RunArgs {
     /// What to do when the lease is lost while the command runs
     #[arg(long, value_enum, default_value_t = OnLeaseLost::Warn, value_name = "WHAT")]
     pub on_lease_lost: OnLeaseLost,
+    /// The quarantine reason to record instead of the failing tests or the exit code
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// The link to record with the release instead of the CI job's page
+    #[arg(long, value_name = "URL")]
+    pub details_url: Option<String>,
     /// The command to run, after `--`
     #[arg(last = true, required = true, num_args = 1.., value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -146,6 +154,12 @@ pub struct StopArgs {
     /// How the job ended [default: the CI's job status, else failed]
     #[arg(long, value_name = "passed|failed|cancelled")]
     pub outcome: Option<Outcome>,
+    /// The quarantine reason to record instead of the failing tests
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// The link to record with the release instead of the CI job's page
+    #[arg(long, value_name = "URL")]
+    pub details_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +168,19 @@ pub struct ExtendArgs {
     pub name: String,
     /// The extension to apply, as listed by `stockroom catalog` (`add-card`)
     pub extension: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Once listening, write {"url": ..., "token": ...} here (mode 0600, atomically); without it, print `export` lines
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+    /// Keep running when stdin reaches EOF (end only on SIGTERM or SIGINT)
+    #[arg(long)]
+    pub ignore_stdin: bool,
+    /// The link to record with each release [default: the CI job's page]
+    #[arg(long, value_name = "URL")]
+    pub details_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -7,9 +7,10 @@ use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use stockroom_protocol::api::{
-    API_PREFIX, Catalog, ExtendDatasetRequest, HeartbeatAnswer, HeartbeatRequest,
-    LEASE_TOKEN_HEADER, LeaseGranted, LeaseRequest, LeaseView, Problem, ProblemKind, ReleaseAnswer,
-    ReleaseRequest,
+    API_PREFIX, Catalog, DatasetOutcome, ExtendDatasetRequest, HeartbeatAnswer,
+    HeartbeatBatchAnswer, HeartbeatBatchRequest, HeartbeatRequest, LEASE_TOKEN_HEADER,
+    LeaseGranted, LeaseRequest, LeaseView, Problem, ProblemKind, ReleaseAnswer, ReleaseRequest,
+    ReleasedDataset,
 };
 use stockroom_protocol::backoff::{Backoff, BackoffPolicy};
 use stockroom_protocol::dataset::Dataset;
@@ -339,6 +340,37 @@ impl PoolClient {
         let path = format!("/leases/{}/release", encode(lease_id));
         self.call(Method::POST, &path, Some(request), REQUEST_TIMEOUT)
             .await
+    }
+
+    /// `POST /leases/{id}/datasets/{dataset_id}/release`: settles one
+    /// dataset early (a client made by [`PoolClient::holding`]).
+    pub async fn release_dataset(
+        &self,
+        lease_id: &str,
+        dataset_id: &str,
+        outcome: &DatasetOutcome,
+    ) -> Result<ReleasedDataset, ClientError> {
+        let path = format!(
+            "/leases/{}/datasets/{}/release",
+            encode(lease_id),
+            encode(dataset_id)
+        );
+        self.call(Method::POST, &path, Some(outcome), REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// `POST /leases/heartbeat`: every listed lease in one call.
+    pub async fn heartbeat_batch(
+        &self,
+        request: &HeartbeatBatchRequest,
+    ) -> Result<HeartbeatBatchAnswer, ClientError> {
+        self.call(
+            Method::POST,
+            "/leases/heartbeat",
+            Some(request),
+            REQUEST_TIMEOUT,
+        )
+        .await
     }
 
     pub async fn lease_view(&self, lease_id: &str) -> Result<LeaseView, ClientError> {

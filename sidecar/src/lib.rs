@@ -5,6 +5,7 @@
 //! ([`exit::Exit`]) or an [`errors::Error`], and [`exit::Exit::code`] alone
 //! picks the exit code.
 
+pub mod agent;
 pub mod catalog;
 pub mod check;
 pub mod ci;
@@ -61,6 +62,7 @@ fn dispatch(cli: Cli) -> Result<Exit, Error> {
                     Command::Extend(args) => extend::extend(&cli.common, &args, &env).await,
                     Command::Status => status::status(&cli.common, &env).await,
                     Command::Catalog => catalog::catalog(&cli.common, &env).await,
+                    Command::Agent(args) => agent::command::agent(&cli.common, &args, &env).await,
                     Command::Check(_) => Err(Error::Internal("check is dispatched above".into())),
                 }
             })

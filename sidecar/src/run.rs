@@ -23,6 +23,7 @@ use stockroom_protocol::manifest::Manifest;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
 
+use crate::agent::{self, AgentConfig};
 use crate::ci::{self, CiContext, EnvSource, Shard};
 use crate::cli::{Common, OnLeaseLost, RunArgs};
 use crate::client::{ClientError, PoolClient, Tls, retry_transient};
@@ -189,7 +190,17 @@ pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result
         }
         Ok(((home, token_file), vars))
     });
-    let (home, vars) = match injected {
+    let details_url = args
+        .details_url
+        .clone()
+        .or_else(|| prepared.ci.job.url.clone());
+    let injected = match injected {
+        Ok(v) => agent::start(agent_config(&prepared, details_url.clone()))
+            .await
+            .map(|agent| (v, agent)),
+        Err(e) => Err(e),
+    };
+    let ((home, vars), agent) = match injected {
         Ok(v) => v,
         Err(e) => {
             release(
@@ -197,6 +208,7 @@ pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result
                 &granted.lease_id,
                 Outcome::Cancelled,
                 Some(format!("sidecar failed before the command: {e}")),
+                details_url,
             )
             .await;
             return Err(e);
@@ -216,16 +228,22 @@ pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result
     command
         .args(&args.command[1..])
         .envs(vars.iter().map(|v| (&v.name, &v.value)))
+        .envs(agent.env())
+        // The pool token never reaches the tests: they use the agent's.
+        .env_remove(config::TOKEN_VAR)
         .process_group(0);
     let child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
             tracing::error!("failed to start {:?}: {e}", args.command[0]);
+            let reason = format!("command could not start: {e}");
+            agent.finish(Outcome::Failed, &reason).await;
             release(
                 &prepared,
                 &granted.lease_id,
                 Outcome::Failed,
-                Some(format!("command could not start: {e}")),
+                Some(reason),
+                details_url,
             )
             .await;
             drop(home);
@@ -237,13 +255,24 @@ pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result
         started.elapsed().as_millis()
     );
 
-    let ended = supervise(child, signals, &prepared.client, &granted, &args).await?;
+    let ended = match supervise(child, signals, &prepared.client, &granted, &args).await {
+        Ok(ended) => ended,
+        Err(e) => {
+            agent.finish(Outcome::Cancelled, &e.to_string()).await;
+            return Err(e);
+        }
+    };
     let outcome = match (ended.cancelled_by, ended.status.success()) {
         (Some(_), _) => Outcome::Cancelled,
         (None, true) => Outcome::Passed,
         (None, false) => Outcome::Failed,
     };
-    let reason = describe_end(&ended);
+    let how = describe_end(&ended);
+    let settlement = agent.finish(outcome, &how).await;
+    let reason = args
+        .reason
+        .clone()
+        .unwrap_or_else(|| reason_with_tests(&settlement.failed_tests, &how));
     if let Some(lost) = &ended.lease_lost {
         tracing::error!("{}", heartbeat::lost_message(lost));
         tracing::warn!(
@@ -251,10 +280,47 @@ pub async fn run(common: &Common, args: RunArgs, env: &impl EnvSource) -> Result
             lost.lease_id
         );
     } else {
-        release(&prepared, &granted.lease_id, outcome, Some(reason)).await;
+        release(
+            &prepared,
+            &granted.lease_id,
+            outcome,
+            Some(reason),
+            details_url,
+        )
+        .await;
     }
     drop(home);
     Ok(ended.exit(args.on_lease_lost))
+}
+
+/// The agent of this run: the job's identity, its TTL and retry bound.
+pub fn agent_config(p: &Prepared, details_url: Option<String>) -> AgentConfig {
+    AgentConfig {
+        client: p.client.clone(),
+        holder: p.ci.holder(p.shard),
+        ttl_seconds: p
+            .manifest
+            .lease_ttl
+            .map(|d| d.as_duration().as_secs().max(1)),
+        retry_for: p.retry_for,
+        details_url,
+    }
+}
+
+/// The quarantine reason: the failing tests the agent heard of, then how
+/// the command ended.
+pub fn reason_with_tests(failed_tests: &[String], how: &str) -> String {
+    const SHOWN: usize = 10;
+    match failed_tests.len() {
+        0 => how.to_string(),
+        n => {
+            let mut shown = failed_tests[..n.min(SHOWN)].join(", ");
+            if n > SHOWN {
+                shown.push_str(&format!(" and {} more", n - SHOWN));
+            }
+            format!("failed tests: {shown}; {how}")
+        }
+    }
 }
 
 struct Signals {
@@ -428,10 +494,18 @@ pub async fn release(
     lease_id: &str,
     outcome: Outcome,
     reason: Option<String>,
+    details_url: Option<String>,
 ) -> Option<ReleaseAnswer> {
-    release_with(&p.client, p.retry_for, lease_id, outcome, reason)
-        .await
-        .ok()
+    release_with(
+        &p.client,
+        p.retry_for,
+        lease_id,
+        outcome,
+        reason,
+        details_url,
+    )
+    .await
+    .ok()
 }
 
 /// Releases (retried for `retry_for`), logging what happened either way.
@@ -441,11 +515,13 @@ pub async fn release_with(
     lease_id: &str,
     outcome: Outcome,
     reason: Option<String>,
+    details_url: Option<String>,
 ) -> Result<ReleaseAnswer, (ClientError, u32)> {
     let request = ReleaseRequest {
         outcome,
         reason,
-        details_url: None,
+        details_url,
+        datasets: Default::default(),
     };
     let result = retry_transient(retry_for, || client.release(lease_id, &request)).await;
     match &result {
@@ -453,7 +529,7 @@ pub async fn release_with(
             let what: Vec<String> = answer
                 .datasets
                 .iter()
-                .map(|d| format!("{} {}", d.name, d.status))
+                .map(|d| format!("{} {} {}", d.name, d.id, d.status))
                 .collect();
             tracing::info!(
                 "released lease {lease_id} as {outcome}: {}",

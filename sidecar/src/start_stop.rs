@@ -19,8 +19,10 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use stockroom_protocol::Outcome;
 use stockroom_protocol::datasets_file::ShardInfo;
+use stockroom_protocol::env_names::EnvVar;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::agent::{self, AgentConfig};
 use crate::ci::{self, CiContext, EnvSource, GithubFile, Provider};
 use crate::cli::{Common, ExportFormat, StartArgs, StopArgs};
 use crate::client::PoolClient;
@@ -37,6 +39,16 @@ pub const LOCK_FILE: &str = "lock";
 pub const LOG_FILE: &str = "heartbeat.log";
 pub const LOST_FILE: &str = "lease-lost";
 pub const DATASETS_FILE: &str = "datasets.json";
+/// Written by the heartbeat process once its agent listens: `{"url", "token"}` (0600).
+pub const AGENT_FILE: &str = "agent.json";
+/// Written by `stop` before it ends the heartbeat: the job's outcome, for the agent.
+pub const OUTCOME_FILE: &str = "outcome";
+/// Written by the heartbeat process after its agent settled: the failing tests.
+pub const SETTLED_FILE: &str = "agent-settled.json";
+/// How long `start` waits for the heartbeat process's agent to listen.
+const AGENT_START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `stop` waits for the heartbeat process to settle its agent and exit.
+const HEARTBEAT_END_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What `start` leaves for `stop`, `extend`, `status` and the heartbeat.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +72,16 @@ pub struct State {
     /// `--ca-file` / `STOCKROOM_CA_FILE` as `start` saw it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// The manifest's `lease_ttl`, for the agent's own leases.
+    #[serde(default)]
+    pub lease_ttl_seconds: Option<u64>,
+}
+
+/// What the heartbeat process's agent tells `start`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AgentFile {
+    url: String,
+    token: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -169,6 +191,10 @@ pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> R
         datasets_file_owned: owned,
         shard,
         env_prefix: prepared.manifest.inject.env_prefix.clone(),
+        lease_ttl_seconds: prepared
+            .manifest
+            .lease_ttl
+            .map(|d| d.as_duration().as_secs().max(1)),
         datasets: granted
             .datasets
             .iter()
@@ -185,9 +211,9 @@ pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> R
             .collect(),
         ca_file: prepared.tls.ca_file.clone(),
     };
-    let started = (|| {
+    let started = async {
         inject::write_datasets_file(&home.path, &file)?;
-        let vars = inject::env_vars(&prepared.manifest, &file, &home.path)?;
+        let mut vars = inject::env_vars(&prepared.manifest, &file, &home.path)?;
         write_state(&dir, &state)?;
         let pid = spawn_heartbeat(common, &dir)?;
         write_state(
@@ -197,8 +223,22 @@ pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> R
                 ..state.clone()
             },
         )?;
+        let agent = wait_for_agent(&dir, pid).await?;
+        vars.push(EnvVar {
+            name: agent::URL_VAR.into(),
+            value: agent.url,
+            secret: false,
+            source: "the agent".into(),
+        });
+        vars.push(EnvVar {
+            name: agent::TOKEN_VAR.into(),
+            value: agent.token,
+            secret: true,
+            source: "the agent".into(),
+        });
         Ok::<_, Error>((vars, pid))
-    })();
+    }
+    .await;
     let (vars, pid) = match started {
         Ok(v) => v,
         Err(e) => {
@@ -207,9 +247,11 @@ pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> R
                 &granted.lease_id,
                 Outcome::Cancelled,
                 Some(format!("stockroom start failed: {e}")),
+                None,
             )
             .await;
             let _ = std::fs::remove_file(dir.join(STATE_FILE));
+            let _ = std::fs::remove_file(dir.join(AGENT_FILE));
             if owned {
                 let _ = std::fs::remove_file(&home.path);
             }
@@ -222,6 +264,29 @@ pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> R
     );
     export(common, args, env, &prepared.ci, &vars, &state)?;
     Ok(Exit::Success)
+}
+
+/// Waits for the heartbeat process to write its agent's address.
+async fn wait_for_agent(dir: &Path, pid: u32) -> Result<AgentFile, Error> {
+    let path = dir.join(AGENT_FILE);
+    let deadline = tokio::time::Instant::now() + AGENT_START_TIMEOUT;
+    loop {
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(file) = serde_json::from_slice::<AgentFile>(&bytes)
+        {
+            crate::redact::register([file.token.clone()]);
+            return Ok(file);
+        }
+        let alive = i32::try_from(pid).is_ok_and(|p| kill(Pid::from_raw(p), None).is_ok());
+        if !alive || tokio::time::Instant::now() >= deadline {
+            return Err(Error::Internal(format!(
+                "the background heartbeat (pid {pid}) did not start its agent within {}s; see {}",
+                AGENT_START_TIMEOUT.as_secs(),
+                dir.join(LOG_FILE).display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Re-executes this binary as `stockroom heartbeat`, detached: its own
@@ -351,9 +416,6 @@ pub async fn stop(common: &Common, args: &StopArgs, env: &impl EnvSource) -> Res
         );
         return Ok(Exit::Success);
     };
-    if let Some(pid) = state.heartbeat_pid {
-        end_heartbeat(pid).await;
-    }
     let ctx = CiContext::read(env);
     let outcome = match (args.outcome, ctx.outcome) {
         (Some(o), _) => o,
@@ -368,12 +430,25 @@ pub async fn stop(common: &Common, args: &StopArgs, env: &impl EnvSource) -> Res
             Outcome::Failed
         }
     };
+    // The agent in the heartbeat process settles its takes with this outcome.
+    let _ = inject::write_private_atomically(&dir.join(OUTCOME_FILE), outcome.as_str().as_bytes());
+    if let Some(pid) = state.heartbeat_pid {
+        end_heartbeat(pid).await;
+    }
+    let failed_tests: Vec<String> = std::fs::read(dir.join(SETTLED_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let reason = args
+        .reason
+        .clone()
+        .unwrap_or_else(|| run::reason_with_tests(&failed_tests, "stockroom stop"));
+    let details_url = args.details_url.clone().or_else(|| ctx.job.url.clone());
     let lost = std::fs::read_to_string(dir.join(LOST_FILE)).ok();
     let token = config::token(common, env)?;
     let retry_for = config::retry_for(common, env)?;
     let tls = config::tls(common, env, state.ca_file.as_deref());
-    let client = PoolClient::new(&state.pool, token, &tls)?
-        .holding(state.lease_token.clone());
+    let client = PoolClient::new(&state.pool, token, &tls)?.holding(state.lease_token.clone());
     let result = if let Some(lost) = &lost {
         tracing::error!("the lease was lost while the job ran: {}", lost.trim());
         Err(None)
@@ -383,13 +458,21 @@ pub async fn stop(common: &Common, args: &StopArgs, env: &impl EnvSource) -> Res
             retry_for,
             &state.lease_id,
             outcome,
-            Some("stockroom stop".into()),
+            Some(reason),
+            details_url,
         )
         .await
         .map_err(Some)
     };
 
-    for name in [STATE_FILE, LOG_FILE, LOST_FILE] {
+    for name in [
+        STATE_FILE,
+        LOG_FILE,
+        LOST_FILE,
+        AGENT_FILE,
+        OUTCOME_FILE,
+        SETTLED_FILE,
+    ] {
         let _ = std::fs::remove_file(dir.join(name));
     }
     if state.datasets_file_owned {
@@ -448,7 +531,9 @@ async fn end_heartbeat(pid: u32) {
     if kill(pid, Signal::SIGTERM).is_err() {
         return;
     }
-    for _ in 0..100 {
+    // It settles its agent's takes first (bounded by its own retries).
+    let deadline = tokio::time::Instant::now() + HEARTBEAT_END_TIMEOUT;
+    while tokio::time::Instant::now() < deadline {
         if kill(pid, None).is_err() {
             return;
         }
@@ -563,9 +648,35 @@ pub async fn heartbeat_process(common: &Common, env: &impl EnvSource) -> Result<
         tracing::warn!("no state in {}; nothing to keep alive", dir.display());
         return Ok(Exit::Success);
     };
+    // The agent's own leases each carry their own token; only the job's
+    // lease is held with `state.lease_token`.
     let tls = config::tls(common, env, state.ca_file.as_deref());
-    let client = PoolClient::new(&state.pool, config::token(common, env)?, &tls)?
-        .holding(state.lease_token.clone());
+    let pool_client = PoolClient::new(&state.pool, config::token(common, env)?, &tls)?;
+    let client = pool_client.holding(state.lease_token.clone());
+    let ctx = CiContext::read(env);
+    let shard = ci::Shard {
+        index: state.shard.index,
+        total: state.shard.total,
+    };
+    let running = agent::start(AgentConfig {
+        client: pool_client,
+        holder: ctx.holder(shard),
+        ttl_seconds: state.lease_ttl_seconds,
+        retry_for: config::retry_for(common, env)?,
+        details_url: ctx.job.url.clone(),
+    })
+    .await?;
+    let agent_file = serde_json::to_vec(&AgentFile {
+        url: running.url().to_string(),
+        token: running.token().to_string(),
+    })
+    .map_err(|e| Error::Internal(format!("failed to encode the agent file: {e}")))?;
+    inject::write_private_atomically(&dir.join(AGENT_FILE), &agent_file).map_err(|e| {
+        Error::Config(format!(
+            "failed to write {}: {e}",
+            dir.join(AGENT_FILE).display()
+        ))
+    })?;
     let make = |kind| {
         signal(kind)
             .map_err(|e| Error::Internal(format!("failed to install a signal handler: {e}")))
@@ -587,24 +698,34 @@ pub async fn heartbeat_process(common: &Common, env: &impl EnvSource) -> Result<
     );
     tokio::pin!(keep);
     let mut watch = tokio::time::interval(Duration::from_secs(2));
-    loop {
+    let why = loop {
         tokio::select! {
             lost = &mut keep => {
                 let message = heartbeat::lost_message(&lost);
                 tracing::error!("{message}");
                 let _ = std::fs::write(dir.join(LOST_FILE), message);
-                return Ok(Exit::Success);
+                break "the job's lease was lost";
             }
-            _ = term.recv() => { tracing::info!("stopping on SIGTERM"); return Ok(Exit::Success); }
-            _ = int.recv() => { tracing::info!("stopping on SIGINT"); return Ok(Exit::Success); }
+            _ = term.recv() => { tracing::info!("stopping on SIGTERM"); break "stockroom stop"; }
+            _ = int.recv() => { tracing::info!("stopping on SIGINT"); break "SIGINT"; }
             _ = hup.recv() => { tracing::debug!("ignoring SIGHUP"); }
             _ = watch.tick() => {
                 let current = read_state(&dir).ok().flatten();
                 if current.is_none_or(|s| s.lease_id != state.lease_id) {
                     tracing::info!("the state file is gone; stopping");
-                    return Ok(Exit::Success);
+                    break "the state file is gone";
                 }
             }
         }
+    };
+    // `stop` wrote the job's outcome first; anything else ends as cancelled.
+    let outcome = std::fs::read_to_string(dir.join(OUTCOME_FILE))
+        .ok()
+        .and_then(|t| t.trim().parse::<Outcome>().ok())
+        .unwrap_or(Outcome::Cancelled);
+    let settlement = running.finish(outcome, why).await;
+    if let Ok(bytes) = serde_json::to_vec(&settlement.failed_tests) {
+        let _ = inject::write_private_atomically(&dir.join(SETTLED_FILE), &bytes);
     }
+    Ok(Exit::Success)
 }

@@ -39,6 +39,15 @@ impl Pool {
         Pool::launch(command, dir)
     }
 
+    /// On a store URL of the caller's (a database on a small file system).
+    pub fn start_on_store(store: &str) -> Pool {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let command = PoolCommand::new(pool_bin(), dir.path())
+            .store(store)
+            .env("STOCKROOM_LOG", "info");
+        Pool::launch(command, dir)
+    }
+
     fn launch(command: PoolCommand, dir: tempfile::TempDir) -> Pool {
         let mut pool = Pool {
             process: None,

@@ -10,8 +10,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use stockroom_protocol::LeaseStatus;
 use stockroom_protocol::api::{
-    DatasetView, ExtendDatasetRequest, HeartbeatAnswer, HeartbeatRequest, LeaseGranted, LeaseList,
-    LeaseRequest, LeaseView, Problem, ReleaseAnswer, ReleaseRequest,
+    DatasetOutcome, DatasetView, ExtendDatasetRequest, HeartbeatAnswer, HeartbeatBatchAnswer,
+    HeartbeatBatchRequest, HeartbeatBatchResult, HeartbeatRequest, LeaseGranted, LeaseList,
+    LeaseRequest, LeaseView, Problem, ReleaseAnswer, ReleaseRequest, ReleasedDataset,
 };
 
 use super::AppState;
@@ -184,9 +185,99 @@ pub async fn release(
 ) -> Result<Json<ReleaseAnswer>, ApiError> {
     let released = app
         .service
-        .release(id, &proof, req.outcome, req.reason, req.details_url)
+        .release_each(
+            id,
+            &proof,
+            req.outcome,
+            req.reason,
+            req.details_url,
+            req.datasets,
+        )
         .await?;
     Ok(Json(released.answer))
+}
+
+/// Settles one dataset of a lease early (docs/per-test.md), for the lease's holder.
+#[utoipa::path(
+    post,
+    path = "/api/v1/leases/{id}/datasets/{dataset_id}/release",
+    tag = "leases",
+    summary = "Settle one dataset of a lease early; the lease goes on for the others",
+    description = "docs/per-test.md. Outcome passed, failed, cancelled or unused (ready again).",
+    params(("id" = String, Path, description = "The lease id"), ("dataset_id" = String, Path, description = "A dataset of the lease"), ("Stockroom-Lease-Token" = String, Header, description = "The lease_token of the POST /leases answer (docs/pool.md, Lease tokens)")),
+    request_body(content = DatasetOutcome, content_type = "application/json"),
+    responses(
+        (status = 200, description = "What became of the dataset", body = ReleasedDataset),
+        (status = 400, description = "…/invalid-request: the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "…/unauthorized: no token, or one the pool does not know", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "…/not-holder: no or a wrong Stockroom-Lease-Token; …/forbidden: the token's role may not do this", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "…/not-found: no such lease, or the dataset is not one of its", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "…/conflict: the dataset was already settled otherwise", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "…/lease-gone: the lease expired or was released", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "…/too-large: the body is over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "…/invalid-request: the body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "…/invalid-request: JSON of the wrong shape or values", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "…/store-full: the pool's store cannot write", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn release_dataset(
+    State(app): State<AppState>,
+    LeaseCaller(_, proof): LeaseCaller,
+    Path((id, dataset_id)): Path<(String, String)>,
+    Body(req): Body<DatasetOutcome>,
+) -> Result<Json<ReleasedDataset>, ApiError> {
+    Ok(Json(
+        app.service
+            .release_dataset(id, &proof, dataset_id, req)
+            .await?,
+    ))
+}
+
+/// Heartbeats many leases in one call; each lease gets its own result.
+#[utoipa::path(
+    post,
+    path = "/api/v1/leases/heartbeat",
+    tag = "leases",
+    summary = "Heartbeat many leases in one call; each lease gets its own result",
+    description = "Each entry carries its lease's lease_token; a lease that is gone, unknown or not held gets a problem in its own result, not an error of the call.",
+    request_body(content = HeartbeatBatchRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One result per lease, in the order asked", body = HeartbeatBatchAnswer),
+        (status = 400, description = "…/invalid-request: the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "…/unauthorized: no token, or one the pool does not know", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "…/forbidden: the token's role may not do this, or a cross-site request to a pool without tokens", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "…/too-large: the body is over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "…/invalid-request: the body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "…/invalid-request: JSON of the wrong shape or values", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "…/store-full: the pool's store cannot write", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn heartbeat_batch(
+    State(app): State<AppState>,
+    Ci(_): Ci,
+    Body(req): Body<HeartbeatBatchRequest>,
+) -> Result<Json<HeartbeatBatchAnswer>, ApiError> {
+    let results = app.service.heartbeat_batch(req.leases).await?;
+    let leases = results
+        .into_iter()
+        .map(|(lease_id, result)| match result {
+            Ok(answer) => HeartbeatBatchResult {
+                lease_id,
+                expires_at: Some(answer.expires_at),
+                heartbeat_interval_seconds: Some(answer.heartbeat_interval_seconds),
+                problem: None,
+            },
+            Err(e) => HeartbeatBatchResult {
+                lease_id,
+                expires_at: None,
+                heartbeat_interval_seconds: None,
+                problem: Some(*ApiError::from(e).problem),
+            },
+        })
+        .collect();
+    Ok(Json(HeartbeatBatchAnswer { leases }))
 }
 
 /// Advances a leased dataset by an extension, for the lease's holder (its

@@ -3,6 +3,7 @@
 //! [`api_routes`], which both builds the router and feeds `openapi`.
 
 pub mod datasets;
+pub mod guard;
 pub mod leases;
 pub mod ops;
 pub mod problem;
@@ -128,6 +129,36 @@ pub fn api_routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
                 ],
             },
             post(leases::release),
+        ),
+        (
+            RouteDoc {
+                method: "post",
+                path: "/leases/{id}/datasets/{dataset_id}/release",
+                role: Some(Role::Ci),
+                summary: "Settle one dataset of a lease early with its own outcome; the lease goes on",
+                request: Some(ex::dataset_release_request),
+                response: Some((200, ex::dataset_release_answer)),
+                errors: &[
+                    K::LeaseGone,
+                    K::NotFound,
+                    K::NotHolder,
+                    K::InvalidRequest,
+                    K::Unauthorized,
+                ],
+            },
+            post(leases::release_dataset),
+        ),
+        (
+            RouteDoc {
+                method: "post",
+                path: "/leases/heartbeat",
+                role: Some(Role::Ci),
+                summary: "Heartbeat many leases in one call; each gets its own result",
+                request: Some(ex::heartbeat_batch_request),
+                response: Some((200, ex::heartbeat_batch_answer)),
+                errors: &[K::InvalidRequest, K::Unauthorized],
+            },
+            post(leases::heartbeat_batch),
         ),
         (
             RouteDoc {
@@ -293,5 +324,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .with_state(state)
 }

@@ -2,10 +2,11 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use stockroom_protocol::api::{Problem, RefreshAnswer};
+use stockroom_protocol::pool_config::Role;
 
 use super::AppState;
 use super::problem::{Admin, ApiError};
@@ -20,6 +21,12 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(app): State<AppState>) -> Response {
     if app.service.shutting_down() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if !app.service.writes_ok().await {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store full: writes fail (no space left); ready again once a write succeeds\n",
+        )
+            .into_response()
     } else {
         let mut body = String::from("ready\n");
         for p in app.service.problems() {
@@ -49,7 +56,20 @@ pub async fn refresh_generators(
     Json(app.service.refresh_generators().await)
 }
 
-pub async fn metrics(State(app): State<AppState>) -> Result<Response, ApiError> {
+/// `GET /metrics`: a `ci` token is needed when tokens are configured,
+/// unless `metrics_public = true` (docs/pool.md, "Metrics").
+pub async fn metrics(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if !app.service.config().metrics_public {
+        let auth = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        app.tokens
+            .check(auth, Role::Ci)
+            .map_err(|(kind, detail)| ApiError::new(kind, detail))?;
+    }
     let text = app.service.metrics_text().await?;
     Ok((
         [(

@@ -42,6 +42,15 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         tracing::error!(error = %e, "store failure");
+        if matches!(e, StoreError::Full(_)) {
+            let mut a = ApiError::new(
+                ProblemKind::StoreFull,
+                "the pool's store is full (no space left); nothing was changed. Retry later; \
+                 the pool's operators must free space (the error is in the pool's log)",
+            );
+            a.retry_after = Some(30);
+            return a;
+        }
         if e.is_unavailable() {
             // The database is down or unreachable: worth a retry, not a bug report.
             let mut a = ApiError::new(

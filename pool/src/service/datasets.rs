@@ -47,11 +47,13 @@ fn validate_new(datasets: &[NewDataset]) -> ServiceResult<()> {
         if d.type_name.is_empty() || d.state.is_empty() {
             return bad("type and state must not be empty");
         }
-        if !d.data.is_object() {
-            return bad("data must be a JSON object");
-        }
-        if d.entities.iter().any(String::is_empty) {
-            return bad("entities must not be empty strings");
+        // The checks every generator answer goes through (docs/generators.md).
+        if let Err(v) = stockroom_generators::validate::validate_dataset_parts(
+            &d.data,
+            &d.secret_fields,
+            &d.entities,
+        ) {
+            return bad(&v.to_string());
         }
     }
     Ok(())
@@ -65,7 +67,13 @@ impl PoolService {
         by: String,
     ) -> ServiceResult<Vec<DatasetView>> {
         validate_new(&datasets)?;
-        let views = self.store().register(datasets, by, self.now_ms()).await?;
+        let result = self
+            .store()
+            .register(datasets, by, self.now_ms())
+            .await
+            .map_err(ServiceError::from);
+        self.observe_write(&result);
+        let views = result?;
         self.stock_freed();
         tracing::info!(datasets = views.len(), "datasets registered by hand");
         Ok(views.into_iter().map(redacted).collect())

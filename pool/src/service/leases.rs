@@ -1,19 +1,20 @@
 //! Leases: acquire (with validation, caps and waiting), heartbeat, release,
 //! extend, and the reads of leases.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use stockroom_protocol::api::{
-    HeartbeatAnswer, LeaseGranted, LeaseList, LeaseRequest, LeaseView, ReleaseAnswer, Shortfall,
+    DatasetOutcome, HeartbeatAnswer, HeartbeatBatchItem, LeaseGranted, LeaseList, LeaseRequest,
+    LeaseView, ReleaseAnswer, ReleasedDataset, Shortfall,
 };
 use stockroom_protocol::{LeaseStatus, Outcome};
 
 use super::{PoolService, ServiceError, ServiceResult};
 use crate::metrics::Metrics;
 use crate::store::{
-    ExtendResult, Extension, HeartbeatResult, ItemShortfall, LeaseAttempt, LeaseResult,
-    ReleaseResult,
+    DatasetReleaseResult, ExtendResult, Extension, HeartbeatResult, ItemShortfall, LeaseAttempt,
+    LeaseResult, ReleaseResult,
 };
 use crate::time::rfc3339;
 use crate::waiting::Need;
@@ -22,6 +23,8 @@ use crate::waiting::Need;
 pub const MAX_COUNT: u32 = stockroom_protocol::api::MAX_COUNT;
 /// Most items in one lease request.
 pub const MAX_ITEMS: usize = 100;
+/// Most leases in one heartbeat batch.
+pub const MAX_HEARTBEAT_BATCH: usize = 1000;
 
 /// A lease answer: new (HTTP 201), or the active lease of the same
 /// idempotency key (HTTP 200).
@@ -174,6 +177,12 @@ impl PoolService {
     /// served (see `waiting`). A request that finds no stock asks the supply
     /// to make its shortfall just in time.
     pub async fn lease(&self, req: LeaseRequest) -> ServiceResult<Leased> {
+        let result = self.lease_now(req).await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn lease_now(&self, req: LeaseRequest) -> ServiceResult<Leased> {
         validate(&req)?;
         let wanted: BTreeSet<(String, String)> = req
             .items
@@ -312,6 +321,17 @@ impl PoolService {
         proof: &Proof,
         ttl_seconds: Option<u64>,
     ) -> ServiceResult<HeartbeatAnswer> {
+        let result = self.heartbeat_now(id, proof, ttl_seconds).await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn heartbeat_now(
+        &self,
+        id: String,
+        proof: &Proof,
+        ttl_seconds: Option<u64>,
+    ) -> ServiceResult<HeartbeatAnswer> {
         self.check_holder(&id, proof, LeaseAct::Heartbeat).await?;
         if ttl_seconds == Some(0) {
             return Err(ServiceError::Invalid(
@@ -363,10 +383,47 @@ impl PoolService {
         reason: Option<String>,
         details_url: Option<String>,
     ) -> ServiceResult<Released> {
+        self.release_each(id, proof, outcome, reason, details_url, BTreeMap::new())
+            .await
+    }
+
+    /// [`Self::release`] with per-dataset outcomes (see `Store::release_each`).
+    pub async fn release_each(
+        &self,
+        id: String,
+        proof: &Proof,
+        outcome: Outcome,
+        reason: Option<String>,
+        details_url: Option<String>,
+        datasets: BTreeMap<String, DatasetOutcome>,
+    ) -> ServiceResult<Released> {
+        let result = self
+            .release_each_now(id, proof, outcome, reason, details_url, datasets)
+            .await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn release_each_now(
+        &self,
+        id: String,
+        proof: &Proof,
+        outcome: Outcome,
+        reason: Option<String>,
+        details_url: Option<String>,
+        datasets: BTreeMap<String, DatasetOutcome>,
+    ) -> ServiceResult<Released> {
         self.check_holder(&id, proof, LeaseAct::Release).await?;
         match self
             .store()
-            .release(id.clone(), outcome, reason, details_url, self.now_ms())
+            .release_each(
+                id.clone(),
+                outcome,
+                reason,
+                details_url,
+                datasets,
+                self.now_ms(),
+            )
             .await?
         {
             ReleaseResult::Released(answer) => {
@@ -393,7 +450,92 @@ impl PoolService {
                 ))
             }
             ReleaseResult::NotFound => Err(no_lease(&id)),
+            ReleaseResult::NotInLease(ids) => Err(ServiceError::Invalid(format!(
+                "lease {id} holds no dataset {}; list only its own datasets in `datasets`",
+                ids.join(", ")
+            ))),
         }
+    }
+
+    /// Settles one dataset of an active lease early with its own outcome
+    /// (see `Store::release_dataset`); the lease goes on for the others.
+    /// Repeating it answers the dataset's status again.
+    pub async fn release_dataset(
+        &self,
+        lease_id: String,
+        proof: &Proof,
+        dataset_id: String,
+        outcome: DatasetOutcome,
+    ) -> ServiceResult<ReleasedDataset> {
+        let result = self
+            .release_dataset_now(lease_id, proof, dataset_id, outcome)
+            .await;
+        self.observe_write(&result);
+        result
+    }
+
+    async fn release_dataset_now(
+        &self,
+        lease_id: String,
+        proof: &Proof,
+        dataset_id: String,
+        outcome: DatasetOutcome,
+    ) -> ServiceResult<ReleasedDataset> {
+        let id = lease_id;
+        self.check_holder(&id, proof, LeaseAct::Release).await?;
+        match self
+            .store()
+            .release_dataset(
+                id.clone(),
+                dataset_id.clone(),
+                outcome.clone(),
+                self.now_ms(),
+            )
+            .await?
+        {
+            DatasetReleaseResult::Released(released) => {
+                self.stock_freed();
+                tracing::info!(lease_id = %id, %dataset_id, outcome = %outcome.outcome, "dataset released early");
+                Ok(released)
+            }
+            DatasetReleaseResult::AlreadySettled(released) => Ok(released),
+            DatasetReleaseResult::NotInLease => Err(ServiceError::NotHolder(format!(
+                "dataset {dataset_id} is not part of lease {id}"
+            ))),
+            DatasetReleaseResult::Gone(status) => {
+                if status == LeaseStatus::Expired {
+                    self.leases_expired(1);
+                }
+                Err(gone(
+                    &id,
+                    status,
+                    format!("lease {id} is {status}; its datasets were settled with it"),
+                ))
+            }
+            DatasetReleaseResult::NotFound => Err(no_lease(&id)),
+        }
+    }
+
+    /// Heartbeats every listed lease, each on its own (one failing does not
+    /// fail the others): one call per interval for a holder of many leases.
+    pub async fn heartbeat_batch(
+        &self,
+        leases: Vec<HeartbeatBatchItem>,
+    ) -> ServiceResult<Vec<(String, ServiceResult<HeartbeatAnswer>)>> {
+        if leases.len() > MAX_HEARTBEAT_BATCH {
+            return Err(ServiceError::Invalid(format!(
+                "at most {MAX_HEARTBEAT_BATCH} leases per heartbeat batch, found {}",
+                leases.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(leases.len());
+        for item in leases {
+            // Each lease proves its holder on its own (docs/pool.md "Lease tokens").
+            let proof = Proof::Token(item.lease_token);
+            let result = self.heartbeat(item.lease_id.clone(), &proof, None).await;
+            out.push((item.lease_id, result));
+        }
+        Ok(out)
     }
 
     /// Expires every lease whose time is up, in batches; returns how many.

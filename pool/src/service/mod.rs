@@ -16,6 +16,7 @@ mod error;
 mod leases;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use stockroom_protocol::api::{Catalog, RefreshAnswer, StockSettings};
@@ -30,7 +31,7 @@ use crate::waiting::WaitQueue;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use datasets::{Quarantined, Settle};
 pub use error::{ServiceError, ServiceResult};
-pub use leases::{LeaseAct, Leased, MAX_COUNT, MAX_ITEMS, Proof, Released};
+pub use leases::{LeaseAct, Leased, MAX_COUNT, MAX_HEARTBEAT_BATCH, MAX_ITEMS, Proof, Released};
 
 /// Cheap to clone: every clone is the same service.
 #[derive(Clone)]
@@ -52,6 +53,9 @@ struct Inner {
     /// a state (its status counts and stock settings are never deleted), so
     /// a pair in here is known for good and a lease for it needs no read.
     store_states: RwLock<BTreeSet<(String, String)>>,
+    /// Writes failed for lack of space (`StoreError::Full`) and none has
+    /// succeeded since: `/readyz` answers 503 until a write works again.
+    writes_failing: AtomicBool,
 }
 
 /// What [`PoolService::new`] is built from.
@@ -79,6 +83,7 @@ impl PoolService {
                 catalog,
                 shutdown: parts.shutdown,
                 store_states: RwLock::default(),
+                writes_failing: AtomicBool::new(false),
             }),
         }
     }
@@ -119,6 +124,55 @@ impl PoolService {
     /// Plugs another producer of catalog states in.
     pub fn add_catalog_source(&self, source: Arc<dyn CatalogSource>) {
         self.inner.catalog.add_source(source);
+    }
+
+    // ------------------------------------------------------------ write health
+
+    /// Records how a write operation went: a full store marks writes as
+    /// failing, a success clears that.
+    fn observe_write<T>(&self, result: &ServiceResult<T>) {
+        match result {
+            Err(ServiceError::Store(StoreError::Full(_))) => {
+                if !self.inner.writes_failing.swap(true, Ordering::SeqCst) {
+                    tracing::error!(
+                        "the store is full: writes fail (clients get 507 store-full, /readyz 503) until space is freed"
+                    );
+                }
+            }
+            Ok(_) => {
+                if self.inner.writes_failing.swap(false, Ordering::SeqCst) {
+                    tracing::info!("the store takes writes again");
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Whether the store takes writes: true unless a write failed for lack
+    /// of space; then a small probe write (a session row put and deleted)
+    /// decides, so readiness comes back once space is freed.
+    pub async fn writes_ok(&self) -> bool {
+        if !self.inner.writes_failing.load(Ordering::SeqCst) {
+            return true;
+        }
+        let probe = crate::store::SessionRow {
+            id_hash: format!("readyz-probe-{}", crate::ids::replica_tag()),
+            caller_name: "readyz".into(),
+            role: stockroom_protocol::pool_config::Role::Ci,
+            csrf: String::new(),
+            leases: Vec::new(),
+            last_seen_ms: self.now_ms(),
+        };
+        let id = probe.id_hash.clone();
+        let store = self.store();
+        let result: ServiceResult<()> = async {
+            store.put_session(probe).await?;
+            store.delete_session(id).await?;
+            Ok(())
+        }
+        .await;
+        self.observe_write(&result);
+        result.is_ok()
     }
 
     // ------------------------------------------------------------ side effects
@@ -210,10 +264,14 @@ impl PoolService {
                 settings.max_ready, settings.min_ready
             )));
         }
-        self.inner
+        let result = self
+            .inner
             .store
             .set_stock(type_name, state, settings)
-            .await?;
+            .await
+            .map_err(ServiceError::from);
+        self.observe_write(&result);
+        result?;
         self.stock_taken();
         Ok(settings)
     }

@@ -13,8 +13,9 @@ use stockroom_protocol::api::{Holder, LeaseItem, NewDataset};
 use stockroom_protocol::{AttrValue, Attributes, DatasetStatus, LeaseStatus, OnFailure, Outcome};
 
 use super::{
-    DatasetFilter, ExtendResult, Extension, Generated, HeartbeatResult, InputPick, LeaseAttempt,
-    LeaseResult, NewGeneration, ReleaseResult, SessionRow, SettleResult, Store,
+    DatasetFilter, DatasetReleaseResult, ExtendResult, Extension, Generated, HeartbeatResult,
+    InputPick, LeaseAttempt, LeaseResult, NewGeneration, ReleaseResult, SessionRow, SettleResult,
+    Store,
 };
 use stockroom_protocol::api::{StockCounts, StockSettings};
 use stockroom_protocol::pool_config::Role;
@@ -29,7 +30,8 @@ macro_rules! conformance_tests {
             all_or_nothing, entity_isolation, release_outcomes, heartbeat_and_expiry,
             idempotency, idempotency_lookup, where_filters, discard_and_recycle, generations,
             composition, interrupted_generations, extend_leased, lease_counts, purge_consumed,
-            list_filters, stock_settings, counts_match_the_rows, sessions, quarantine_page);
+            list_filters, stock_settings, counts_match_the_rows, sessions, quarantine_page,
+            per_dataset_outcomes, a_repeated_entity_never_fails_a_lease);
     };
     (@checks $run:path; $($check:ident),* $(,)?) => {
         $(
@@ -744,6 +746,42 @@ pub async fn idempotency(store: &dyn Store) {
     assert_ne!(g2.lease_id, g.lease_id);
 }
 
+/// A dataset stored with a repeated entity (the API refuses one now; a
+/// store may still hold one from before) is leased, its entity held once,
+/// and the good datasets of its state keep being served.
+pub async fn a_repeated_entity_never_fails_a_lease(store: &dyn Store) {
+    store
+        .register(
+            vec![
+                new("c_dup", "s", &[], &["d:1", "d:1"]),
+                new("c_dup", "s", &[], &["d:2"]),
+            ],
+            "t".into(),
+            T0,
+        )
+        .await
+        .unwrap();
+    let g = granted(store, attempt(vec![item("a", "c_dup", "s", 2)], T0)).await;
+    assert_eq!(g.datasets.len(), 2);
+    // Its entity is held: a lease of another dataset with d:1 waits.
+    store
+        .register(vec![new("c_dup", "s", &[], &["d:1"])], "t".into(), T0)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .lease(attempt(vec![item("a", "c_dup", "s", 1)], T0))
+            .await
+            .unwrap(),
+        LeaseResult::NoStock(_)
+    ));
+    store
+        .release(g.lease_id, Outcome::Passed, None, None, T0)
+        .await
+        .unwrap();
+    granted(store, attempt(vec![item("a", "c_dup", "s", 1)], T0)).await;
+}
+
 /// `where` filters match attributes exactly.
 pub async fn where_filters(store: &dyn Store) {
     store
@@ -1380,4 +1418,188 @@ pub async fn quarantine_page(store: &dyn Store) {
             .all(|q| q.view.status == DatasetStatus::Quarantined)
     );
     assert_eq!(store.list_quarantined(1).await.unwrap().len(), 1);
+}
+
+/// Per-test outcomes (docs/per-test.md): one dataset settled early with its
+/// own outcome while the lease goes on (its entities freed), per-dataset
+/// outcomes in a release, and `unused` back to `ready`.
+pub async fn per_dataset_outcomes(store: &dyn Store) {
+    use std::collections::BTreeMap;
+    use stockroom_protocol::api::DatasetOutcome;
+    let outcome = |o: Outcome, test: Option<&str>| DatasetOutcome {
+        outcome: o,
+        reason: Some("AssertionError".into()),
+        test: test.map(String::from),
+    };
+    store
+        .register(
+            vec![
+                new("c_pd", "s", &[], &["pd:1"]),
+                new("c_pd", "s", &[], &["pd:2"]),
+                new("c_pd", "s", &[], &["pd:3"]),
+            ],
+            "t".into(),
+            T0,
+        )
+        .await
+        .unwrap();
+    let g = granted(store, attempt(vec![item("all", "c_pd", "s", 3)], T0)).await;
+    let ids: Vec<String> = g.datasets.iter().map(|d| d.dataset.id.clone()).collect();
+    // A dataset that shares the first one's entity waits for it.
+    store
+        .register(vec![new("c_pd", "t", &[], &["pd:1"])], "t".into(), T0)
+        .await
+        .unwrap();
+    let twin = || attempt(vec![item("twin", "c_pd", "t", 1)], T0 + 2);
+    assert!(matches!(
+        store.lease(twin()).await.unwrap(),
+        LeaseResult::NoStock(_)
+    ));
+
+    let early = store
+        .release_dataset(
+            g.lease_id.clone(),
+            ids[0].clone(),
+            outcome(Outcome::Failed, Some("tests/a.py::t1")),
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    let DatasetReleaseResult::Released(early) = early else {
+        panic!("expected an early release, got {early:?}")
+    };
+    assert_eq!(early.status, DatasetStatus::Quarantined);
+    assert_eq!(early.name, "all");
+    let hist = store.history(ids[0].clone()).await.unwrap();
+    let last = hist.last().unwrap();
+    assert!(
+        last.reason.contains("tests/a.py::t1") && last.reason.contains("AssertionError"),
+        "{last:?}"
+    );
+    assert!(
+        last.holder
+            .as_deref()
+            .is_some_and(|h| h.contains("test tests/a.py::t1")),
+        "{last:?}"
+    );
+    assert!(
+        matches!(store.lease(twin()).await.unwrap(), LeaseResult::Granted(_)),
+        "the early release freed its entities"
+    );
+    let again = store
+        .release_dataset(
+            g.lease_id.clone(),
+            ids[0].clone(),
+            outcome(Outcome::Passed, None),
+            T0 + 3,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again, DatasetReleaseResult::AlreadySettled(d) if d.status == DatasetStatus::Quarantined),
+        "{again:?}"
+    );
+    assert_eq!(
+        store
+            .release_dataset(
+                g.lease_id.clone(),
+                "ds_nope".into(),
+                outcome(Outcome::Passed, None),
+                T0 + 3
+            )
+            .await
+            .unwrap(),
+        DatasetReleaseResult::NotInLease
+    );
+    assert_eq!(
+        store
+            .get_lease(g.lease_id.clone())
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        LeaseStatus::Active,
+        "the lease goes on for the others"
+    );
+
+    // A release naming a dataset the lease does not hold changes nothing.
+    let mut strangers = BTreeMap::new();
+    strangers.insert("ds_stranger".to_string(), outcome(Outcome::Passed, None));
+    assert_eq!(
+        store
+            .release_each(
+                g.lease_id.clone(),
+                Outcome::Passed,
+                None,
+                None,
+                strangers,
+                T0 + 4
+            )
+            .await
+            .unwrap(),
+        ReleaseResult::NotInLease(vec!["ds_stranger".into()])
+    );
+    assert_eq!(status_of(store, &ids[1]).await, DatasetStatus::Leased);
+
+    let mut own = BTreeMap::new();
+    own.insert(ids[1].clone(), outcome(Outcome::Unused, None));
+    let ReleaseResult::Released(answer) = store
+        .release_each(g.lease_id.clone(), Outcome::Passed, None, None, own, T0 + 5)
+        .await
+        .unwrap()
+    else {
+        panic!("expected a release")
+    };
+    let by_id: BTreeMap<&str, DatasetStatus> = answer
+        .datasets
+        .iter()
+        .map(|d| (d.id.as_str(), d.status))
+        .collect();
+    assert_eq!(
+        by_id[ids[0].as_str()],
+        DatasetStatus::Quarantined,
+        "settled early, kept"
+    );
+    assert_eq!(
+        by_id[ids[1].as_str()],
+        DatasetStatus::Ready,
+        "unused → ready"
+    );
+    assert_eq!(
+        by_id[ids[2].as_str()],
+        DatasetStatus::Consumed,
+        "the lease's outcome"
+    );
+    let hist = store.history(ids[1].clone()).await.unwrap();
+    assert!(hist.last().unwrap().reason.contains("unused"), "{hist:?}");
+    let counts = store.stock().await.unwrap();
+    let c = &counts[&("c_pd".to_string(), "s".to_string())];
+    assert_eq!((c.ready, c.leased, c.quarantined, c.consumed), (1, 0, 1, 1));
+    // An unused dataset is handed out again.
+    let g2 = granted(store, attempt(vec![item("again", "c_pd", "s", 1)], T0 + 6)).await;
+    assert_eq!(g2.datasets[0].dataset.id, ids[1]);
+    assert!(matches!(
+        store
+            .release_dataset(
+                g.lease_id.clone(),
+                ids[2].clone(),
+                outcome(Outcome::Passed, None),
+                T0 + 7
+            )
+            .await
+            .unwrap(),
+        DatasetReleaseResult::Gone(LeaseStatus::Released)
+    ));
+    assert_eq!(
+        store
+            .release_dataset(
+                "lease_nope".into(),
+                ids[2].clone(),
+                outcome(Outcome::Passed, None),
+                T0 + 7
+            )
+            .await
+            .unwrap(),
+        DatasetReleaseResult::NotFound
+    );
 }

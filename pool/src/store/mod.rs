@@ -40,8 +40,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use stockroom_protocol::api::{
-    DatasetView, HistoryEntry, Holder, LeaseGranted, LeaseItem, LeaseView, NewDataset,
-    ReleaseAnswer, StockCounts, StockSettings,
+    DatasetOutcome, DatasetView, HistoryEntry, Holder, LeaseGranted, LeaseItem, LeaseView,
+    NewDataset, ReleaseAnswer, ReleasedDataset, StockCounts, StockSettings,
 };
 use stockroom_protocol::pool_config::StoreUrl;
 use stockroom_protocol::{Attributes, Dataset, DatasetStatus, LeaseStatus, Outcome};
@@ -110,6 +110,20 @@ pub enum ReleaseResult {
     AlreadyReleased(ReleaseAnswer),
     /// The lease expired first; its datasets were quarantined then.
     Expired,
+    NotFound,
+    /// Per-dataset outcomes named datasets the lease does not hold; nothing changed.
+    NotInLease(Vec<String>),
+}
+
+/// Answer to [`Store::release_dataset`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatasetReleaseResult {
+    Released(ReleasedDataset),
+    /// Settled before (early, or by hand): its status now.
+    AlreadySettled(ReleasedDataset),
+    /// The lease has no such dataset.
+    NotInLease,
+    Gone(LeaseStatus),
     NotFound,
 }
 
@@ -254,8 +268,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, StoreResult<HeartbeatResult>>;
 
     /// Ends a lease with an outcome: `passed` (or `on_failure = release`) →
-    /// `consumed`, or `ready` when the dataset is reusable; otherwise
-    /// `quarantined`. Idempotent.
+    /// `consumed`, or `ready` when the dataset is reusable; `unused` →
+    /// `ready`; otherwise `quarantined`. Idempotent.
     fn release(
         &self,
         lease_id: String,
@@ -263,7 +277,40 @@ pub trait Store: Send + Sync + 'static {
         reason: Option<String>,
         details_url: Option<String>,
         now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<ReleaseResult>> {
+        self.release_each(
+            lease_id,
+            outcome,
+            reason,
+            details_url,
+            BTreeMap::new(),
+            now_ms,
+        )
+    }
+
+    /// [`Store::release`] where a dataset listed in `datasets` takes its own
+    /// outcome (the others take `outcome`); one settled before keeps its
+    /// status. Naming a dataset the lease does not hold changes nothing.
+    fn release_each(
+        &self,
+        lease_id: String,
+        outcome: Outcome,
+        reason: Option<String>,
+        details_url: Option<String>,
+        datasets: BTreeMap<String, DatasetOutcome>,
+        now_ms: i64,
     ) -> BoxFuture<'_, StoreResult<ReleaseResult>>;
+
+    /// Settles one leased dataset of an active lease with its own outcome
+    /// (the rule of [`Store::release`]) and frees its entities; the lease
+    /// goes on for the others.
+    fn release_dataset(
+        &self,
+        lease_id: String,
+        dataset_id: String,
+        outcome: DatasetOutcome,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<DatasetReleaseResult>>;
 
     /// Expires up to `limit` active leases whose time is up; their datasets
     /// become `quarantined` ("lease expired without heartbeat").

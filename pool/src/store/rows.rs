@@ -105,12 +105,17 @@ pub(crate) fn parse_on_failure(s: &str) -> StoreResult<OnFailure> {
 }
 
 /// Entities as stored (JSON text); the common empty list without parsing.
+/// A dataset's entities, each once: a row stored with a repeated entity
+/// (registered before registration was checked) must never make a lease of
+/// its state fail on the entity's key.
 pub(crate) fn parse_entities(text: &str) -> StoreResult<Vec<String>> {
     if text == "[]" {
-        Ok(Vec::new())
-    } else {
-        Ok(serde_json::from_str(text)?)
+        return Ok(Vec::new());
     }
+    let mut entities: Vec<String> = serde_json::from_str(text)?;
+    let mut seen = std::collections::HashSet::with_capacity(entities.len());
+    entities.retain(|e| seen.insert(e.clone()));
+    Ok(entities)
 }
 
 /// The `SELECT` of a `GET /datasets` filter in insertion order (without its

@@ -51,7 +51,12 @@ pub fn heartbeat_interval_seconds(ttl_ms: i64) -> u64 {
 /// Where a leased dataset goes when its lease is released: `passed` (or an
 /// item with `on_failure = release`) → `consumed`, or `ready` again when the
 /// dataset is reusable; any other outcome → `quarantined`.
+///
+/// `unused` (no test code saw the dataset) → `ready`, whatever the state.
 pub fn released_status(outcome: Outcome, on_failure: OnFailure, reusable: bool) -> DatasetStatus {
+    if outcome == Outcome::Unused {
+        return DatasetStatus::Ready;
+    }
     let keep = outcome == Outcome::Passed || on_failure == OnFailure::Release;
     match (keep, reusable) {
         (true, true) => DatasetStatus::Ready,
@@ -89,6 +94,28 @@ pub mod reasons {
             Some(r) => format!("lease released: {outcome} ({r})"),
             None => format!("lease released: {outcome}"),
         }
+    }
+
+    /// A dataset settled with its own outcome: at its lease's release
+    /// (`early` false) or before it (`POST …/datasets/{id}/release`).
+    pub fn dataset_released(
+        outcome: Outcome,
+        reason: Option<&str>,
+        test: Option<&str>,
+        early: bool,
+    ) -> String {
+        let mut text = if early {
+            format!("released early: {outcome}")
+        } else {
+            format!("lease released: {outcome}")
+        };
+        if let Some(test) = test {
+            text.push_str(&format!(", test {test}"));
+        }
+        if let Some(r) = reason {
+            text.push_str(&format!(" ({r})"));
+        }
+        text
     }
 
     pub fn generation_started(generator: &str, request: &serde_json::Value) -> String {
@@ -141,6 +168,8 @@ mod tests {
             (Outcome::Failed, OnFailure::Quarantine, true, Quarantined),
             (Outcome::Failed, OnFailure::Release, false, Consumed),
             (Outcome::Failed, OnFailure::Release, true, Ready),
+            (Outcome::Unused, OnFailure::Quarantine, false, Ready),
+            (Outcome::Unused, OnFailure::Quarantine, true, Ready),
         ];
         for (outcome, on_failure, reusable, want) in cases {
             assert_eq!(released_status(outcome, on_failure, reusable), want);

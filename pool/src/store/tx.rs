@@ -206,6 +206,13 @@ pub(crate) trait Tx {
     async fn entity_holder(&self, entity: &str) -> StoreResult<Option<String>>;
     async fn hold_entity(&self, entity: &str, lease_id: &str, dataset_id: &str) -> StoreResult<()>;
     async fn free_entities(&self, lease_id: &str, now_ms: i64) -> StoreResult<()>;
+    /// Frees the entities one dataset of the lease holds (a per-dataset release).
+    async fn free_dataset_entities(
+        &self,
+        lease_id: &str,
+        dataset_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<()>;
     /// The earliest time a transaction taking these datasets may record
     /// (see the PostgreSQL backend); `now_ms` where writes are serialised.
     async fn clock_floor(

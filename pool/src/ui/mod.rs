@@ -166,7 +166,7 @@ async fn login(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if !same_origin(&headers) {
+    if !same_origin(&app, &headers) {
         return refuse(StatusCode::FORBIDDEN, CROSS_SITE);
     }
     if !app.tokens.enabled() {

@@ -97,23 +97,9 @@ impl FromRequestParts<AppState> for Visitor {
 }
 
 /// Refuses a POST from another site: an `Origin` (or `Sec-Fetch-Site`) that
-/// is not this pool.
-pub(super) fn same_origin(headers: &HeaderMap) -> bool {
-    if headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|s| s == "cross-site" || s == "same-site")
-    {
-        return false;
-    }
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return true;
-    };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    match (origin.to_str().ok(), host) {
-        (Some(o), Some(h)) => o == format!("http://{h}") || o == format!("https://{h}"),
-        _ => false,
-    }
+/// is not this pool. The API's rule ([`crate::http::guard::cross_site`]).
+pub(super) fn same_origin(app: &AppState, headers: &HeaderMap) -> bool {
+    !crate::http::guard::cross_site(headers, app.service.config().public_url.as_deref())
 }
 
 pub(super) const CROSS_SITE: &str = "This form was sent from another site; nothing was done.";
@@ -141,7 +127,7 @@ impl FromRequest<AppState> for Poster {
         let Form(form) = Form::<HashMap<String, String>>::from_request(req, app)
             .await
             .map_err(IntoResponse::into_response)?;
-        if !same_origin(&headers) {
+        if !same_origin(app, &headers) {
             return Err(refuse(StatusCode::FORBIDDEN, CROSS_SITE));
         }
         let Some(session) = session_of(app, &ui, &headers).await? else {

@@ -227,12 +227,13 @@ macro_rules! store_over_ops {
             $write!(self, |tx| $crate::store::ops::heartbeat::heartbeat(tx, &lease_id, ttl_ms, now_ms))
         }
 
-        fn release(
+        fn release_each(
             &self,
             lease_id: String,
             outcome: ::stockroom_protocol::Outcome,
             reason: Option<String>,
             details_url: Option<String>,
+            datasets: ::std::collections::BTreeMap<String, ::stockroom_protocol::api::DatasetOutcome>,
             now_ms: i64,
         ) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<$crate::store::ReleaseResult>> {
             $write!(self, |tx| $crate::store::ops::release::release(
@@ -241,6 +242,23 @@ macro_rules! store_over_ops {
                 outcome,
                 reason.as_deref(),
                 details_url.as_deref(),
+                &datasets,
+                now_ms
+            ))
+        }
+
+        fn release_dataset(
+            &self,
+            lease_id: String,
+            dataset_id: String,
+            outcome: ::stockroom_protocol::api::DatasetOutcome,
+            now_ms: i64,
+        ) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<$crate::store::DatasetReleaseResult>> {
+            $write!(self, |tx| $crate::store::ops::release::release_dataset(
+                tx,
+                &lease_id,
+                &dataset_id,
+                &outcome,
                 now_ms
             ))
         }

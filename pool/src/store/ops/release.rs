@@ -1,13 +1,16 @@
-//! Ending a lease with an outcome (idempotent).
+//! Ending a lease with an outcome (idempotent), each dataset with its own
+//! outcome when given, and settling one dataset of a lease early.
 
-use stockroom_protocol::api::{ReleaseAnswer, ReleasedDataset};
+use std::collections::BTreeMap;
+
+use stockroom_protocol::api::{DatasetOutcome, ReleaseAnswer, ReleasedDataset};
 use stockroom_protocol::{DatasetStatus, LeaseStatus, Outcome};
 
-use super::heartbeat::expire_lease;
+use super::heartbeat::{expire_lease, live_lease};
 use super::{Change, Work};
 use crate::store::rules::{reasons, released_status};
 use crate::store::tx::{LeaseEnd, Tx};
-use crate::store::{ReleaseResult, StoreError, StoreResult};
+use crate::store::{DatasetReleaseResult, ReleaseResult, StoreError, StoreResult};
 
 pub(crate) async fn release<T: Tx>(
     tx: &T,
@@ -15,10 +18,11 @@ pub(crate) async fn release<T: Tx>(
     outcome: Outcome,
     reason: Option<&str>,
     details_url: Option<&str>,
+    datasets: &BTreeMap<String, DatasetOutcome>,
     now_ms: i64,
 ) -> StoreResult<ReleaseResult> {
     let mut w = Work::new(tx);
-    match release_in(&mut w, id, outcome, reason, details_url, now_ms).await? {
+    match release_in(&mut w, id, outcome, reason, details_url, datasets, now_ms).await? {
         Released::Answer(out) => {
             w.finish().await?;
             Ok(out)
@@ -47,6 +51,7 @@ async fn release_in<'a, T: Tx>(
     outcome: Outcome,
     reason: Option<&'a str>,
     details_url: Option<&'a str>,
+    datasets: &BTreeMap<String, DatasetOutcome>,
     now_ms: i64,
 ) -> StoreResult<Released<'a>> {
     let Some(lease) = w.tx.find_lease(id, true).await? else {
@@ -70,13 +75,29 @@ async fn release_in<'a, T: Tx>(
     }
     let why = reasons::released(outcome, reason);
     let rows = w.tx.release_rows(id).await?;
+    let strangers: Vec<String> = datasets
+        .keys()
+        .filter(|k| !rows.iter().any(|r| &r.dataset.id == *k))
+        .cloned()
+        .collect();
+    if !strangers.is_empty() {
+        return Ok(Released::Answer(ReleaseResult::NotInLease(strangers)));
+    }
+    let outcomes = datasets;
     let mut datasets = Vec::with_capacity(rows.len());
     for r in rows {
         let d = &r.dataset;
-        // A dataset no longer leased (settled by hand meanwhile) keeps its status.
+        // A dataset no longer leased (settled early, or by hand meanwhile) keeps its status.
         let to = if d.status != DatasetStatus::Leased {
             d.status
         } else {
+            let own = outcomes.get(&d.id);
+            let own_why = own.map(|o| {
+                reasons::dataset_released(o.outcome, o.reason.as_deref(), o.test.as_deref(), false)
+            });
+            let why = own_why.as_deref().unwrap_or(&why);
+            let holder = holder_with_test(&lease.holder_label, own.and_then(|o| o.test.as_deref()));
+            let outcome = own.map_or(outcome, |o| o.outcome);
             let to = released_status(outcome, r.on_failure, r.reusable);
             w.change(Change {
                 seq: d.seq,
@@ -86,8 +107,8 @@ async fn release_in<'a, T: Tx>(
                 from: Some(DatasetStatus::Leased),
                 to,
                 lease_id: Some(id),
-                holder: Some(&lease.holder_label),
-                reason: &why,
+                holder: Some(&holder),
+                reason: why,
                 now_ms,
             })
             .await?;
@@ -115,4 +136,83 @@ async fn release_in<'a, T: Tx>(
         answer_json: serde_json::to_string(&answer)?,
     };
     Ok(Released::Ended(answer, end))
+}
+
+/// Settles one dataset of an active lease with its own outcome; the lease
+/// goes on for the others. A dataset already settled answers its status.
+pub(crate) async fn release_dataset<T: Tx>(
+    tx: &T,
+    lease_id: &str,
+    dataset_id: &str,
+    outcome: &DatasetOutcome,
+    now_ms: i64,
+) -> StoreResult<DatasetReleaseResult> {
+    let mut w = Work::new(tx);
+    let out = release_dataset_in(&mut w, lease_id, dataset_id, outcome, now_ms).await?;
+    // Also when refused: a lease found overdue was expired on the way.
+    w.finish().await?;
+    Ok(out)
+}
+
+async fn release_dataset_in<T: Tx>(
+    w: &mut Work<'_, T>,
+    lease_id: &str,
+    dataset_id: &str,
+    outcome: &DatasetOutcome,
+    now_ms: i64,
+) -> StoreResult<DatasetReleaseResult> {
+    let lease = match live_lease(w, lease_id, now_ms).await? {
+        Ok(lease) => lease,
+        Err(None) => return Ok(DatasetReleaseResult::NotFound),
+        Err(Some(status)) => return Ok(DatasetReleaseResult::Gone(status)),
+    };
+    let rows = w.tx.release_rows(lease_id).await?;
+    let Some(r) = rows.into_iter().find(|r| r.dataset.id == dataset_id) else {
+        return Ok(DatasetReleaseResult::NotInLease);
+    };
+    if r.dataset.status != DatasetStatus::Leased {
+        return Ok(DatasetReleaseResult::AlreadySettled(ReleasedDataset {
+            status: r.dataset.status,
+            id: r.dataset.id,
+            name: r.name,
+        }));
+    }
+    let d = &r.dataset;
+    let to = released_status(outcome.outcome, r.on_failure, r.reusable);
+    let why = reasons::dataset_released(
+        outcome.outcome,
+        outcome.reason.as_deref(),
+        outcome.test.as_deref(),
+        true,
+    );
+    let holder = holder_with_test(&lease.holder_label, outcome.test.as_deref());
+    w.change(Change {
+        seq: d.seq,
+        id: &d.id,
+        type_name: &d.type_name,
+        state: &d.state,
+        from: Some(DatasetStatus::Leased),
+        to,
+        lease_id: Some(lease_id),
+        holder: Some(&holder),
+        reason: &why,
+        now_ms,
+    })
+    .await?;
+    w.tx.free_dataset_entities(lease_id, dataset_id, now_ms)
+        .await?;
+    Ok(DatasetReleaseResult::Released(ReleasedDataset {
+        id: r.dataset.id.clone(),
+        name: r.name,
+        status: to,
+    }))
+}
+
+/// The history's holder of a dataset settled for one test: the lease's
+/// holder and the test (a reserve lease's holder names no test).
+fn holder_with_test(label: &str, test: Option<&str>) -> String {
+    match test {
+        Some(test) if !label.contains(&format!("test {test}")) => format!("{label} test {test}"),
+        _ => label.to_string(),
+    }
 }

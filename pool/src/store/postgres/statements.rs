@@ -39,6 +39,9 @@ pub const HOLD: &str =
 pub const FREE_ENTITIES: &str = "WITH gone AS (DELETE FROM entity_holds WHERE lease_id = $1 RETURNING entity) \
      INSERT INTO entity_released (entity, at) SELECT entity, $2 FROM gone \
      ON CONFLICT (entity) DO UPDATE SET at = GREATEST(entity_released.at, excluded.at)";
+pub const FREE_DATASET_ENTITIES: &str = "WITH gone AS (DELETE FROM entity_holds WHERE lease_id = $1 AND dataset_id = $3 RETURNING entity) \
+     INSERT INTO entity_released (entity, at) SELECT entity, $2 FROM gone \
+     ON CONFLICT (entity) DO UPDATE SET at = GREATEST(entity_released.at, excluded.at)";
 pub const NOT_BEFORE: &str =
     "SELECT COALESCE(max(at), 0) FROM entity_released WHERE entity = ANY($1)";
 

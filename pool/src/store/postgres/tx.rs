@@ -311,6 +311,20 @@ impl Tx for PgTx<'_> {
     /// Also remembers when each entity was freed: `entity_released` exists
     /// only here, because only here can another replica commit a release
     /// "after" a request that read its clock earlier (see [`Tx::clock_floor`]).
+    async fn free_dataset_entities(
+        &self,
+        lease_id: &str,
+        dataset_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        self.execute(
+            sql::FREE_DATASET_ENTITIES,
+            &[&lease_id, &now_ms, &dataset_id],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn free_entities(&self, lease_id: &str, now_ms: i64) -> StoreResult<()> {
         self.execute(sql::FREE_ENTITIES, &[&lease_id, &now_ms])
             .await?;

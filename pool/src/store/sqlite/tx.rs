@@ -315,6 +315,18 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    async fn free_dataset_entities(
+        &self,
+        lease_id: &str,
+        dataset_id: &str,
+        _now_ms: i64,
+    ) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("DELETE FROM entity_holds WHERE lease_id = ?1 AND dataset_id = ?2")?
+            .execute([lease_id, dataset_id])?;
+        Ok(())
+    }
+
     async fn free_entities(&self, lease_id: &str, _now_ms: i64) -> StoreResult<()> {
         self.conn
             .prepare_cached("DELETE FROM entity_holds WHERE lease_id = ?1")?

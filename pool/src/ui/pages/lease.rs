@@ -17,7 +17,13 @@ pub fn lease(v: &Visitor, l: &LeaseView, mine: bool, now: i64) -> Page {
         dl class="facts" {
             dt { "Lease" } dd { code id="lease-id" { (l.lease_id) } }
             dt { "Status" } dd { span class={ "badge status-" (status) } id="lease-status" { (status) } }
-            dt { "Holder" } dd { (l.holder.label()) }
+            dt { "Holder" } dd { (l.holder.job_only().label()) }
+            @if let Some(t) = &l.holder.test {
+                dt { "Test" } dd { code { (t) } }
+            }
+            @if let Some(w) = &l.holder.worker {
+                dt { "Worker" } dd { (w) }
+            }
             dt { "Taken" } dd { (l.created_at) }
             dt { "Time left" } dd { @if active { (left(&l.expires_at, now)) } @else { "—" } }
             @if let Some(r) = &l.reason {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use maud::html;
 use stockroom_protocol::DatasetStatus;
+use stockroom_protocol::api::Holder;
 
 use super::fragments::{columns, dataset_link, ext_link, settle_forms};
 use super::layout::Page;
@@ -28,7 +29,7 @@ pub fn quarantine(v: &Visitor, rows: &[Quarantined], q: &HashMap<String, String>
             p { "Nothing is quarantined." }
         } @else {
             table id="quarantine" {
-                (columns(&["Dataset", "State", "Since", "Reason", "Failing job", "History", "Actions"]))
+                (columns(&["Dataset", "State", "Since", "Test", "Reason", "Failing job", "History", "Actions"]))
                 tbody {
                     @for r in rows {
                         @let d = &r.view;
@@ -37,6 +38,12 @@ pub fn quarantine(v: &Visitor, rows: &[Quarantined], q: &HashMap<String, String>
                             th scope="row" { (dataset_link(&d.dataset.id)) }
                             td { (d.dataset.type_name) "/" (d.dataset.state) }
                             td { (last.map_or(d.updated_at.as_str(), |h| h.at.as_str())) }
+                            td class="test" {
+                                @match last.and_then(|h| h.holder.as_deref()).and_then(Holder::test_in_label) {
+                                    Some(t) => code { (t) },
+                                    None => "—",
+                                }
+                            }
                             td { (last.map_or("—", |h| h.reason.as_str())) }
                             td {
                                 @match &r.failing_job {
