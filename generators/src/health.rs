@@ -1,22 +1,30 @@
 //! Health of one generator: recent failures and latencies, and a gate that
-//! holds calls back while it keeps failing.
+//! holds calls back while it keeps failing (docs/generators.md "Health").
 //!
-//! The gate: after `open_after` consecutive failures, the next call waits
-//! `base · 2^(failures − open_after)` (at most `cap`) after the last failure.
-//! One call is then let through; a success resets everything, a failure
-//! doubles the wait. Time is passed in, so the logic is tested without sleeping.
+//! Failures are counted in two streaks: the work (`generate`, `extend`) and
+//! `capabilities`. A success ends only its own streak: a generator that
+//! answers its capabilities but whose every `generate` times out keeps
+//! backing off (finding 5 of issue 13). After `open_after` consecutive
+//! failures of a streak the gate closes for a wait drawn from the shared
+//! backoff ([`stockroom_protocol::backoff`]): ceiling
+//! `base · 2^(failures − open_after)` up to `max`, less up to `jitter` of it,
+//! so that the pool's calls to a generator that is back do not come in
+//! lockstep. One call is then let through; its failure closes the gate for
+//! longer. Work is held back while either streak is open, `capabilities`
+//! only by its own. Time is passed in, so the logic is tested without sleeping.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use stockroom_protocol::api::GeneratorHealth;
+use stockroom_protocol::backoff::{Backoff, BackoffPolicy};
 
 use crate::error::Operation;
 
 /// Longest `last_error` kept for the catalog.
 const LAST_ERROR_CHARS: usize = 500;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HealthPolicy {
     /// How many recent calls the failure rate and medians are taken over.
     pub window: usize,
@@ -24,6 +32,8 @@ pub struct HealthPolicy {
     pub open_after: u32,
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// Share of each wait that is random (0 to 1).
+    pub jitter: f64,
 }
 
 impl Default for HealthPolicy {
@@ -33,7 +43,14 @@ impl Default for HealthPolicy {
             open_after: 3,
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
+            jitter: 0.2,
         }
+    }
+}
+
+impl HealthPolicy {
+    fn backoff(&self) -> BackoffPolicy {
+        BackoffPolicy::full_jitter(self.base_backoff, self.max_backoff).with_jitter(self.jitter)
     }
 }
 
@@ -44,25 +61,86 @@ struct Call {
     latency: Duration,
 }
 
+/// Consecutive failures of one kind of call, and when the gate opens again.
+#[derive(Debug, Clone)]
+struct Streak {
+    failures: u32,
+    open_at: Option<Instant>,
+    backoff: Backoff,
+}
+
+impl Streak {
+    fn new(backoff: Backoff) -> Streak {
+        Streak {
+            failures: 0,
+            open_at: None,
+            backoff,
+        }
+    }
+
+    fn success(&mut self) {
+        self.failures = 0;
+        self.open_at = None;
+        self.backoff.reset();
+    }
+
+    fn failure(&mut self, open_after: u32, now: Instant) {
+        self.failures = self.failures.saturating_add(1);
+        if self.failures >= open_after {
+            self.open_at = Some(now + self.backoff.next_delay());
+        }
+    }
+
+    fn wait(&self, now: Instant) -> Option<Duration> {
+        self.open_at.filter(|at| *at > now).map(|at| at - now)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct HealthTracker {
     name: String,
     policy: HealthPolicy,
     recent: VecDeque<Call>,
-    consecutive_failures: u32,
-    last_failure_at: Option<Instant>,
+    work: Streak,
+    capabilities: Streak,
     last_error: Option<String>,
 }
 
 impl HealthTracker {
     pub fn new(name: &str, policy: HealthPolicy) -> Self {
+        HealthTracker::with_backoffs(
+            name,
+            policy,
+            policy.backoff().start(),
+            policy.backoff().start(),
+        )
+    }
+
+    /// With the random waits fixed by `seed` (tests).
+    pub fn seeded(name: &str, policy: HealthPolicy, seed: u64) -> Self {
+        HealthTracker::with_backoffs(
+            name,
+            policy,
+            policy.backoff().start_seeded(seed),
+            policy.backoff().start_seeded(seed.wrapping_add(1)),
+        )
+    }
+
+    fn with_backoffs(name: &str, policy: HealthPolicy, work: Backoff, caps: Backoff) -> Self {
         HealthTracker {
             name: name.to_string(),
             policy,
             recent: VecDeque::with_capacity(policy.window),
-            consecutive_failures: 0,
-            last_failure_at: None,
+            work: Streak::new(work),
+            capabilities: Streak::new(caps),
             last_error: None,
+        }
+    }
+
+    fn streak(&mut self, operation: Operation) -> &mut Streak {
+        match operation {
+            Operation::Capabilities => &mut self.capabilities,
+            _ => &mut self.work,
         }
     }
 
@@ -73,14 +151,14 @@ impl HealthTracker {
         self.recent.push_back(call);
     }
 
+    /// A success ends the streak of its own kind only.
     pub fn record_success(&mut self, operation: Operation, latency: Duration) {
         self.push(Call {
             operation,
             ok: true,
             latency,
         });
-        self.consecutive_failures = 0;
-        self.last_failure_at = None;
+        self.streak(operation).success();
     }
 
     /// `error` is the failure's message; it must not hold data values
@@ -97,41 +175,32 @@ impl HealthTracker {
             ok: false,
             latency,
         });
-        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-        self.last_failure_at = Some(now);
+        let open_after = self.policy.open_after;
+        self.streak(operation).failure(open_after, now);
         self.last_error = Some(truncate(error, LAST_ERROR_CHARS));
     }
 
-    /// `Ok` when a call may go out now, else how long to wait.
-    pub fn gate(&self, now: Instant) -> Result<(), Duration> {
-        let (Some(at), true) = (
-            self.last_failure_at,
-            self.consecutive_failures >= self.policy.open_after,
-        ) else {
-            return Ok(());
+    /// `Ok` when a call of `operation` may go out now, else how long to wait.
+    pub fn gate(&self, operation: Operation, now: Instant) -> Result<(), Duration> {
+        let wait = match operation {
+            Operation::Capabilities => self.capabilities.wait(now),
+            _ => self.work.wait(now).max(self.capabilities.wait(now)),
         };
-        let exponent = self.consecutive_failures - self.policy.open_after;
-        let factor = 1u32.checked_shl(exponent).unwrap_or(u32::MAX);
-        let wait = self
-            .policy
-            .base_backoff
-            .saturating_mul(factor)
-            .min(self.policy.max_backoff);
-        let open_at = at + wait;
-        if now >= open_at {
-            Ok(())
-        } else {
-            Err(open_at - now)
+        match wait {
+            Some(w) => Err(w),
+            None => Ok(()),
         }
     }
 
-    /// Failing too often to count on: the gate is or was just closed.
+    /// Failing too often to count on: a streak reached `open_after`.
     pub fn available(&self) -> bool {
-        self.consecutive_failures < self.policy.open_after
+        self.work.failures < self.policy.open_after
+            && self.capabilities.failures < self.policy.open_after
     }
 
+    /// The longer of the two streaks.
     pub fn consecutive_failures(&self) -> u32 {
-        self.consecutive_failures
+        self.work.failures.max(self.capabilities.failures)
     }
 
     /// Share of failed calls among the recent ones.
@@ -237,30 +306,81 @@ mod tests {
         assert_eq!(snap.median_latency_ms, Some(25));
     }
 
+    fn exact(open_after: u32, base: u64, max: u64) -> HealthPolicy {
+        HealthPolicy {
+            window: 10,
+            open_after,
+            base_backoff: ms(base),
+            max_backoff: ms(max),
+            jitter: 0.0,
+        }
+    }
+
     #[test]
     fn the_gate_backs_off_exponentially_and_a_success_reopens_it() {
         let t0 = Instant::now();
-        let policy = HealthPolicy {
-            window: 10,
-            open_after: 2,
-            base_backoff: ms(100),
-            max_backoff: ms(350),
-        };
-        let mut h = HealthTracker::new("g", policy);
-        h.record_failure(Operation::Generate, ms(1), "e", t0);
-        assert_eq!(h.gate(t0), Ok(()));
+        let mut h = HealthTracker::new("g", exact(2, 100, 350));
+        let g = Operation::Generate;
+        h.record_failure(g, ms(1), "e", t0);
+        assert_eq!(h.gate(g, t0), Ok(()));
         assert!(h.available());
-        h.record_failure(Operation::Generate, ms(1), "e", t0);
+        h.record_failure(g, ms(1), "e", t0);
         assert!(!h.available());
-        assert_eq!(h.gate(t0), Err(ms(100)));
-        assert_eq!(h.gate(t0 + ms(100)), Ok(()));
-        h.record_failure(Operation::Generate, ms(1), "e", t0 + ms(100));
-        assert_eq!(h.gate(t0 + ms(100)), Err(ms(200)));
-        h.record_failure(Operation::Generate, ms(1), "e", t0 + ms(300));
-        assert_eq!(h.gate(t0 + ms(300)), Err(ms(350)), "capped");
-        h.record_success(Operation::Generate, ms(1));
-        assert_eq!(h.gate(t0 + ms(300)), Ok(()));
+        assert_eq!(h.gate(g, t0), Err(ms(100)));
+        assert_eq!(h.gate(g, t0 + ms(100)), Ok(()));
+        h.record_failure(g, ms(1), "e", t0 + ms(100));
+        assert_eq!(h.gate(g, t0 + ms(100)), Err(ms(200)));
+        h.record_failure(g, ms(1), "e", t0 + ms(300));
+        assert_eq!(h.gate(g, t0 + ms(300)), Err(ms(350)), "capped");
+        h.record_success(g, ms(1));
+        assert_eq!(h.gate(g, t0 + ms(300)), Ok(()));
         assert!(h.available());
         assert_eq!(h.consecutive_failures(), 0);
+    }
+
+    #[test]
+    fn a_capabilities_success_does_not_end_the_work_streak() {
+        let t0 = Instant::now();
+        let mut h = HealthTracker::new("g", exact(3, 1_000, 60_000));
+        for i in 0..3 {
+            h.record_failure(Operation::Generate, ms(1), "timed out", t0 + ms(i));
+        }
+        assert!(!h.available());
+        h.record_success(Operation::Capabilities, ms(1));
+        assert!(!h.available(), "still unavailable");
+        assert!(h.gate(Operation::Generate, t0 + ms(2)).is_err());
+        assert_eq!(h.gate(Operation::Capabilities, t0), Ok(()));
+        // Failing capabilities hold the work back as well.
+        let mut h = HealthTracker::new("g", exact(1, 1_000, 60_000));
+        h.record_failure(Operation::Capabilities, ms(1), "refused", t0);
+        assert_eq!(h.gate(Operation::Generate, t0), Err(ms(1_000)));
+        h.record_success(Operation::Extend, ms(1));
+        assert_eq!(h.gate(Operation::Generate, t0), Err(ms(1_000)));
+    }
+
+    #[test]
+    fn jittered_waits_stay_between_their_floor_and_their_ceiling() {
+        let policy = HealthPolicy::default();
+        for seed in 0..100 {
+            let t0 = Instant::now();
+            let mut h = HealthTracker::seeded("g", policy, seed);
+            let mut now = t0;
+            for failure in 1..=12u32 {
+                h.record_failure(Operation::Generate, ms(1), "e", now);
+                if failure < policy.open_after {
+                    assert_eq!(h.gate(Operation::Generate, now), Ok(()));
+                    continue;
+                }
+                let wait = h.gate(Operation::Generate, now).unwrap_err();
+                let ceiling = policy.backoff().ceiling(failure - policy.open_after);
+                assert!(
+                    wait <= ceiling && wait >= ceiling.mul_f64(0.8),
+                    "{wait:?} vs {ceiling:?}"
+                );
+                now += wait;
+            }
+            // At the cap, a wait is at least 48 s of the 60.
+            assert!(h.gate(Operation::Generate, now).is_ok());
+        }
     }
 }

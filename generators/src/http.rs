@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use stockroom_protocol::backoff::BackoffPolicy;
 use stockroom_protocol::generator::{
     Capabilities, ExtendAnswer, ExtendRequest, GenerateAnswer, GenerateRequest,
 };
@@ -16,11 +17,14 @@ use crate::error::{ErrorKind, GeneratorError, Operation};
 /// Only failures that say nothing was done are retried: the connection could
 /// not be made, or the service answered 5xx. A 4xx is the generator refusing
 /// the request and is never retried. All attempts share the call's timeout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The waits come from the shared backoff with full jitter
+/// ([`stockroom_protocol::backoff`]), so that calls failing together (a
+/// generator restarting) are not retried together.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     /// Attempts in total, the first included.
     pub max_attempts: u32,
-    /// Wait before the second attempt; doubled for each later one.
+    /// The ceiling of the wait before the second attempt; doubled for each later one.
     pub first_backoff: Duration,
     pub max_backoff: Duration,
 }
@@ -36,14 +40,9 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The wait after failed attempt number `attempt` (1-based).
-    pub fn backoff_after(&self, attempt: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(attempt.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        self.first_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
+    /// The backoff of one call.
+    pub fn backoff(&self) -> BackoffPolicy {
+        BackoffPolicy::full_jitter(self.first_backoff, self.max_backoff)
     }
 }
 
@@ -60,8 +59,11 @@ pub struct HttpGenerator {
 
 impl HttpGenerator {
     pub fn new(name: &str, base_url: &str, timeout: Duration, concurrency: usize) -> Self {
+        // Redirects are not followed: a POST body is never re-sent elsewhere
+        // (a 307 would), and a redirect is reported as the generator's error.
         let http = reqwest::Client::builder()
             .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("stockroom-pool/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
@@ -92,6 +94,7 @@ impl HttpGenerator {
         let _slot = self.limits.slot().await;
         let deadline = Instant::now() + self.limits.timeout;
         let url = format!("{}/{}", self.base_url, operation.as_str());
+        let mut backoff = self.retry.backoff().start();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -105,7 +108,7 @@ impl HttpGenerator {
                 Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(failure)) => failure,
             };
-            let pause = self.retry.backoff_after(attempt);
+            let pause = backoff.next_delay();
             if !retryable
                 || attempt >= self.retry.max_attempts
                 || Instant::now() + pause >= deadline
@@ -129,6 +132,7 @@ impl HttpGenerator {
         };
         let mut response = request.send().await.map_err(|e| transport_error(&e))?;
         let status = response.status();
+        let headers = response.headers().clone();
         let mut bytes = Vec::new();
         let limit = if status.is_success() {
             MAX_ANSWER_BYTES
@@ -151,6 +155,18 @@ impl HttpGenerator {
         if status.is_success() {
             return Ok(bytes);
         }
+        if status.is_redirection() {
+            let location = response_location(&headers);
+            return Err((
+                ErrorKind::HttpStatus {
+                    status: status.as_u16(),
+                    body: format!(
+                        "the generator answered a redirect{location}, which is not followed (a request body is never re-sent elsewhere); set its url in [[generators]] to the address that answers"
+                    ),
+                },
+                false,
+            ));
+        }
         let body = String::from_utf8_lossy(&bytes).into_owned();
         Err((
             ErrorKind::HttpStatus {
@@ -160,6 +176,15 @@ impl HttpGenerator {
             status.is_server_error(),
         ))
     }
+}
+
+/// ` to LOCATION` when a redirect names where (without its query).
+fn response_location(headers: &reqwest::header::HeaderMap) -> String {
+    headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|l| format!(" to {}", l.split('?').next().unwrap_or_default()))
+        .unwrap_or_default()
 }
 
 /// Describes a transport failure with its causes, without the URL.
@@ -216,14 +241,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_the_cap() {
+    fn waits_are_jittered_under_a_doubling_ceiling() {
         let p = RetryPolicy {
             max_attempts: 10,
             first_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(700),
         };
-        let waits: Vec<u128> = (1..=5).map(|a| p.backoff_after(a).as_millis()).collect();
-        assert_eq!(waits, vec![100, 200, 400, 700, 700]);
-        assert_eq!(p.backoff_after(200), Duration::from_millis(700));
+        for seed in 0..50 {
+            let mut b = p.backoff().start_seeded(seed);
+            for ceiling in [100, 200, 400, 700, 700] {
+                assert!(b.next_delay() <= Duration::from_millis(ceiling));
+            }
+        }
     }
 }

@@ -27,7 +27,7 @@ pub use graph::{CatalogGraph, ExtensionInfo, GraphError, Route, StateInfo};
 pub use health::{HealthPolicy, HealthTracker};
 pub use http::{HttpGenerator, RetryPolicy};
 pub use planner::{Goal, PlanContext, PlanError, PlanStep, plan};
-pub use tracked::TrackedGenerator;
+pub use tracked::{MonotonicClock, TrackedGenerator};
 pub use validate::{
     Violation, validate_extend_answer, validate_generate_answer, validate_reset_answer,
 };

@@ -2,7 +2,7 @@
 //! timed and counted, every answer checked against the contract.
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use stockroom_protocol::api::GeneratorHealth;
@@ -16,16 +16,42 @@ use crate::error::{ErrorKind, GeneratorError, Operation};
 use crate::health::{HealthPolicy, HealthTracker};
 use crate::validate::{Violation, validate_extend_answer, validate_generate_answer};
 
-#[derive(Debug)]
 pub struct TrackedGenerator<C = AnyGenerator> {
     client: C,
     health: Mutex<HealthTracker>,
+    clock: MonotonicClock,
+}
+
+/// Where a tracked generator reads the time for its health gate; tests
+/// inject one they move by hand.
+pub type MonotonicClock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+impl<C: std::fmt::Debug> std::fmt::Debug for TrackedGenerator<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackedGenerator")
+            .field("client", &self.client)
+            .field("health", &self.health)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<C: GeneratorClient> TrackedGenerator<C> {
     pub fn new(client: C, policy: HealthPolicy) -> Self {
         let health = Mutex::new(HealthTracker::new(client.name(), policy));
-        TrackedGenerator { client, health }
+        TrackedGenerator {
+            client,
+            health,
+            clock: Arc::new(Instant::now),
+        }
+    }
+
+    /// With a given health tracker (a seeded one) and clock, for tests.
+    pub fn with_tracker(client: C, tracker: HealthTracker, clock: MonotonicClock) -> Self {
+        TrackedGenerator {
+            client,
+            health: Mutex::new(tracker),
+            clock,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -53,7 +79,8 @@ impl<C: GeneratorClient> TrackedGenerator<C> {
     /// Whether a call would go out now (not held back by backoff), for
     /// callers that would rather plan around a failing generator than ask it.
     pub fn ready_to_call(&self) -> bool {
-        self.with_health(|h| h.gate(Instant::now()).is_ok())
+        let now = (self.clock)();
+        self.with_health(|h| h.gate(Operation::Generate, now).is_ok())
     }
 
     /// Median latency of recent successful calls of `operation`, for the planner.
@@ -67,7 +94,8 @@ impl<C: GeneratorClient> TrackedGenerator<C> {
         call: impl Future<Output = Result<T, GeneratorError>>,
         check: impl FnOnce(&T) -> Result<(), Violation>,
     ) -> Result<T, GeneratorError> {
-        if let Err(wait) = self.with_health(|h| h.gate(Instant::now())) {
+        let now = (self.clock)();
+        if let Err(wait) = self.with_health(|h| h.gate(operation, now)) {
             return Err(GeneratorError::new(
                 self.name(),
                 operation,
@@ -88,9 +116,8 @@ impl<C: GeneratorClient> TrackedGenerator<C> {
             Ok(_) => self.with_health(|h| h.record_success(operation, latency)),
             Err(e) => {
                 tracing::warn!(generator = %self.name(), %operation, error = %e.kind, "generator call failed");
-                self.with_health(|h| {
-                    h.record_failure(operation, latency, &e.to_string(), Instant::now())
-                });
+                let now = (self.clock)();
+                self.with_health(|h| h.record_failure(operation, latency, &e.to_string(), now));
             }
         }
         outcome

@@ -213,6 +213,7 @@ async fn a_failing_generator_is_held_back_until_its_backoff_passes() {
         open_after: 2,
         base_backoff: Duration::from_secs(3600),
         max_backoff: Duration::from_secs(3600),
+        jitter: 0.0,
     };
     let g = TrackedGenerator::new(CommandGenerator::new("down", argv, PATIENCE, 1), policy);
     for _ in 0..2 {

@@ -1,100 +1,93 @@
-//! `GET /api/v1/openapi.json`, generated from the code, not kept by hand.
+//! `GET /api/v1/openapi.json`, derived from the code, not kept by hand.
 //!
-//! Paths, methods, roles, summaries and error kinds come from the route table
-//! that also builds the router (`http::api_routes`), so a route cannot exist
-//! without being described. Body schemas are inferred from example values
-//! built with the protocol crate's own types (`examples`), so a field added to
-//! a type shows up here on the next build. Limitation: an inferred schema
-//! lists the properties an example fills and marks none as required.
+//! Body schemas come from the protocol crate's own types (`ToSchema`
+//! behind its `openapi` feature, so the sidecar never builds utoipa): fields
+//! that are not optional are `required`, enums list their values, `where` and
+//! `attributes` are maps of attribute values. Each handler in `http/*.rs`
+//! carries its own `#[utoipa::path]` with every answer it can give (the
+//! errors as `application/problem+json`). A test checks that every route the
+//! router serves is described, with its method.
 
-use serde_json::{Map, Value, json};
-use stockroom_protocol::api::{API_PREFIX, PROBLEM_CONTENT_TYPE};
+use serde_json::Value;
+use stockroom_protocol::api::{
+    Catalog, DatasetList, DatasetOutcome, DatasetView, ExtendDatasetRequest, HeartbeatAnswer,
+    HeartbeatBatchAnswer, HeartbeatBatchRequest, HeartbeatRequest, LeaseGranted, LeaseList,
+    LeaseRequest, LeaseView, Problem, RefreshAnswer, RegisterDatasets, ReleaseAnswer,
+    ReleaseRequest, ReleasedDataset, StockSettings, VerifyStarted,
+};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::http::api_routes;
+use crate::http::{datasets, leases, ops};
 
-fn schema_of(v: &Value) -> Value {
-    match v {
-        Value::Null => json!({"nullable": true}),
-        Value::Bool(_) => json!({"type": "boolean"}),
-        Value::Number(n) if n.is_f64() => json!({"type": "number"}),
-        Value::Number(_) => json!({"type": "integer"}),
-        Value::String(_) => json!({"type": "string"}),
-        Value::Array(items) => {
-            json!({"type": "array", "items": items.first().map_or(json!({}), schema_of)})
-        }
-        Value::Object(map) => {
-            let props: Map<String, Value> =
-                map.iter().map(|(k, v)| (k.clone(), schema_of(v))).collect();
-            json!({"type": "object", "properties": props})
-        }
+/// The media type of every error answer, for the annotations.
+pub const PROBLEM: &str = "application/problem+json";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Stockroom pool API",
+        description = "Isolated, business-valid test data for parallel CI jobs (docs/pool.md). Every error is application/problem+json whose `type` names its kind.",
+    ),
+    paths(
+        datasets::catalog,
+        leases::create,
+        leases::list,
+        leases::get,
+        leases::heartbeat,
+        leases::release,
+        leases::release_dataset,
+        leases::heartbeat_batch,
+        leases::extend,
+        datasets::list,
+        datasets::register,
+        datasets::get,
+        datasets::discard,
+        datasets::recycle,
+        datasets::set_stock,
+        datasets::verify_stock,
+        ops::refresh_generators,
+        ops::openapi,
+    ),
+    components(schemas(
+        Problem, Catalog, LeaseRequest, LeaseGranted, LeaseList, LeaseView, HeartbeatRequest,
+        HeartbeatAnswer, ReleaseRequest, ReleaseAnswer, ExtendDatasetRequest, DatasetView,
+        DatasetList, RegisterDatasets, StockSettings, RefreshAnswer, DatasetOutcome,
+        ReleasedDataset, HeartbeatBatchRequest, HeartbeatBatchAnswer, VerifyStarted,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "catalog", description = "What the pool can hand out"),
+        (name = "leases", description = "Leasing datasets for a CI job"),
+        (name = "datasets", description = "Inspecting and settling datasets"),
+        (name = "admin", description = "Stock settings and generators (role admin)"),
+    )
+)]
+pub struct ApiDoc;
+
+/// `Authorization: Bearer TOKEN`, the scheme every route but this one names.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A token of the pool's [[tokens]] (role ci or admin); none when the pool has no tokens",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 
 /// The OpenAPI 3.1 document.
 pub fn document() -> Value {
-    let mut paths = Map::new();
-    for (doc, _) in api_routes() {
-        let mut op = Map::new();
-        op.insert("summary".into(), json!(doc.summary));
-        if let Some(role) = doc.role {
-            op.insert("security".into(), json!([{"bearer": []}]));
-            op.insert("x-stockroom-role".into(), json!(role.as_str()));
-        }
-        let params: Vec<Value> = doc
-            .path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        if !params.is_empty() {
-            op.insert("parameters".into(), Value::Array(params));
-        }
-        if let Some(req) = doc.request {
-            let example = req();
-            op.insert(
-                "requestBody".into(),
-                json!({"content": {"application/json": {"schema": schema_of(&example), "example": example}}}),
-            );
-        }
-        let mut responses = Map::new();
-        match doc.response {
-            Some((status, body)) => {
-                let example = body();
-                responses.insert(
-                    status.to_string(),
-                    json!({"description": "success", "content": {"application/json": {"schema": schema_of(&example), "example": example}}}),
-                );
-            }
-            None => {
-                responses.insert("200".into(), json!({"description": "success"}));
-            }
-        }
-        for kind in doc.errors {
-            let entry = responses
-                .entry(kind.status().to_string())
-                .or_insert_with(|| json!({"description": "", "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}));
-            let d = entry["description"].as_str().unwrap_or("").to_string();
-            let uri = kind.uri();
-            entry["description"] = json!(if d.is_empty() {
-                uri
-            } else {
-                format!("{d}, {uri}")
-            });
-        }
-        let path = format!("{API_PREFIX}{}", doc.path);
-        let item = paths.entry(path).or_insert_with(|| json!({}));
-        item[doc.method] = Value::Object(op);
-        item[doc.method]["responses"] = Value::Object(responses);
-    }
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "Stockroom pool API", "version": env!("CARGO_PKG_VERSION")},
-        "paths": paths,
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Problem": schema_of(&examples::problem())},
-        },
-    })
+    serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null)
 }
 
 /// Example bodies, built from the protocol types.
@@ -376,26 +369,69 @@ pub mod examples {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use serde_json::Value;
+
+    use crate::http::api_routes;
+
     #[test]
-    fn every_route_is_described_with_its_errors() {
+    fn every_route_is_described_with_its_method() {
         let doc = super::document();
-        let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 16);
-        assert!(doc["paths"]["/api/v1/generators/refresh"]["post"].is_object());
-        assert!(doc["paths"]["/api/v1/stock/{type}/{state}/verify"]["post"].is_object());
-        assert!(doc["paths"]["/api/v1/leases/heartbeat"]["post"].is_object());
+        assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+        for (route, _) in api_routes() {
+            let path = format!("/api/v1{}", route.path);
+            assert!(
+                doc["paths"][&path][route.method].is_object(),
+                "{} {path} is not described",
+                route.method
+            );
+        }
+    }
+
+    #[test]
+    fn schemas_carry_required_fields_enums_and_attribute_maps() {
+        let doc = super::document();
+        let schemas = &doc["components"]["schemas"];
+        let required = |name: &str| -> Vec<String> {
+            schemas[name]["required"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name} has no required list: {}", schemas[name]))
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(required("LeaseRequest"), ["items"]);
+        assert!(required("LeaseItem").contains(&"type".to_string()));
+        assert_eq!(required("ReleaseRequest"), ["outcome"]);
+        let outcome: Vec<&str> = schemas["Outcome"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
         assert!(
-            doc["paths"]["/api/v1/leases/{id}/datasets/{dataset_id}/release"]["post"]["requestBody"]
-                .is_object()
+            outcome.contains(&"passed") && outcome.contains(&"cancelled"),
+            "{outcome:?}"
         );
-        assert!(
-            doc["paths"]["/api/v1/leases"]["post"]["responses"]["503"]["description"]
-                .as_str()
-                .unwrap()
-                .contains("no-stock")
-        );
-        assert!(doc["paths"]["/api/v1/datasets"]["post"]["requestBody"].is_object());
-        assert!(doc["paths"]["/api/v1/leases"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]["items"].is_object());
+        // `where` is a map of attribute values, not a fixed set of keys.
+        let where_ = &schemas["LeaseItem"]["properties"]["where"];
+        assert!(where_["additionalProperties"].is_object(), "{where_}");
+        // The 200 of a repeated idempotent lease, and every error as a problem.
+        let create = &doc["paths"]["/api/v1/leases"]["post"]["responses"];
+        for status in [
+            "200", "201", "400", "401", "403", "409", "413", "415", "422", "503", "507",
+        ] {
+            assert!(create[status].is_object(), "POST /leases lacks {status}");
+        }
+        assert!(create["503"]["content"]["application/problem+json"].is_object());
+        let list: &Value = &doc["paths"]["/api/v1/datasets"]["get"]["parameters"];
+        let names: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["type", "state", "status", "limit"]);
     }
 }

@@ -25,6 +25,7 @@ pub const MAX_COUNT: u32 = 1000;
 
 /// Who holds a lease: the CI job shard, for people reading the pool.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Holder {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci: Option<String>,
@@ -115,6 +116,7 @@ fn default_count() -> u32 {
 
 /// One named item of a lease request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LeaseItem {
     pub name: String,
@@ -122,6 +124,7 @@ pub struct LeaseItem {
     pub type_name: String,
     pub state: String,
     #[serde(default, rename = "where", skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, AttrValue>))]
     pub where_: Attributes,
     #[serde(default = "default_count")]
     pub count: u32,
@@ -131,6 +134,7 @@ pub struct LeaseItem {
 
 /// `POST /leases`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
     #[serde(default)]
@@ -147,6 +151,7 @@ pub struct LeaseRequest {
 /// A dataset as handed out in a lease: which item it answers, its index
 /// there, and how many datasets that item asked for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeasedDataset {
     pub name: String,
     pub index: u32,
@@ -164,6 +169,7 @@ fn one() -> u32 {
 
 /// 201 (new) or 200 (same idempotency key) answer to `POST /leases`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseGranted {
     pub lease_id: String,
     /// The proof of holding this lease, sent back in the
@@ -179,6 +185,7 @@ pub struct LeaseGranted {
 
 /// Optional body of `POST /leases/{id}/heartbeat`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,6 +194,7 @@ pub struct HeartbeatRequest {
 
 /// Answer to a heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatAnswer {
     pub lease_id: String,
     pub expires_at: String,
@@ -195,6 +203,7 @@ pub struct HeartbeatAnswer {
 
 /// `POST /leases/{id}/release`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
     pub outcome: Outcome,
@@ -210,6 +219,7 @@ pub struct ReleaseRequest {
 /// How one dataset of a lease ended: in a release's `datasets`, and the body
 /// of `POST /leases/{id}/datasets/{dataset_id}/release` (docs/per-test.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DatasetOutcome {
     pub outcome: Outcome,
@@ -222,6 +232,7 @@ pub struct DatasetOutcome {
 
 /// One lease of a `POST /leases/heartbeat` batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatBatchItem {
     pub lease_id: String,
@@ -231,6 +242,7 @@ pub struct HeartbeatBatchItem {
 
 /// `POST /leases/heartbeat`: extends every listed lease, each on its own.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatBatchRequest {
     pub leases: Vec<HeartbeatBatchItem>,
@@ -240,6 +252,7 @@ pub struct HeartbeatBatchRequest {
 /// `heartbeat_interval_seconds`), or the `problem` a single heartbeat of it
 /// would have answered (`…/lease-gone`, `…/not-found`, `…/not-holder`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatBatchResult {
     pub lease_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -252,12 +265,14 @@ pub struct HeartbeatBatchResult {
 
 /// Answer to `POST /leases/heartbeat`, in the order asked.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatBatchAnswer {
     pub leases: Vec<HeartbeatBatchResult>,
 }
 
 /// What became of one dataset at release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReleasedDataset {
     pub id: String,
     pub name: String,
@@ -266,6 +281,7 @@ pub struct ReleasedDataset {
 
 /// Answer to a release (the same on every repeat: release is idempotent).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReleaseAnswer {
     pub lease_id: String,
     pub status: LeaseStatus,
@@ -276,6 +292,7 @@ pub struct ReleaseAnswer {
 
 /// A lease as shown by `GET /leases` and `GET /leases/{id}` (secrets redacted).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseView {
     pub lease_id: String,
     pub status: LeaseStatus,
@@ -295,12 +312,14 @@ pub struct LeaseView {
 
 /// `GET /leases` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeaseList {
     pub leases: Vec<LeaseView>,
 }
 
 /// `POST /leases/{id}/datasets/{dataset_id}/extend`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ExtendDatasetRequest {
     pub extension: String,
@@ -308,6 +327,7 @@ pub struct ExtendDatasetRequest {
 
 /// One recorded status change of a dataset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryEntry {
     pub at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -322,6 +342,7 @@ pub struct HistoryEntry {
 
 /// A dataset as shown by `GET /datasets` and `GET /datasets/{id}` (secrets redacted).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatasetView {
     #[serde(flatten)]
     pub dataset: Dataset,
@@ -339,18 +360,21 @@ pub struct DatasetView {
 
 /// `GET /datasets` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DatasetList {
     pub datasets: Vec<DatasetView>,
 }
 
 /// One dataset registered by hand with `POST /datasets`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewDataset {
     #[serde(rename = "type")]
     pub type_name: String,
     pub state: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, AttrValue>))]
     pub attributes: Attributes,
     #[serde(default = "crate::dataset::empty_object")]
     pub data: Value,
@@ -366,6 +390,7 @@ pub struct NewDataset {
 
 /// `POST /datasets` accepts one dataset or a list of them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum RegisterDatasets {
     Many(Vec<NewDataset>),
@@ -383,6 +408,7 @@ impl RegisterDatasets {
 
 /// `PUT /stock/{type}/{state}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StockSettings {
     pub min_ready: u32,
@@ -392,6 +418,7 @@ pub struct StockSettings {
 /// Answer to `POST /stock/{type}/{state}/verify` (admin): how many ready
 /// datasets are now being verified (each outcome goes to its history).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyStarted {
     #[serde(rename = "type")]
     pub type_name: String,
@@ -401,6 +428,7 @@ pub struct VerifyStarted {
 
 /// How many datasets of one state are in each status, and the stock targets.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StockCounts {
     pub ready: u64,
     pub generating: u64,
@@ -422,6 +450,7 @@ pub struct StockCounts {
 /// `target`, which lies between `min_ready` and `max_ready` and follows the
 /// leases seen over the generation lead time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StockTarget {
     pub target: u32,
     /// Datasets of this state leased over the last `demand_window_seconds`.
@@ -435,6 +464,7 @@ pub struct StockTarget {
 
 /// How a state is produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Production {
     /// A generator creates it, from the required inputs if any.
@@ -455,6 +485,7 @@ pub enum Production {
 
 /// Health of one generator, for the catalog.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GeneratorHealth {
     pub name: String,
     pub available: bool,
@@ -468,6 +499,7 @@ pub struct GeneratorHealth {
 
 /// One state of a type in the catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CatalogState {
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -493,6 +525,7 @@ pub struct CatalogState {
 
 /// One type in the catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CatalogType {
     #[serde(rename = "type")]
     pub type_name: String,
@@ -501,6 +534,7 @@ pub struct CatalogType {
 
 /// `GET /catalog`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Catalog {
     pub types: Vec<CatalogType>,
     #[serde(default)]
@@ -512,6 +546,7 @@ pub struct Catalog {
 
 /// One generator's part of a refresh answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefreshedGenerator {
     pub name: String,
     pub ok: bool,
@@ -526,6 +561,7 @@ pub struct RefreshedGenerator {
 
 /// `POST /generators/refresh`: each generator's answer, and the problems found.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefreshAnswer {
     pub generators: Vec<RefreshedGenerator>,
     #[serde(default)]
@@ -555,6 +591,7 @@ impl Catalog {
 
 /// What the pool lacked for one item when a lease could not be served.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Shortfall {
     pub name: String,
     pub wanted: u32,
@@ -579,6 +616,7 @@ fn is_zero(n: &u64) -> bool {
 /// The kinds of error, named in a problem's `type` so clients never guess
 /// from a status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ProblemKind {
     UnknownState,
@@ -689,6 +727,7 @@ impl ProblemKind {
 
 /// An `application/problem+json` error body (RFC 9457) with Stockroom's extra fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
     #[serde(rename = "type")]
     pub type_uri: String,

@@ -15,6 +15,7 @@ pub type Attributes = BTreeMap<String, AttrValue>;
 
 /// One scalar attribute value, held as its canonical text.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = AnyAttrValue))]
 pub struct AttrValue(pub String);
 
 impl AttrValue {
@@ -98,4 +99,16 @@ mod tests {
         );
         assert!(serde_json::from_str::<Attributes>(r#"{"x":1.5}"#).is_err());
     }
+}
+
+/// An attribute value in the OpenAPI document: a string, a whole number or a
+/// boolean (compared as text).
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema, Serialize)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum AnyAttrValue {
+    Text(String),
+    Number(i64),
+    Flag(bool),
 }

@@ -7,16 +7,20 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+#[cfg(feature = "openapi")]
+use crate::attributes::AttrValue;
 use crate::attributes::Attributes;
 
 /// One concrete, generated instance of a type in a state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Dataset {
     pub id: String,
     #[serde(rename = "type")]
     pub type_name: String,
     pub state: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, AttrValue>))]
     pub attributes: Attributes,
     #[serde(default = "empty_object")]
     pub data: Value,
@@ -31,6 +35,7 @@ pub struct Dataset {
     /// For a composed dataset (a state that `requires` others): the datasets
     /// it was built from, by requirement name (docs/generators.md).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(no_recursion))]
     pub inputs: BTreeMap<String, Dataset>,
 }
 
@@ -135,6 +140,7 @@ macro_rules! text_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(rename_all = "kebab-case")]
         pub enum $name { $($variant),+ }
 

@@ -10,6 +10,7 @@ use crate::dataset::Dataset;
 
 /// A dataset another state is built from: supplied to `generate` as `inputs[name]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Requirement {
     pub name: String,
@@ -47,6 +48,7 @@ pub struct ProducedState {
 
 /// A call the pool makes on a dataset already generated (docs/generators.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LifecycleCall {
     /// The dataset was consumed or discarded: remove it from the system under test.

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod attributes;
+pub mod backoff;
 pub mod dataset;
 pub mod datasets_file;
 pub mod duration;

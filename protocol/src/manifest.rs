@@ -191,6 +191,69 @@ impl<'de> Deserialize<'de> for RawShards {
     }
 }
 
+/// Checks a pool base URL (`pool` in the manifest, `--pool`, `STOCKROOM_POOL`)
+/// and returns it without a trailing `/`; the error says what is wrong.
+pub fn check_pool_url(text: &str) -> Result<String, String> {
+    let trimmed = text.trim().trim_end_matches('/');
+    if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
+        return Err("it must start with http:// or https://".into());
+    }
+    let url = url::Url::parse(trimmed).map_err(|e| e.to_string())?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("it names no host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "it must not carry credentials; the token comes from STOCKROOM_TOKEN or --token-file"
+                .into(),
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("it must not have a query or fragment".into());
+    }
+    Ok(trimmed.to_string())
+}
+
+/// The sidecar's own variables (docs/sidecar.md "What the tests see") after
+/// the prefix; those under `STOCKROOM_` only collide with the default prefix.
+const OWN_VARIABLES_AFTER_PREFIX: &[&str] =
+    &["LEASE_ID", "SHARD_INDEX", "SHARD_TOTAL", "DATASETS_FILE"];
+const OWN_STOCKROOM_VARIABLES: &[&str] = &[
+    "STOCKROOM_AGENT_URL",
+    "STOCKROOM_AGENT_TOKEN",
+    "STOCKROOM_STATE_DIR",
+    "STOCKROOM_RETRY_FOR",
+    "STOCKROOM_CA_FILE",
+    "STOCKROOM_IDEMPOTENCY_KEY",
+];
+
+/// The sidecar's variable that dataset `name`'s variables (`PREFIX` + `NAME`
+/// + `_` + field) could shadow, if any: `lease` → `STOCKROOM_LEASE_ID`.
+pub fn reserved_variable(name: &str, env_prefix: &str) -> Option<String> {
+    let stem = format!("{env_prefix}{}_", name.to_ascii_uppercase());
+    OWN_VARIABLES_AFTER_PREFIX
+        .iter()
+        .map(|v| format!("{env_prefix}{v}"))
+        .chain(OWN_STOCKROOM_VARIABLES.iter().map(|v| v.to_string()))
+        .find(|v| v.starts_with(&stem))
+}
+
+/// `bytes` as text, or an error at the first byte that is not UTF-8.
+fn utf8_text<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, SourceError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let valid = e.valid_up_to();
+        // The prefix up to the bad byte is valid UTF-8 by definition.
+        let before = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+        SourceError {
+            position: SourcePosition::from_offset(path, before, valid),
+            message: format!(
+                "the manifest is not UTF-8 text: byte 0x{:02x} at offset {valid} is invalid; save the file as UTF-8",
+                bytes[valid]
+            ),
+        }
+    })
+}
+
 /// Names of manifest entries: `[a-z][a-z0-9_]*`.
 pub fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -215,6 +278,8 @@ struct Checker<'a> {
     file: &'a Path,
     text: &'a str,
     errors: Vec<SourceError>,
+    /// `[inject] env_prefix`, known before the entries are checked.
+    env_prefix: String,
 }
 
 impl Checker<'_> {
@@ -231,11 +296,18 @@ impl Checker<'_> {
 impl Manifest {
     /// Reads and validates the manifest at `path`.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        let bytes = std::fs::read(path).map_err(|source| ManifestError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Manifest::parse(path, &text)
+        Manifest::parse_bytes(path, &bytes)
+    }
+
+    /// Validates raw file contents: text that is not UTF-8 is an error at the
+    /// first bad byte, not a read failure.
+    pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let text = utf8_text(path, bytes).map_err(|e| ManifestError::Invalid(vec![e]))?;
+        Manifest::parse(path, text)
     }
 
     /// Validates `text` as the manifest named `path` (used only in messages).
@@ -246,6 +318,11 @@ impl Manifest {
             file: path,
             text,
             errors: Vec::new(),
+            env_prefix: raw
+                .inject
+                .as_ref()
+                .and_then(|i| i.env_prefix.as_ref())
+                .map_or_else(|| DEFAULT_ENV_PREFIX.to_string(), |p| p.get_ref().clone()),
         };
 
         match &raw.version {
@@ -263,20 +340,18 @@ impl Manifest {
             Some(_) => {}
         }
 
-        let pool = raw.pool.map(|p| {
-            let url = p.get_ref().trim();
-            if !(url.starts_with("http://") || url.starts_with("https://"))
-                || url.len() <= "http://".len()
-            {
+        let pool = raw.pool.map(|p| match check_pool_url(p.get_ref()) {
+            Ok(url) => url,
+            Err(why) => {
                 c.error(
                     p.span(),
                     format!(
-                        "expected the pool's URL such as \"http://127.0.0.1:7878\", found {:?}",
+                        "expected the pool's URL such as \"http://127.0.0.1:7878\", found {:?}: {why}",
                         p.get_ref()
                     ),
                 );
+                p.get_ref().trim().trim_end_matches('/').to_string()
             }
-            url.trim_end_matches('/').to_string()
         });
 
         let lease_ttl = raw.lease_ttl.map(|d| {
@@ -391,6 +466,13 @@ fn check_dataset(
         c.error(
             name_span.clone(),
             format!("dataset name {name:?} is invalid: expected lowercase letters, digits and `_`, starting with a letter (such as \"buyer\")"),
+        );
+    } else if let Some(taken) = reserved_variable(&name, &c.env_prefix) {
+        c.error(
+            name_span.clone(),
+            format!(
+                "dataset name {name:?} is reserved: its variables would collide with the sidecar's own {taken}; choose another name (such as \"{name}_data\")"
+            ),
         );
     } else if let Some(first) = seen.get(&name) {
         c.error(

@@ -17,7 +17,8 @@ pub async fn catalog(common: &Common, env: &impl EnvSource) -> Result<Exit, Erro
         None
     };
     let pool = config::require_pool(common, env, manifest.as_ref())?;
-    let client = PoolClient::new(&pool, config::token(common, env)?)?;
+    let tls = config::tls(common, env, None);
+    let client = PoolClient::new(&pool, config::token(common, env)?, &tls)?;
     let catalog = client.catalog().await.map_err(|e| e.into_error(&pool))?;
     if common.json {
         let text = serde_json::to_string(&catalog).map_err(|e| Error::Internal(e.to_string()))?;

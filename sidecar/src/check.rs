@@ -31,7 +31,8 @@ pub fn check(common: &Common, args: &CheckArgs, env: &impl EnvSource) -> Result<
         .map_err(|e| Error::Internal(format!("failed to start the async runtime: {e}")))?;
     let token = config::token(common, env)?;
     let catalog = runtime.block_on(async {
-        let client = crate::client::PoolClient::new(&pool, token)?;
+        let tls = config::tls(common, env, None);
+        let client = crate::client::PoolClient::new(&pool, token, &tls)?;
         client.catalog().await.map_err(|e| e.into_error(&pool))
     });
     let catalog = match catalog {

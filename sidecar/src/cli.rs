@@ -73,6 +73,9 @@ pub struct Common {
     /// Machine-readable output on stdout (secrets redacted)
     #[arg(long, global = true)]
     pub json: bool,
+    /// PEM file of extra CA certificates to trust for an https:// pool [default: $STOCKROOM_CA_FILE]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
     /// How long to retry an unreachable pool at start and for the release [default: $STOCKROOM_RETRY_FOR, else 30s]
     #[arg(long, global = true, value_name = "DURATION")]
     pub retry_for: Option<HumanDuration>,

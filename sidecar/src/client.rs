@@ -1,5 +1,6 @@
 //! The pool's HTTP API (docs/pool.md) as the sidecar calls it.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -11,6 +12,7 @@ use stockroom_protocol::api::{
     LeaseGranted, LeaseRequest, LeaseView, Problem, ProblemKind, ReleaseAnswer, ReleaseRequest,
     ReleasedDataset,
 };
+use stockroom_protocol::backoff::{Backoff, BackoffPolicy};
 use stockroom_protocol::dataset::Dataset;
 
 use crate::config::Token;
@@ -44,6 +46,14 @@ pub enum ClientError {
     /// A success answer that does not parse.
     #[error("failed to read the pool's answer from {url}: {message}")]
     Decode { url: String, message: String },
+    /// The pool's TLS certificate is not trusted: retrying cannot help.
+    #[error(
+        "the pool at {url} presented a TLS certificate this job does not trust ({message}). If the pool's certificate comes from a company CA, pass --ca-file PATH or set STOCKROOM_CA_FILE to that CA's PEM file (the system's roots, SSL_CERT_FILE, and the public web roots are trusted already)"
+    )]
+    Tls { url: String, message: String },
+    /// No answer within the time left for this attempt (`--retry-for`).
+    #[error("no answer from the pool within {}", humantime::format_duration(*.after))]
+    TimedOut { after: Duration },
 }
 
 fn detail_suffix(detail: &str) -> String {
@@ -77,13 +87,13 @@ impl ClientError {
     /// momentarily unable to serve. `no-stock` is handled by the caller.
     pub fn is_transient(&self) -> bool {
         match self {
-            ClientError::Unreachable { .. } => true,
+            ClientError::Unreachable { .. } | ClientError::TimedOut { .. } => true,
             ClientError::Problem { .. } | ClientError::Http { .. } => match self.kind() {
                 Some(ProblemKind::Unavailable | ProblemKind::Internal) => true,
                 Some(_) => false,
                 None => self.status().is_some_and(|s| s >= 500 && s != 501),
             },
-            ClientError::Decode { .. } => false,
+            ClientError::Decode { .. } | ClientError::Tls { .. } => false,
         }
     }
 
@@ -140,6 +150,57 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Which roots the client trusts besides the system's and the web PKI's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    /// PEM file of extra CA certificates (`--ca-file`, `STOCKROOM_CA_FILE`).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Tls {
+    /// The CA certificates of `ca_file`, each a root to trust.
+    fn roots(&self) -> Result<Vec<reqwest::Certificate>, Error> {
+        let Some(path) = &self.ca_file else {
+            return Ok(Vec::new());
+        };
+        let what = format!(
+            "the CA file {} (--ca-file / STOCKROOM_CA_FILE)",
+            path.display()
+        );
+        let pem = std::fs::read(path)
+            .map_err(|e| Error::Config(format!("failed to read {what}: {e}")))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| Error::Config(format!("failed to read {what}: {}", error_chain(&e))))?;
+        if certs.is_empty() {
+            return Err(Error::Config(format!(
+                "{what} holds no certificate: expected PEM text with \"-----BEGIN CERTIFICATE-----\" blocks"
+            )));
+        }
+        Ok(certs)
+    }
+}
+
+/// The rustls error under a transport failure, if a certificate is what
+/// failed. Payloads of `io::Error`s are searched too (`io::Error::source`
+/// skips its own payload, and hyper wraps one `io::Error` in another).
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(rustls_error) = e.downcast_ref::<rustls::Error>() {
+        return matches!(
+            rustls_error,
+            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+        )
+        .then(|| rustls_error.to_string());
+    }
+    if let Some(payload) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        && let Some(found) = tls_failure(payload)
+    {
+        return Some(found);
+    }
+    e.source().and_then(tls_failure)
+}
+
 /// A client of one pool.
 #[derive(Clone)]
 pub struct PoolClient {
@@ -151,17 +212,20 @@ pub struct PoolClient {
 }
 
 impl PoolClient {
-    pub fn new(base: &str, token: Option<Token>) -> Result<PoolClient, Error> {
-        let http = reqwest::Client::builder()
+    /// A client trusting the system's roots, the web PKI and `tls`'s CA file.
+    pub fn new(base: &str, token: Option<Token>, tls: &Tls) -> Result<PoolClient, Error> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("stockroom/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                Error::Internal(format!(
-                    "failed to build the HTTP client: {}",
-                    error_chain(&e)
-                ))
-            })?;
+            .user_agent(concat!("stockroom/", env!("CARGO_PKG_VERSION")));
+        for root in tls.roots()? {
+            builder = builder.add_root_certificate(root);
+        }
+        let http = builder.build().map_err(|e| {
+            Error::Internal(format!(
+                "failed to build the HTTP client: {}",
+                error_chain(&e)
+            ))
+        })?;
         Ok(PoolClient {
             base: base.trim_end_matches('/').to_string(),
             http,
@@ -201,9 +265,15 @@ impl PoolClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| ClientError::Unreachable {
-            url: url.clone(),
-            message: error_chain(&e),
+        let response = request.send().await.map_err(|e| match tls_failure(&e) {
+            Some(message) => ClientError::Tls {
+                url: self.base.clone(),
+                message,
+            },
+            None => ClientError::Unreachable {
+                url: url.clone(),
+                message: error_chain(&e),
+            },
         })?;
         let status = response.status();
         let retry_after = response
@@ -347,46 +417,58 @@ fn encode(segment: &str) -> String {
     out
 }
 
-/// Exponential backoff from 200 ms, doubling up to `cap`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-    cap: Duration,
+/// The sidecar's retry delays: full jitter from 200 ms up to `cap`
+/// (docs/sidecar.md "Retries"), so that shards failing together after a pool
+/// restart do not retry together.
+pub fn retry_backoff(cap: Duration) -> Backoff {
+    BackoffPolicy::full_jitter(FIRST_RETRY, cap).start()
 }
 
-impl Backoff {
-    pub fn new(cap: Duration) -> Backoff {
-        Backoff {
-            next: Duration::from_millis(200),
-            cap,
-        }
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next.min(self.cap);
-        self.next = (self.next * 2).min(self.cap);
-        d
-    }
-}
+/// The ceiling of the first retry delay.
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+/// The first attempt of a retried call gets at least this long, even when
+/// `--retry-for` is shorter.
+const MIN_FIRST_ATTEMPT: Duration = Duration::from_secs(1);
 
 /// Calls `f` until it succeeds, fails for good, or `bound` has passed;
-/// transient failures are retried with backoff. Returns the last error and
+/// transient failures are retried with backoff. No attempt outlasts the time
+/// left of `bound` (docs/sidecar.md "Retries"). Returns the last error and
 /// the number of attempts.
-pub async fn retry_transient<T, F, Fut>(bound: Duration, mut f: F) -> Result<T, (ClientError, u32)>
+pub async fn retry_transient<T, F, Fut>(bound: Duration, f: F) -> Result<T, (ClientError, u32)>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ClientError>>,
 {
-    let deadline = tokio::time::Instant::now() + bound;
-    let mut backoff = Backoff::new(Duration::from_secs(5));
+    retry_transient_with(bound, retry_backoff(Duration::from_secs(5)), f).await
+}
+
+/// [`retry_transient`] with a given delay sequence (tests seed it).
+pub async fn retry_transient_with<T, F, Fut>(
+    bound: Duration,
+    mut backoff: Backoff,
+    mut f: F,
+) -> Result<T, (ClientError, u32)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let started = tokio::time::Instant::now();
+    let deadline = started + bound.max(MIN_FIRST_ATTEMPT);
     let mut attempts = 0;
     loop {
         attempts += 1;
-        match f().await {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let result = match tokio::time::timeout(left, f()).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::TimedOut {
+                after: started.elapsed(),
+            }),
+        };
+        match result {
             Ok(v) => return Ok(v),
             Err(e) if e.is_transient() => {
                 let delay = backoff.next_delay();
-                if tokio::time::Instant::now() + delay > deadline {
+                if tokio::time::Instant::now() + delay >= deadline {
                     return Err((e, attempts));
                 }
                 tracing::debug!("attempt {attempts} failed ({e}); retrying in {delay:?}");
@@ -435,10 +517,11 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_up_to_the_cap_and_segments_are_encoded() {
-        let mut b = Backoff::new(Duration::from_millis(700));
-        let d: Vec<u128> = (0..4).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(d, vec![200, 400, 700, 700]);
+    fn retry_delays_are_jittered_below_their_cap_and_segments_are_encoded() {
+        let mut b = retry_backoff(Duration::from_millis(700));
+        for ceiling in [200, 400, 700, 700] {
+            assert!(b.next_delay() <= Duration::from_millis(ceiling));
+        }
         assert_eq!(encode("l_1-a.b"), "l_1-a.b");
         assert_eq!(encode("a/b c"), "a%2Fb%20c");
     }

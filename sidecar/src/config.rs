@@ -10,6 +10,7 @@ use stockroom_protocol::manifest::{DEFAULT_MANIFEST, Manifest};
 
 use crate::ci::EnvSource;
 use crate::cli::Common;
+use crate::client::Tls;
 use crate::errors::Error;
 
 pub const MANIFEST_VAR: &str = "STOCKROOM_MANIFEST";
@@ -17,6 +18,7 @@ pub const POOL_VAR: &str = "STOCKROOM_POOL";
 pub const TOKEN_VAR: &str = "STOCKROOM_TOKEN";
 pub const STATE_DIR_VAR: &str = "STOCKROOM_STATE_DIR";
 pub const RETRY_FOR_VAR: &str = "STOCKROOM_RETRY_FOR";
+pub const CA_FILE_VAR: &str = "STOCKROOM_CA_FILE";
 /// How long an unreachable pool is retried when nothing else says.
 pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(30);
 /// How long to wait for stock when the manifest does not say.
@@ -52,14 +54,12 @@ pub fn pool_url(
         (None, None, Some(m)) => (m, "`pool` in the manifest"),
         (None, None, None) => return Ok(None),
     };
-    let url = url.trim().trim_end_matches('/').to_string();
-    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < "https://".len()
-    {
-        return Err(Error::Config(format!(
-            "{from} is {url:?}, which is not a pool URL: expected one such as http://127.0.0.1:7878"
-        )));
+    match stockroom_protocol::manifest::check_pool_url(&url) {
+        Ok(url) => Ok(Some(url)),
+        Err(why) => Err(Error::Config(format!(
+            "{from} is {url:?}, which is not a pool URL ({why}): expected one such as http://127.0.0.1:7878"
+        ))),
     }
-    Ok(Some(url))
 }
 
 /// Like [`pool_url`], but a pool is required.
@@ -118,6 +118,22 @@ fn read_token_file(path: &Path) -> Result<String, Error> {
         )));
     }
     Ok(token)
+}
+
+/// Extra roots: `--ca-file`, else `STOCKROOM_CA_FILE`, else `recorded` (what
+/// `start` saw, for `stop`, `status`, `extend` and the heartbeat).
+pub fn tls(common: &Common, env: &impl EnvSource, recorded: Option<&Path>) -> Tls {
+    Tls {
+        ca_file: common
+            .ca_file
+            .clone()
+            .or_else(|| {
+                env.get(CA_FILE_VAR)
+                    .filter(|v| !v.trim().is_empty())
+                    .map(PathBuf::from)
+            })
+            .or_else(|| recorded.map(Path::to_path_buf)),
+    }
 }
 
 /// How long to retry an unreachable pool: `--retry-for`, `STOCKROOM_RETRY_FOR`, 30s.

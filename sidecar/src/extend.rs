@@ -29,6 +29,8 @@ pub struct Located {
     pub pool: String,
     pub datasets_file: Option<PathBuf>,
     pub heartbeat_pid: Option<u32>,
+    /// The CA file `start` recorded, if any.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Finds the lease: the state file of `start`, else `STOCKROOM_LEASE_ID`
@@ -43,6 +45,7 @@ pub fn locate_lease(common: &Common, env: &impl EnvSource) -> Result<Option<Loca
             pool: state.pool,
             datasets_file: Some(state.datasets_file),
             heartbeat_pid: state.heartbeat_pid,
+            ca_file: state.ca_file,
         }));
     }
     let Some(lease_id) = env.get(LEASE_ID_VAR) else {
@@ -61,6 +64,7 @@ pub fn locate_lease(common: &Common, env: &impl EnvSource) -> Result<Option<Loca
         pool,
         datasets_file: env.get(DATASETS_FILE_VAR).map(PathBuf::from),
         heartbeat_pid: None,
+        ca_file: None,
     }))
 }
 
@@ -127,7 +131,8 @@ pub async fn extend(
             )));
         }
     };
-    let client = PoolClient::new(&located.pool, config::token(common, env)?)?
+    let tls = config::tls(common, env, located.ca_file.as_deref());
+    let client = PoolClient::new(&located.pool, config::token(common, env)?, &tls)?
         .holding(located.lease_token.clone());
     let before = format!("{}/{}", target.type_name, target.state);
     let updated = client

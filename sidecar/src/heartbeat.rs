@@ -6,7 +6,7 @@ use std::time::Duration;
 use stockroom_protocol::api::ProblemKind;
 use tokio::time::Instant;
 
-use crate::client::{Backoff, PoolClient};
+use crate::client::{PoolClient, retry_backoff};
 
 /// How often an ongoing outage is logged again.
 const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(30);
@@ -29,7 +29,7 @@ pub async fn keep_alive(client: &PoolClient, lease_id: &str, interval: Duration)
     let mut next = interval;
     let mut failing_since: Option<Instant> = None;
     let mut last_warned: Option<Instant> = None;
-    let mut backoff = Backoff::new(interval);
+    let mut backoff = retry_backoff(interval);
     loop {
         tokio::time::sleep(next).await;
         match client.heartbeat(lease_id).await {
@@ -47,7 +47,7 @@ pub async fn keep_alive(client: &PoolClient, lease_id: &str, interval: Duration)
                 );
                 interval = interval_from(answer.heartbeat_interval_seconds);
                 next = interval;
-                backoff = Backoff::new(interval);
+                backoff = retry_backoff(interval);
                 last_warned = None;
             }
             Err(e)

@@ -30,8 +30,10 @@ impl DatasetsFileHome {
                 _temp_dir: None,
             });
         }
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::Builder::new()
             .prefix("stockroom-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir()
             .map_err(|e| Error::Config(format!("failed to create a private temp dir for the datasets file: {e}; set TMPDIR to a writable directory")))?;
         Ok(DatasetsFileHome {

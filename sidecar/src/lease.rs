@@ -9,7 +9,7 @@ use stockroom_protocol::api::{LeaseGranted, LeaseRequest, ProblemKind, Shortfall
 use stockroom_protocol::manifest::Manifest;
 use tokio::time::Instant;
 
-use crate::client::{Backoff, ClientError, PoolClient};
+use crate::client::{ClientError, PoolClient, retry_backoff};
 use crate::errors::Error;
 
 /// The proof of holding a lease: the `lease_token` of the pool's answer,
@@ -125,7 +125,7 @@ pub async fn acquire(
     let mut progress = Progress::new(std::io::stderr().is_terminal());
     let mut unreachable_since: Option<Instant> = None;
     let mut attempts = 0u32;
-    let mut backoff = Backoff::new(Duration::from_secs(5));
+    let mut backoff = retry_backoff(Duration::from_secs(5));
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         request.wait_seconds = Some(remaining.min(POLL).as_secs());

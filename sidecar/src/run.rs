@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use crate::agent::{self, AgentConfig};
 use crate::ci::{self, CiContext, EnvSource, Shard};
 use crate::cli::{Common, OnLeaseLost, RunArgs};
-use crate::client::{ClientError, PoolClient, retry_transient};
+use crate::client::{ClientError, PoolClient, Tls, retry_transient};
 use crate::config::{self, DEFAULT_ACQUIRE_TIMEOUT};
 use crate::errors::Error;
 use crate::exit::Exit;
@@ -41,6 +41,8 @@ pub struct Prepared {
     pub client: PoolClient,
     pub retry_for: Duration,
     pub ci: CiContext,
+    /// Extra TLS roots, recorded by `start` for the later steps.
+    pub tls: Tls,
 }
 
 /// Validates the manifest and resolves pool, token and shard (no network).
@@ -51,13 +53,15 @@ pub fn prepare(common: &Common, env: &impl EnvSource) -> Result<Prepared, Error>
     let pool = config::require_pool(common, env, Some(&manifest))?;
     let token = config::token(common, env)?;
     let retry_for = config::retry_for(common, env)?;
-    let client = PoolClient::new(&pool, token)?;
+    let tls = config::tls(common, env, None);
+    let client = PoolClient::new(&pool, token, &tls)?;
     Ok(Prepared {
         manifest,
         shard,
         client,
         retry_for,
         ci: CiContext::read(env),
+        tls,
     })
 }
 

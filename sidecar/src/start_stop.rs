@@ -69,6 +69,9 @@ pub struct State {
     pub shard: ShardInfo,
     pub env_prefix: String,
     pub datasets: Vec<StateDataset>,
+    /// `--ca-file` / `STOCKROOM_CA_FILE` as `start` saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// The manifest's `lease_ttl`, for the agent's own leases.
     #[serde(default)]
     pub lease_ttl_seconds: Option<u64>,
@@ -206,6 +209,7 @@ pub async fn start(common: &Common, args: &StartArgs, env: &impl EnvSource) -> R
                 state: d.dataset.state.clone(),
             })
             .collect(),
+        ca_file: prepared.tls.ca_file.clone(),
     };
     let started = async {
         inject::write_datasets_file(&home.path, &file)?;
@@ -443,7 +447,8 @@ pub async fn stop(common: &Common, args: &StopArgs, env: &impl EnvSource) -> Res
     let lost = std::fs::read_to_string(dir.join(LOST_FILE)).ok();
     let token = config::token(common, env)?;
     let retry_for = config::retry_for(common, env)?;
-    let client = PoolClient::new(&state.pool, token)?.holding(state.lease_token.clone());
+    let tls = config::tls(common, env, state.ca_file.as_deref());
+    let client = PoolClient::new(&state.pool, token, &tls)?.holding(state.lease_token.clone());
     let result = if let Some(lost) = &lost {
         tracing::error!("the lease was lost while the job ran: {}", lost.trim());
         Err(None)
@@ -645,7 +650,8 @@ pub async fn heartbeat_process(common: &Common, env: &impl EnvSource) -> Result<
     };
     // The agent's own leases each carry their own token; only the job's
     // lease is held with `state.lease_token`.
-    let pool_client = PoolClient::new(&state.pool, config::token(common, env)?)?;
+    let tls = config::tls(common, env, state.ca_file.as_deref());
+    let pool_client = PoolClient::new(&state.pool, config::token(common, env)?, &tls)?;
     let client = pool_client.holding(state.lease_token.clone());
     let ctx = CiContext::read(env);
     let shard = ci::Shard {

@@ -20,7 +20,8 @@ pub async fn status(common: &Common, env: &impl EnvSource) -> Result<Exit, Error
         }
         return Ok(Exit::Success);
     };
-    let client = PoolClient::new(&located.pool, config::token(common, env)?)?;
+    let tls = config::tls(common, env, located.ca_file.as_deref());
+    let client = PoolClient::new(&located.pool, config::token(common, env)?, &tls)?;
     let view = client
         .lease_view(&located.lease_id)
         .await

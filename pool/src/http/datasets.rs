@@ -8,7 +8,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use stockroom_protocol::DatasetStatus;
-use stockroom_protocol::api::{Catalog, DatasetList, DatasetView, RegisterDatasets, StockSettings};
+use stockroom_protocol::api::{
+    Catalog, DatasetList, DatasetView, Problem, RegisterDatasets, StockSettings,
+};
 
 use super::AppState;
 use super::leases::limit;
@@ -17,6 +19,25 @@ use crate::service::{Settle, redact};
 use crate::store::DatasetFilter;
 use stockroom_protocol::pool_config::Role;
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/datasets",
+    tag = "datasets",
+    summary = "Datasets, secrets redacted",
+    params(
+        ("type" = Option<String>, Query, description = "Only datasets of this type"),
+        ("state" = Option<String>, Query, description = "Only datasets in this state"),
+        ("status" = Option<stockroom_protocol::DatasetStatus>, Query, description = "Only datasets in this status"),
+        ("limit" = Option<u32>, Query, description = "At most this many (1 to 1000, values outside are clamped; default 100)"),
+    ),
+    responses(
+        (status = 200, description = "The datasets", body = DatasetList),
+        (status = 400, description = "…/invalid-request: the body is not JSON, or a query parameter is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "…/unauthorized: no token, or one the pool does not know", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "…/forbidden: the token's role may not do this, or a cross-site request to a pool without tokens", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn list(
     State(app): State<AppState>,
     Ci(caller): Ci,
@@ -39,6 +60,20 @@ pub async fn list(
     Ok(Json(DatasetList { datasets }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/datasets/{id}",
+    tag = "datasets",
+    summary = "One dataset with its history, secrets redacted",
+    params(("id" = String, Path, description = "The dataset id")),
+    responses(
+        (status = 200, description = "The dataset", body = DatasetView),
+        (status = 401, description = "…/unauthorized: no token, or one the pool does not know", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "…/forbidden: the token's role may not do this, or a cross-site request to a pool without tokens", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "…/not-found: no such lease or dataset", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn get(
     State(app): State<AppState>,
     Ci(caller): Ci,
@@ -51,6 +86,25 @@ pub async fn get(
     Ok(Json(view))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/datasets",
+    tag = "admin",
+    summary = "Register datasets by hand (one or a list), ready at once",
+    description = "A static pool: shared sandboxes, fixed test accounts. Entities must be unique and of the form kind:id, secret_fields must name fields of data. Role admin.",
+    request_body(content = RegisterDatasets, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Registered, in the order given", body = DatasetList),
+        (status = 400, description = "…/invalid-request: the body is not JSON, or a query parameter is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "…/unauthorized: no token, or one the pool does not know", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "…/forbidden: the token's role may not do this, or a cross-site request to a pool without tokens", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "…/too-large: the body is over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "…/invalid-request: the body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "…/invalid-request: JSON of the wrong shape or values", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "…/store-full: the pool's store cannot write", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn register(
     State(app): State<AppState>,
     Admin(caller): Admin,
@@ -60,6 +114,22 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(DatasetList { datasets })).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/datasets/{id}/discard",
+    tag = "admin",
+    summary = "Settle a quarantined (or ready, failed) dataset as discarded",
+    params(("id" = String, Path, description = "The dataset id")),
+    responses(
+        (status = 200, description = "Discarded", body = DatasetView),
+        (status = 401, description = "…/unauthorized: no token, or one the pool does not know", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "…/forbidden: the token's role may not do this, or a cross-site request to a pool without tokens", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "…/not-found: no such lease or dataset", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "…/conflict: the dataset is not in a status this action settles", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "…/store-full: the pool's store cannot write", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn discard(
     State(app): State<AppState>,
     Admin(caller): Admin,
@@ -70,6 +140,22 @@ pub async fn discard(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/datasets/{id}/recycle",
+    tag = "admin",
+    summary = "Return a quarantined dataset to ready",
+    params(("id" = String, Path, description = "The dataset id")),
+    responses(
+        (status = 200, description = "Ready again", body = DatasetView),
+        (status = 401, description = "…/unauthorized: no token, or one the pool does not know", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "…/forbidden: the token's role may not do this, or a cross-site request to a pool without tokens", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "…/not-found: no such lease or dataset", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "…/conflict: the dataset is not in a status this action settles", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "…/store-full: the pool's store cannot write", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn recycle(
     State(app): State<AppState>,
     Admin(caller): Admin,
@@ -81,6 +167,24 @@ pub async fn recycle(
 }
 
 /// `POST /stock/{type}/{state}/verify`: verify every ready dataset of a state.
+#[utoipa::path(
+    post,
+    path = "/api/v1/stock/{type}/{state}/verify",
+    tag = "admin",
+    summary = "Verify every ready dataset of a state with its generator; invalid ones are discarded with the reason",
+    params(
+        ("type" = String, Path, description = "The dataset type"),
+        ("state" = String, Path, description = "The state"),
+    ),
+    responses(
+        (status = 200, description = "How many ready datasets are being verified", body = stockroom_protocol::api::VerifyStarted),
+        (status = 400, description = "…/invalid-request: no generator offers verify for this state", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "…/unauthorized: no token, or one the pool does not know", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "…/forbidden: the token's role may not do this, or a cross-site request to a pool without tokens", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "…/store-full: the pool's store cannot write", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn verify_stock(
     State(app): State<AppState>,
     Admin(caller): Admin,
@@ -94,6 +198,18 @@ pub async fn verify_stock(
 }
 
 /// The catalog, with `problems`: what is wrong in the generators' capabilities.
+#[utoipa::path(
+    get,
+    path = "/api/v1/catalog",
+    tag = "catalog",
+    summary = "Every type and state with attributes, fields, production and stock counts",
+    responses(
+        (status = 200, description = "The catalog", body = Catalog),
+        (status = 401, description = "…/unauthorized: no token, or one the pool does not know", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "…/forbidden: the token's role may not do this, or a cross-site request to a pool without tokens", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn catalog(
     State(app): State<AppState>,
     Ci(caller): Ci,
@@ -105,6 +221,26 @@ pub async fn catalog(
     Ok(Json(catalog))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/stock/{type}/{state}",
+    tag = "admin",
+    summary = "Set min_ready and max_ready of a state; takes effect at once",
+    params(("type" = String, Path, description = "The dataset type"), ("state" = String, Path, description = "The state")),
+    request_body(content = StockSettings, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The settings now in force", body = StockSettings),
+        (status = 400, description = "…/invalid-request: the body is not JSON, or a query parameter is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "…/unauthorized: no token, or one the pool does not know", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "…/forbidden: the token's role may not do this, or a cross-site request to a pool without tokens", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "…/not-found: no such lease or dataset", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "…/too-large: the body is over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "…/invalid-request: the body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "…/unknown-state (with known_states), or …/invalid-request: JSON of the wrong shape or values", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "…/store-full: the pool's store cannot write", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn set_stock(
     State(app): State<AppState>,
     Admin(_): Admin,

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use stockroom_protocol::api::RefreshAnswer;
+use stockroom_protocol::api::{Problem, RefreshAnswer};
 use stockroom_protocol::pool_config::Role;
 
 use super::AppState;
@@ -37,6 +37,18 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
 }
 
 /// `POST /api/v1/generators/refresh` (admin): reload capabilities now.
+#[utoipa::path(
+    post,
+    path = "/api/v1/generators/refresh",
+    tag = "admin",
+    summary = "Reload every generator's capabilities now (an addition to the contract)",
+    responses(
+        (status = 200, description = "Each generator's result and the catalog problems", body = RefreshAnswer),
+        (status = 401, description = "…/unauthorized: no token, or one the pool does not know", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "…/forbidden: the token's role may not do this, or a cross-site request to a pool without tokens", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn refresh_generators(
     State(app): State<AppState>,
     Admin(_): Admin,
@@ -69,6 +81,14 @@ pub async fn metrics(
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "catalog",
+    summary = "This API description (no token needed)",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)),
+    security(())
+)]
 pub async fn openapi() -> Json<serde_json::Value> {
     Json(crate::openapi::document())
 }

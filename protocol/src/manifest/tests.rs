@@ -257,3 +257,73 @@ fn load_reports_an_unreadable_file() {
         "{err}"
     );
 }
+
+const ENTRY: &str = "[[dataset]]\nname = \"a\"\ntype = \"t\"\nstate = \"s\"\n";
+
+#[test]
+fn malformed_pool_urls_are_rejected_at_their_position() {
+    for bad in [
+        "http://[::1",
+        "http://a b",
+        "http://127.0.0.1:99999",
+        "http://",
+        "https://user:pw@pool.example",
+        "ftp://pool.example",
+    ] {
+        let e = one_error(&format!("version = 1\npool = \"{bad}\"\n{ENTRY}"));
+        assert!(e.starts_with("2:8: expected the pool's URL"), "{bad}: {e}");
+    }
+    for good in [
+        "http://[::1]:7878",
+        "https://pool.example.com/stockroom/",
+        "http://127.0.0.1:7878",
+    ] {
+        let m = parse(&format!("version = 1\npool = \"{good}\"\n{ENTRY}")).unwrap();
+        assert_eq!(m.pool.as_deref(), Some(good.trim_end_matches('/')));
+    }
+    assert!(check_pool_url(":99999").is_err());
+}
+
+#[test]
+fn names_that_shadow_the_sidecars_own_variables_are_rejected() {
+    for (name, var) in [
+        ("lease", "STOCKROOM_LEASE_ID"),
+        ("datasets", "STOCKROOM_DATASETS_FILE"),
+        ("shard", "STOCKROOM_SHARD_INDEX"),
+        ("agent", "STOCKROOM_AGENT_URL"),
+        ("state", "STOCKROOM_STATE_DIR"),
+    ] {
+        let e = one_error(&format!(
+            "version = 1\n[[dataset]]\nname = \"{name}\"\ntype = \"t\"\nstate = \"s\"\n"
+        ));
+        assert!(e.starts_with("3:8: dataset name"), "{e}");
+        assert!(e.contains(var), "{name}: {e}");
+    }
+    // With another prefix, only the prefixed variables are taken.
+    let e = one_error(
+        "version = 1\n[inject]\nenv_prefix = \"TD_\"\n[[dataset]]\nname = \"lease\"\ntype = \"t\"\nstate = \"s\"\n",
+    );
+    assert!(e.contains("TD_LEASE_ID"), "{e}");
+    parse("version = 1\n[inject]\nenv_prefix = \"TD_\"\n[[dataset]]\nname = \"agent\"\ntype = \"t\"\nstate = \"s\"\n").unwrap();
+    parse("version = 1\n[[dataset]]\nname = \"lease_data\"\ntype = \"t\"\nstate = \"s\"\n")
+        .unwrap();
+}
+
+#[test]
+fn text_that_is_not_utf8_is_positioned_at_the_first_bad_byte() {
+    let mut bytes = b"version = 1\n# caf".to_vec();
+    bytes.push(0xe9); // Latin-1 e-acute
+    bytes.extend_from_slice(b"\n[[dataset]]\n");
+    let err = Manifest::parse_bytes(Path::new("stockroom.toml"), &bytes).unwrap_err();
+    let e = &err.errors()[0];
+    assert_eq!((e.position.line, e.position.column), (2, 6));
+    assert!(e.message.contains("not UTF-8"), "{e}");
+    assert!(err.to_string().starts_with("stockroom.toml:2:6: "), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.toml");
+    std::fs::write(&file, &bytes).unwrap();
+    assert!(matches!(
+        Manifest::load(&file),
+        Err(ManifestError::Invalid(_))
+    ));
+}

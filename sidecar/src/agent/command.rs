@@ -67,7 +67,8 @@ pub async fn agent(common: &Common, args: &AgentArgs, env: &impl EnvSource) -> R
     let shard = ci::shard(common, env)?;
     let ctx = CiContext::read(env);
     let holder = ctx.holder(shard);
-    let client = PoolClient::new(&pool, token)?;
+    let tls = config::tls(common, env, None);
+    let client = PoolClient::new(&pool, token, &tls)?;
     let make = |kind| {
         signal(kind)
             .map_err(|e| Error::Internal(format!("failed to install a signal handler: {e}")))

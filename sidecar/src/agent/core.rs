@@ -21,8 +21,9 @@ use super::wire::{
     DoneAnswer, DoneRequest, ReserveAnswer, ReserveItem, ReserveRequest, TakeAnswer, TakeRequest,
     TakesAnswer,
 };
-use crate::client::{Backoff, ClientError, PoolClient, retry_transient};
+use crate::client::{ClientError, PoolClient, retry_backoff, retry_transient};
 use crate::lease::LeaseToken;
+use stockroom_protocol::backoff::Backoff;
 
 /// Most items in one reserve or take, and the largest count of one item (the pool's caps).
 const MAX_ITEMS: usize = 100;
@@ -912,7 +913,7 @@ impl Agent {
                         );
                         last_warned = Some(Instant::now());
                     }
-                    backoff.get_or_insert_with(|| Backoff::new(Duration::from_secs(interval)));
+                    backoff.get_or_insert_with(|| retry_backoff(Duration::from_secs(interval)));
                 }
             }
         }

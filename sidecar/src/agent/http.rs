@@ -192,7 +192,8 @@ mod tests {
     #[tokio::test]
     async fn non_loopback_peers_and_requests_without_the_token_are_refused() {
         let config = AgentConfig {
-            client: PoolClient::new("http://127.0.0.1:9", None).expect("client"),
+            client: PoolClient::new("http://127.0.0.1:9", None, &Default::default())
+                .expect("client"),
             holder: Holder::default(),
             ttl_seconds: None,
             retry_for: std::time::Duration::from_secs(1),
