@@ -381,7 +381,7 @@ mod tests {
     fn every_route_is_described_with_its_errors() {
         let doc = super::document();
         let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 15);
+        assert_eq!(paths.len(), 16);
         assert!(doc["paths"]["/api/v1/generators/refresh"]["post"].is_object());
         assert!(doc["paths"]["/api/v1/leases/heartbeat"]["post"].is_object());
         assert!(
