@@ -27,7 +27,7 @@ use stockroom_protocol::backoff::Backoff;
 
 /// Most items in one reserve or take, and the largest count of one item (the pool's caps).
 const MAX_ITEMS: usize = 100;
-const MAX_COUNT: u32 = 10_000;
+const MAX_COUNT: u32 = stockroom_protocol::api::MAX_COUNT;
 /// How long a take waits for stock when it does not say.
 pub const DEFAULT_TAKE_WAIT: Duration = Duration::from_secs(60);
 /// How long one lease request of a waiting take asks the pool to hold it:
