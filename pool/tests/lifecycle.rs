@@ -143,6 +143,24 @@ impl TestPool {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// Releases a lease as its holder (with its lease token).
+    async fn release(&self, lease: &Value, outcome: &str) -> (u16, Value) {
+        let lid = lease["lease_id"].as_str().unwrap();
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/leases/{lid}/release", self.base))
+            .header(
+                stockroom_protocol::api::LEASE_TOKEN_HEADER,
+                lease["lease_token"].as_str().unwrap(),
+            )
+            .json(&json!({"outcome": outcome}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     async fn dataset(&self, id: &str) -> Value {
         self.call("GET", &format!("/api/v1/datasets/{id}"), None)
             .await
@@ -178,14 +196,7 @@ impl TestPool {
             .await;
         assert_eq!(s, 201, "{lease}");
         assert_eq!(lease["datasets"][0]["id"], id, "{lease}");
-        let lid = lease["lease_id"].as_str().unwrap();
-        let (s, released) = self
-            .call(
-                "POST",
-                &format!("/api/v1/leases/{lid}/release"),
-                Some(json!({"outcome": outcome})),
-            )
-            .await;
+        let (s, released) = self.release(&lease, outcome).await;
         assert_eq!(s, 200, "{released}");
     }
 
@@ -372,13 +383,8 @@ async fn bad_lifecycle_answers_are_recorded_failures_and_cleanup_is_retried() {
         )
         .await;
     assert_eq!(s, 201, "{lease}");
-    let lid = lease["lease_id"].as_str().unwrap();
-    pool.call(
-        "POST",
-        &format!("/api/v1/leases/{lid}/release"),
-        Some(json!({"outcome": "passed"})),
-    )
-    .await;
+    let (s, _) = pool.release(&lease, "passed").await;
+    assert_eq!(s, 200);
     pool.until_history(
         &single,
         "cleanup attempt 1 via generator \"accounts\" failed (retried later)",
