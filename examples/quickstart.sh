@@ -26,7 +26,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "==> starting the demo pool (embedded store, three generator services)"
-"$bin/stockroom-pool" demo --listen 127.0.0.1:0 --ready-file "$work/addr" >"$work/pool.out" 2>"$work/pool.log" &
+"$bin/stockroom-pool" demo --listen 127.0.0.1:0 --shop-listen 127.0.0.1:0 --ready-file "$work/addr" >"$work/pool.out" 2>"$work/pool.log" &
 pool_pid=$!
 
 python3 - "$work" <<'PY'
