@@ -132,27 +132,31 @@ impl TestPool {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.call_holding(method, path, body, None).await
-    }
-
-    /// [`Self::call`] proving it holds a lease with the lease's token.
-    async fn call_holding(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-        lease_token: Option<&str>,
-    ) -> (u16, Value) {
         let mut req = self
             .http
             .request(method.parse().unwrap(), format!("{}{path}", self.base));
-        if let Some(token) = lease_token {
-            req = req.header(stockroom_protocol::api::LEASE_TOKEN_HEADER, token);
-        }
         if let Some(b) = body {
             req = req.json(&b);
         }
         let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Releases a lease as its holder (with its lease token).
+    async fn release(&self, lease: &Value, outcome: &str) -> (u16, Value) {
+        let lid = lease["lease_id"].as_str().unwrap();
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/leases/{lid}/release", self.base))
+            .header(
+                stockroom_protocol::api::LEASE_TOKEN_HEADER,
+                lease["lease_token"].as_str().unwrap(),
+            )
+            .json(&json!({"outcome": outcome}))
+            .send()
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
@@ -192,15 +196,7 @@ impl TestPool {
             .await;
         assert_eq!(s, 201, "{lease}");
         assert_eq!(lease["datasets"][0]["id"], id, "{lease}");
-        let lid = lease["lease_id"].as_str().unwrap();
-        let (s, released) = self
-            .call_holding(
-                "POST",
-                &format!("/api/v1/leases/{lid}/release"),
-                Some(json!({"outcome": outcome})),
-                lease["lease_token"].as_str(),
-            )
-            .await;
+        let (s, released) = self.release(&lease, outcome).await;
         assert_eq!(s, 200, "{released}");
     }
 
@@ -387,16 +383,8 @@ async fn bad_lifecycle_answers_are_recorded_failures_and_cleanup_is_retried() {
         )
         .await;
     assert_eq!(s, 201, "{lease}");
-    let lid = lease["lease_id"].as_str().unwrap();
-    let (s, released) = pool
-        .call_holding(
-            "POST",
-            &format!("/api/v1/leases/{lid}/release"),
-            Some(json!({"outcome": "passed"})),
-            lease["lease_token"].as_str(),
-        )
-        .await;
-    assert_eq!(s, 200, "{released}");
+    let (s, _) = pool.release(&lease, "passed").await;
+    assert_eq!(s, 200);
     pool.until_history(
         &single,
         "cleanup attempt 1 via generator \"accounts\" failed (retried later)",
