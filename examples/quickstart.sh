@@ -7,7 +7,9 @@
 #      tests with `stockroom run --manifest examples/stockroom.toml`;
 #   4. shows what each job got (no two share a dataset), how long it waited for
 #      its data, and how long the same states take to build by replaying the
-#      generator chain — the cost every job would pay without a stock.
+#      generator chain — the cost every job would pay without a stock;
+#   5. the per-test mode: one job whose 4 test workers each take their own
+#      data from the sidecar's agent (what the pytest and Playwright plugins do).
 # Everything it starts is stopped at exit; the temp dir is removed.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -26,7 +28,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "==> starting the demo pool (embedded store, three generator services)"
-"$bin/stockroom-pool" demo --listen 127.0.0.1:0 --ready-file "$work/addr" >"$work/pool.out" 2>"$work/pool.log" &
+"$bin/stockroom-pool" demo --listen 127.0.0.1:0 --shop-listen 127.0.0.1:0 --ready-file "$work/addr" >"$work/pool.out" 2>"$work/pool.log" &
 pool_pid=$!
 
 python3 - "$work" <<'PY'
@@ -120,7 +122,45 @@ print(f"==> after the jobs: {len(leases)} active lease(s); {len(consumed)} datas
       "never handed out again")
 PY
 
+echo "==> per-test mode: one job, 4 parallel test workers; each test takes its own data from the sidecar's agent"
+cat >"$work/per_test.py" <<'PY'
+# Stands in for a test runner with 4 workers (pytest-stockroom and
+# @stockroom/test do this for you: docs/plugins/). `stockroom run` serves the
+# agent at STOCKROOM_AGENT_URL for the command it runs.
+import json, os, sys, urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+agent, token = os.environ["STOCKROOM_AGENT_URL"], os.environ["STOCKROOM_AGENT_TOKEN"]
+
+def call(path, body):
+    req = urllib.request.Request(agent + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"content-type": "application/json", "authorization": f"Bearer {token}"})
+    return json.load(urllib.request.urlopen(req, timeout=90))
+
+tests = [f"tests/test_checkout.py::test_pay[{n}]" for n in range(8)]
+call("/v1/reserve", {"items": [{"type": "customer", "state": "active-with-payment", "count": len(tests)}]})
+
+def run(n_test):
+    n, test = n_test
+    take = call("/v1/take", {"test": test, "worker": f"gw{n % 4}", "wait_seconds": 60,
+                             "items": [{"name": "buyer", "type": "customer", "state": "active-with-payment"}]})
+    buyer = take["datasets"][0]
+    call(f"/v1/takes/{take['take_id']}/done", {"outcome": "passed"})
+    return test, n % 4, buyer
+results = list(ThreadPoolExecutor(4).map(run, enumerate(tests)))
+for test, worker, buyer in results:
+    print(f"  gw{worker} {test}: {buyer['id']} customer {buyer['data']['customer_id']}")
+ids = [b["id"] for _, _, b in results]
+print(f"  {len(ids)} tests, {len(set(ids))} different customers; the job's own buyer: {os.environ['STOCKROOM_BUYER_ID']}")
+sys.exit(0 if len(set(ids)) == len(ids) else 1)
+PY
+if ! STOCKROOM_POOL="$pool" "$bin/stockroom" run --manifest examples/stockroom.toml -- python3 "$work/per_test.py" \
+    2>"$work/per-test.err"; then
+  echo "per-test mode: stockroom run failed; its log:"; cat "$work/per-test.err"; status=1
+fi
+echo "    in a real suite: pip install ./clients/python, then stockroom run -- pytest -n 4 (docs/plugins/pytest.md)"
+
 if [ "$status" = 0 ]; then
-  echo "==> every job got its own data. Next: docs/sidecar.md (the CLI), docs/ci/ (your CI), docs/generators.md (your data)."
+  echo "==> every job got its own data. Next: docs/sidecar.md (the CLI), docs/ci/ (your CI), docs/plugins/ (per-test data in pytest and Playwright), docs/generators.md (your data)."
 fi
 exit "$status"

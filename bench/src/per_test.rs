@@ -130,6 +130,14 @@ where
     (all, seconds, errors.len(), errors.into_iter().next())
 }
 
+/// Every request of the bench has a deadline: a hung call fails its test instead of the run.
+fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
 async fn post_json(
     client: &reqwest::Client,
     url: &str,
@@ -243,7 +251,7 @@ async fn agent_run(
     reserve: bool,
 ) -> Result<Measured, String> {
     let agent = AgentProcess::start(&a.stockroom_bin, pool_url, dir, n).await?;
-    let client = reqwest::Client::new();
+    let client = http_client()?;
     let (url, token) = (agent.url.clone(), agent.token.clone());
     if reserve {
         let answer = post_json(
@@ -318,7 +326,7 @@ async fn agent_run(
 }
 
 async fn pool_run(a: &PerTestArgs, pool_url: &str, workers: usize) -> Result<Measured, String> {
-    let client = reqwest::Client::new();
+    let client = http_client()?;
     let base = pool_url.to_string();
     let (micros, seconds, errors, first_error) = measure(workers, a.tests, move |i| {
         let (client, base) = (client.clone(), base.clone());
@@ -430,7 +438,7 @@ async fn chain_run(
     urls: &(String, String, String),
     workers: usize,
 ) -> Result<Measured, String> {
-    let client = reqwest::Client::new();
+    let client = http_client()?;
     let urls = urls.clone();
     let tests = a.chain_tests;
     let (micros, seconds, errors, first_error) = measure(workers, tests, move |_| {
@@ -473,6 +481,18 @@ async fn chain_run(
         first_error,
         pool_requests_per_test: None,
     })
+}
+
+fn progress(r: &Measured) {
+    eprintln!(
+        "pool-bench per-test: {} at {} workers: p50 {:.3} ms, p99 {:.3} ms, {:.0} tests/s, {} error(s)",
+        r.approach,
+        r.workers,
+        r.p(0.5),
+        r.p(0.99),
+        r.per_s(),
+        r.errors
+    );
 }
 
 fn print_table(rows: &[Measured]) {
@@ -605,7 +625,10 @@ pub(crate) async fn run(pool_bin: &Path, a: &PerTestArgs) -> Result<bool, String
     for &w in &a.workers {
         rows.push(chain_run(a, &urls, w).await?);
     }
-    demo.shutdown().await;
+    // Dropped, not shut down gracefully: that would wait for the clients'
+    // idle keep-alive connections.
+    drop(demo);
+    rows.iter().for_each(progress);
     rows.sort_by_key(|r| (r.workers, order(r.approach)));
     print_table(&rows);
     println!();

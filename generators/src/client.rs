@@ -48,12 +48,10 @@ impl AnyGenerator {
             GeneratorEndpoint::Http(url) => {
                 AnyGenerator::Http(HttpGenerator::new(&config.name, url, timeout, concurrency))
             }
-            GeneratorEndpoint::Command(argv) => AnyGenerator::Command(CommandGenerator::new(
-                &config.name,
-                argv.clone(),
-                timeout,
-                concurrency,
-            )),
+            GeneratorEndpoint::Command(argv) => AnyGenerator::Command(
+                CommandGenerator::new(&config.name, argv.clone(), timeout, concurrency)
+                    .with_env(config.env.clone(), config.cwd.clone()),
+            ),
         }
     }
 }

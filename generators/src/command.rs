@@ -7,6 +7,8 @@
 //! it left behind are killed too, so a stray grandchild can neither keep the
 //! answer pipe open nor outlive the call.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -29,8 +31,12 @@ const PIPE_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct CommandGenerator {
-    limits: CallLimits,
+    pub(crate) limits: CallLimits,
     argv: Vec<String>,
+    /// Set on top of the pool's environment (which the command inherits).
+    env: BTreeMap<String, String>,
+    /// Where it runs; `None`: the pool's working directory.
+    cwd: Option<PathBuf>,
 }
 
 impl CommandGenerator {
@@ -38,14 +44,27 @@ impl CommandGenerator {
         CommandGenerator {
             limits: CallLimits::new(name, timeout, concurrency),
             argv,
+            env: BTreeMap::new(),
+            cwd: None,
         }
+    }
+
+    /// Variables set for every call, on top of the inherited environment,
+    /// and the working directory (docs/generators.md, "Environment and
+    /// working directory").
+    pub fn with_env(mut self, env: BTreeMap<String, String>, cwd: Option<PathBuf>) -> Self {
+        self.env = env;
+        self.cwd = cwd;
+        self
     }
 
     pub fn argv(&self) -> &[String] {
         &self.argv
     }
 
-    async fn call(
+    /// One run of the command with `operation` as its argument and the body
+    /// on stdin (lifecycle calls use it too, see [`crate::lifecycle`]).
+    pub(crate) async fn call(
         &self,
         operation: Operation,
         stdin_body: Option<Vec<u8>>,
@@ -55,7 +74,12 @@ impl CommandGenerator {
         let Some((program, args)) = self.argv.split_first() else {
             return Err(fail(ErrorKind::Spawn("the command is empty".to_string())));
         };
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        command.envs(&self.env);
+        if let Some(dir) = &self.cwd {
+            command.current_dir(dir);
+        }
+        let mut child = command
             .args(args)
             .arg(operation.as_str())
             .stdin(Stdio::piped())

@@ -7,19 +7,37 @@
 use std::fmt;
 use std::time::Duration;
 
-/// The three calls of the generator protocol (docs/generators.md).
+/// The calls of the generator protocol (docs/generators.md), lifecycle
+/// calls included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Operation {
     Capabilities,
     Generate,
     Extend,
+    Cleanup,
+    Reset,
+    Verify,
+}
+
+impl From<stockroom_protocol::generator::LifecycleCall> for Operation {
+    fn from(call: stockroom_protocol::generator::LifecycleCall) -> Operation {
+        use stockroom_protocol::generator::LifecycleCall;
+        match call {
+            LifecycleCall::Cleanup => Operation::Cleanup,
+            LifecycleCall::Reset => Operation::Reset,
+            LifecycleCall::Verify => Operation::Verify,
+        }
+    }
 }
 
 impl Operation {
-    pub const ALL: [Operation; 3] = [
+    pub const ALL: [Operation; 6] = [
         Operation::Capabilities,
         Operation::Generate,
         Operation::Extend,
+        Operation::Cleanup,
+        Operation::Reset,
+        Operation::Verify,
     ];
 
     /// The word used as the command's first argument and as the HTTP path.
@@ -28,6 +46,9 @@ impl Operation {
             Operation::Capabilities => "capabilities",
             Operation::Generate => "generate",
             Operation::Extend => "extend",
+            Operation::Cleanup => "cleanup",
+            Operation::Reset => "reset",
+            Operation::Verify => "verify",
         }
     }
 }

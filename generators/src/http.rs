@@ -84,7 +84,9 @@ impl HttpGenerator {
         &self.base_url
     }
 
-    async fn call(
+    /// One call with its retries (lifecycle calls use it too, see
+    /// [`crate::lifecycle`]): `POST {url}/OPERATION`, or `GET` without a body.
+    pub(crate) async fn call(
         &self,
         operation: Operation,
         body: Option<Vec<u8>>,

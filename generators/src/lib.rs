@@ -14,6 +14,7 @@ pub mod error;
 pub mod graph;
 pub mod health;
 pub mod http;
+pub mod lifecycle;
 pub mod planner;
 pub mod tracked;
 pub mod validate;
@@ -27,4 +28,6 @@ pub use health::{HealthPolicy, HealthTracker};
 pub use http::{HttpGenerator, RetryPolicy};
 pub use planner::{Goal, PlanContext, PlanError, PlanStep, plan};
 pub use tracked::{MonotonicClock, TrackedGenerator};
-pub use validate::{Violation, validate_extend_answer, validate_generate_answer};
+pub use validate::{
+    Violation, validate_extend_answer, validate_generate_answer, validate_reset_answer,
+};

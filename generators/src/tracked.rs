@@ -88,7 +88,7 @@ impl<C: GeneratorClient> TrackedGenerator<C> {
         self.with_health(|h| h.median_latency(operation))
     }
 
-    async fn run<T>(
+    pub(crate) async fn run<T>(
         &self,
         operation: Operation,
         call: impl Future<Output = Result<T, GeneratorError>>,

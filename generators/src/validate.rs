@@ -23,7 +23,7 @@ use std::fmt;
 
 use serde_json::Value;
 use stockroom_protocol::generator::{
-    ExtendAnswer, ExtensionSpec, GenerateAnswer, GenerateRequest, ProducedState,
+    ExtendAnswer, ExtensionSpec, GenerateAnswer, GenerateRequest, ProducedState, ResetAnswer,
 };
 
 /// Every way one answer broke the contract.
@@ -104,6 +104,20 @@ fn json_kind(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// Checks a `reset` answer: the dataset's state still promises `fields`.
+pub fn validate_reset_answer(fields: &[String], answer: &ResetAnswer) -> Result<(), Violation> {
+    let mut problems = Vec::new();
+    let promised: Vec<&str> = fields.iter().map(String::as_str).collect();
+    check_data(
+        &answer.data,
+        &promised,
+        &answer.secret_fields,
+        &answer.entities,
+        &mut problems,
+    );
+    finish(problems)
 }
 
 /// Checks a dataset's own parts the way every answer's are checked: `data`

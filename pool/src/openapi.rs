@@ -45,6 +45,7 @@ pub const PROBLEM: &str = "application/problem+json";
         datasets::discard,
         datasets::recycle,
         datasets::set_stock,
+        datasets::verify_stock,
         ops::refresh_generators,
         ops::openapi,
     ),
@@ -300,6 +301,14 @@ pub mod examples {
         }))
     }
 
+    pub fn verify_started() -> Value {
+        to(VerifyStarted {
+            type_name: "customer".into(),
+            state: "active".into(),
+            verifying: 12,
+        })
+    }
+
     pub fn stock_settings() -> Value {
         to(StockSettings {
             min_ready: 20,
@@ -351,6 +360,7 @@ pub mod examples {
             generating: 2,
             generator: Some("customers".into()),
             down: Some("connection refused".into()),
+            entities_held: 0,
         }]);
         p.lease_id = Some("lease_…".into());
         p.generator = Some("customers".into());

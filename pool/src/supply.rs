@@ -29,7 +29,9 @@ use stockroom_generators::{
     CatalogGraph, Goal, HealthPolicy, Operation, PlanContext, PlanStep, TrackedGenerator, plan,
 };
 use stockroom_protocol::api::{CatalogState, GeneratorHealth, LeaseItem, StockCounts};
-use stockroom_protocol::generator::{Capabilities, ExtendRequest, GenerateRequest};
+use stockroom_protocol::generator::{
+    Capabilities, ExtendRequest, GenerateRequest, LifecycleCall, LifecycleRequest,
+};
 use stockroom_protocol::pool_config::{GeneratorConfig, StockConfig};
 use stockroom_protocol::{Attributes, Dataset};
 use tokio::sync::Notify;
@@ -37,7 +39,8 @@ use tokio::sync::Notify;
 use crate::catalog::CatalogSource;
 use crate::service::Clock;
 use crate::store::{
-    Generated, InputPick, ItemShortfall, NewGeneration, StockTable, Store, StoreError,
+    Generated, InputPick, ItemShortfall, LifecycleOutcome, LifecycleTask, NewGeneration,
+    StockTable, Store, StoreError,
 };
 use crate::waiting::WaitQueue;
 
@@ -113,6 +116,10 @@ pub struct Supply {
     replenish_requests: std::sync::atomic::AtomicU64,
     /// States being filled from below `min_ready` up to `max_ready`.
     filling: Mutex<BTreeSet<(String, String)>>,
+    /// `verify_after` of configured stock (docs/generators.md, "Lifecycle calls").
+    verify_after: BTreeMap<(String, String), Duration>,
+    /// How long a claimed lifecycle call is held: the longest call can take.
+    lifecycle_hold: Duration,
 }
 
 /// Counts a call in flight for its lifetime.
@@ -155,6 +162,84 @@ fn top_generator(step: &PlanStep) -> Option<&str> {
             Some(generator)
         }
     }
+}
+
+/// Why `POST /stock/{type}/{state}/verify` did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyAllError {
+    #[error("no generator offers verify for this state")]
+    NotOffered,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A state whose promises changed under its ready stock.
+struct StateChange {
+    type_name: String,
+    state: String,
+    /// Whether verifying can tell (else the stock is discarded).
+    verify_can_settle: bool,
+    why: String,
+}
+
+/// States present in both graphs whose fields grew or whose lifecycle changed.
+fn changed_states(old: &CatalogGraph, new: &CatalogGraph) -> Vec<StateChange> {
+    let mut out = Vec::new();
+    for key in new.known_states() {
+        let Some((t, s)) = key
+            .split_once('/')
+            .map(|(t, s)| (t.to_string(), s.to_string()))
+        else {
+            continue;
+        };
+        let (Some(before), Some(after)) = (old.state(&t, &s), new.state(&t, &s)) else {
+            continue;
+        };
+        let added: Vec<&String> = after
+            .fields
+            .iter()
+            .filter(|f| !before.fields.contains(f))
+            .collect();
+        if !added.is_empty() {
+            let names: Vec<&str> = added.iter().map(|f| f.as_str()).collect();
+            out.push(StateChange {
+                type_name: t,
+                state: s,
+                verify_can_settle: false,
+                why: format!(
+                    "capabilities changed: the state now promises field(s) {} it was not made with",
+                    names.join(", ")
+                ),
+            });
+        } else if before.lifecycle != after.lifecycle {
+            let words = |l: &[LifecycleCall]| {
+                if l.is_empty() {
+                    "none".to_string()
+                } else {
+                    l.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+                }
+            };
+            out.push(StateChange {
+                type_name: t,
+                state: s,
+                verify_can_settle: after.lifecycle.contains(&LifecycleCall::Verify),
+                why: format!(
+                    "capabilities changed: lifecycle {} → {}",
+                    words(&before.lifecycle),
+                    words(&after.lifecycle)
+                ),
+            });
+        }
+    }
+    out
+}
+
+fn humantime_ms(d: Duration) -> String {
+    stockroom_protocol::HumanDuration(d).to_string()
+}
+
+fn reasons_pool() -> &'static str {
+    "pool"
 }
 
 /// The attributes of `attrs` that a state declares.
@@ -205,6 +290,20 @@ impl Supply {
             wake: Notify::new(),
             replenish_requests: Default::default(),
             filling: Mutex::default(),
+            verify_after: stock
+                .iter()
+                .filter_map(|s| {
+                    s.verify_after
+                        .map(|d| ((s.type_name.clone(), s.state.clone()), d.as_duration()))
+                })
+                .collect(),
+            // Retries fit in one timeout; the margin covers the store writes.
+            lifecycle_hold: generators
+                .iter()
+                .map(|c| c.timeout.as_duration())
+                .max()
+                .unwrap_or(Duration::ZERO)
+                + Duration::from_secs(30),
         }
     }
 
@@ -352,12 +451,16 @@ impl Supply {
                 .collect(),
             problems: problems.clone(),
         };
+        let changed = changed_states(&old.graph, &graph);
         let view = View {
             graph,
             caps,
             errors,
             problems,
         };
+        for change in changed {
+            self.on_capabilities_changed(change).await;
+        }
         match self.view.write() {
             Ok(mut v) => *v = Arc::new(view),
             Err(p) => *p.into_inner() = Arc::new(view),
@@ -481,6 +584,7 @@ impl Supply {
                         request: request_summary,
                         reusable: info.reusable,
                         cap,
+                        lifecycle: info.lifecycle.clone(),
                     },
                     self.clock.now_ms(),
                 )
@@ -579,7 +683,7 @@ impl Supply {
                     type_name: type_name.clone(),
                     state: state.clone(),
                     attributes: attrs.clone(),
-                    inputs: datasets,
+                    inputs: datasets.clone(),
                 };
                 let answer = generator
                     .generate(&info.as_produced_state(), &request)
@@ -592,6 +696,7 @@ impl Supply {
                     entities: answer.entities,
                     reason: format!("generated by generator {:?}", generator.name()),
                     part_of: None,
+                    inputs: datasets,
                 })
             }
             PlanStep::Extend {
@@ -639,6 +744,7 @@ impl Supply {
                         generator.name()
                     ),
                     part_of: None,
+                    inputs: Default::default(),
                 })
             }
         }
@@ -828,6 +934,227 @@ impl Supply {
         self.queue.notify();
     }
 
+    /// Stock made under old promises: re-verified where the new capabilities
+    /// offer `verify`, else discarded; a newly promised field it lacks always
+    /// discards it. The reason goes to each dataset's history.
+    async fn on_capabilities_changed(&self, change: StateChange) {
+        let now = self.clock.now_ms();
+        let (t, s) = (change.type_name.clone(), change.state.clone());
+        let result = if change.verify_can_settle {
+            self.store
+                .start_verify(t, s, i64::MAX, u32::MAX, change.why.clone(), now)
+                .await
+        } else {
+            self.store
+                .discard_ready(t, s, u32::MAX, change.why.clone(), now)
+                .await
+        };
+        match result {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(state = %format!("{}/{}", change.type_name, change.state), datasets = n,
+                verifying = change.verify_can_settle, why = %change.why, "capabilities changed under ready stock")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not settle stock after a capabilities change")
+            }
+        }
+    }
+
+    /// `POST /api/v1/stock/{type}/{state}/verify`: every ready dataset of the
+    /// state is verified before it is leased again. Returns how many.
+    pub async fn verify_all(
+        &self,
+        type_name: &str,
+        state: &str,
+        by: &str,
+    ) -> Result<u64, VerifyAllError> {
+        let offers = self
+            .view()
+            .graph
+            .state(type_name, state)
+            .is_some_and(|i| i.lifecycle.contains(&LifecycleCall::Verify));
+        if !offers {
+            return Err(VerifyAllError::NotOffered);
+        }
+        let n = self
+            .store
+            .start_verify(
+                type_name.to_string(),
+                state.to_string(),
+                i64::MAX,
+                u32::MAX,
+                format!("asked for by {by}"),
+                self.clock.now_ms(),
+            )
+            .await?;
+        self.wake.notify_one();
+        Ok(n)
+    }
+
+    /// One pass of lifecycle work: stock older than `verify_after` starts
+    /// verifying, then due calls are claimed (within free concurrency) and
+    /// made, each outcome recorded by the store.
+    pub async fn lifecycle_pass(self: &Arc<Self>) {
+        if self.generators.is_empty() {
+            return;
+        }
+        let view = self.view();
+        let now = self.clock.now_ms();
+        for ((t, s), after) in &self.verify_after {
+            let offers = view
+                .graph
+                .state(t, s)
+                .is_some_and(|i| i.lifecycle.contains(&LifecycleCall::Verify));
+            if !offers {
+                continue;
+            }
+            let before = now.saturating_sub(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
+            let why = format!(
+                "ready for longer than verify_after ({})",
+                humantime_ms(*after)
+            );
+            if let Err(e) = self
+                .store
+                .start_verify(t.clone(), s.clone(), before, 100, why, now)
+                .await
+            {
+                tracing::warn!(error = %e, "could not start verifying old stock");
+            }
+        }
+        let free: usize = self
+            .generators
+            .iter()
+            .map(|g| self.free_slots(g.name()))
+            .sum();
+        if free == 0 {
+            return;
+        }
+        let hold = i64::try_from(self.lifecycle_hold.as_millis()).unwrap_or(i64::MAX);
+        let tasks = match self
+            .store
+            .claim_lifecycle(now, u32::try_from(free).unwrap_or(u32::MAX), hold)
+            .await
+        {
+            Ok(tasks) => tasks,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim lifecycle calls");
+                return;
+            }
+        };
+        for task in tasks {
+            let supply = Arc::clone(self);
+            let view = Arc::clone(&view);
+            tokio::spawn(async move { supply.run_lifecycle(&view, task).await });
+        }
+    }
+
+    /// Makes one lifecycle call and records what it did.
+    async fn run_lifecycle(&self, view: &View, task: LifecycleTask) {
+        let d = &task.dataset;
+        let info = view.graph.state(&d.type_name, &d.state);
+        let by = info
+            .filter(|i| i.lifecycle.contains(&task.call))
+            .and_then(|i| i.lifecycle_by.clone());
+        let generator = by.as_deref().and_then(|name| self.generator(name));
+        let outcome = match (generator, info) {
+            (Some(g), Some(_)) if !g.ready_to_call() => LifecycleOutcome::Postponed {
+                generator: g.name().to_string(),
+                call: task.call,
+                attempts: task.attempts,
+                until_ms: self.clock.now_ms() + 1000,
+            },
+            (Some(g), Some(info)) => {
+                let name = g.name().to_string();
+                *self.lock_inflight().entry(name.clone()).or_default() += 1;
+                let _inflight = InFlight {
+                    supply: self,
+                    generator: name.clone(),
+                };
+                let request = LifecycleRequest {
+                    request_id: task.request_id.clone(),
+                    dataset: task.dataset.clone(),
+                };
+                match task.call {
+                    LifecycleCall::Cleanup => match g.cleanup(&request).await {
+                        Ok(()) => LifecycleOutcome::Cleaned { generator: name },
+                        Err(e) => LifecycleOutcome::CleanupFailed {
+                            generator: name,
+                            attempts: task.attempts,
+                            error: e.kind.to_string(),
+                        },
+                    },
+                    LifecycleCall::Reset => match g.reset(&info.fields, &request).await {
+                        Ok(a) => LifecycleOutcome::Reset {
+                            generator: name,
+                            data: a.data,
+                            secret_fields: a.secret_fields,
+                            entities: a.entities,
+                        },
+                        Err(e) => LifecycleOutcome::ResetFailed {
+                            generator: name,
+                            error: e.kind.to_string(),
+                        },
+                    },
+                    LifecycleCall::Verify => match g.verify(&request).await {
+                        Ok(v) => LifecycleOutcome::Verified {
+                            generator: name,
+                            valid: v.valid,
+                            reason: v.reason,
+                        },
+                        Err(e) => LifecycleOutcome::VerifyFailed {
+                            generator: name,
+                            attempts: task.attempts,
+                            error: e.kind.to_string(),
+                        },
+                    },
+                }
+            }
+            _ => {
+                let error = format!(
+                    "no generator offers {} for {}/{} now",
+                    task.call, d.type_name, d.state
+                );
+                let generator = by.unwrap_or_else(|| reasons_pool().to_string());
+                match task.call {
+                    LifecycleCall::Cleanup => LifecycleOutcome::CleanupFailed {
+                        generator,
+                        attempts: task.attempts,
+                        error,
+                    },
+                    LifecycleCall::Reset => LifecycleOutcome::ResetFailed { generator, error },
+                    LifecycleCall::Verify => LifecycleOutcome::VerifyFailed {
+                        generator,
+                        attempts: task.attempts,
+                        error,
+                    },
+                }
+            }
+        };
+        let settles = !matches!(
+            outcome,
+            LifecycleOutcome::Cleaned { .. }
+                | LifecycleOutcome::CleanupFailed { .. }
+                | LifecycleOutcome::Postponed { .. }
+        );
+        match self
+            .store
+            .finish_lifecycle(d.id.clone(), outcome, self.clock.now_ms())
+            .await
+        {
+            Ok(_) if settles => {
+                // Ready again (or out of stock for good): waiters and the
+                // replenisher look again.
+                self.queue.notify();
+                self.wake.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(dataset_id = %d.id, error = %e, "could not record a lifecycle outcome")
+            }
+        }
+    }
+
     /// Runs the refresh and replenish loops until the task is aborted.
     pub async fn run(self: Arc<Self>) {
         let refresher = {
@@ -853,6 +1180,8 @@ impl Supply {
         }
         let _refresher = AbortOnDrop(refresher);
         loop {
+            // Resets and verifies first: they bring stock back at little cost.
+            self.lifecycle_pass().await;
             self.replenish().await;
             tokio::select! {
                 () = self.wake.notified() => {}

@@ -128,6 +128,7 @@ async fn postgres_generation_cap_holds_across_store_instances() {
                                 generator: "g".into(),
                                 request: serde_json::json!({}),
                                 reusable: false,
+                                lifecycle: Vec::new(),
                                 cap: Some(5),
                             },
                             1_700_000_000_000,

@@ -110,6 +110,10 @@ fn assert_clean(c: &Checked) {
         "extend customer/active with \"add-card\" (to active-with-payment)",
         "generate order/placed",
         "generate stockroom-check/not-declared (undeclared: must be refused)",
+        "ok    cleanup customer/new",
+        "ok    verify customer/active",
+        "ok    cleanup customer/active",
+        "ok    cleanup order/placed",
     ] {
         assert!(
             c.stdout.contains(expected),
@@ -178,14 +182,21 @@ fn assert_broken(c: &Checked, command_mode: bool) {
         "violation: answered with success for a state it does not declare",
         "FAIL  generate customer/slow",
         "violation: timed out after 3000ms",
+        "FAIL  verify customer/active",
+        "violation: says a dataset made just now no longer holds (looked in the wrong database)",
+        "FAIL  cleanup customer/active",
         "FAILED: 1 generator,",
     ];
     if command_mode {
         expected.extend([
+            "violation: command ended with exit code 3",
+            "fix: it wrote nothing to stderr",
             "FAIL  generate customer/chatty",
             "log output on stdout? Keep stdout for the answer alone and log to stderr",
             "fix: print log lines to stderr",
         ]);
+    } else {
+        expected.push("violation: got HTTP status 500");
     }
     for e in expected {
         assert!(c.stdout.contains(e), "missing {e:?} in\n{}", c.stdout);

@@ -500,3 +500,96 @@ async fn every_error_is_problem_json_and_metrics_need_a_token() {
     );
     assert_eq!(s, 200, "metrics_public: {text}");
 }
+
+/// Finding 11 (the pool's parts): a generator's error text reaches `ci`
+/// tokens as a short redacted summary, `admin` tokens in full; a shortfall
+/// says when ready datasets are blocked by entities held elsewhere; the
+/// count cap is the manifest's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generator_errors_are_summarised_for_ci_and_shortfalls_name_held_entities() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("gen.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncase \"$1\" in\ncapabilities) echo '{\"produces\": [{\"type\": \"broken\", \"state\": \"s\", \"fields\": [\"id\"]}]}' ;;\n\
+         *) echo 'login to the shop failed: password=hunter2 user=bob' >&2; echo 'Traceback line 2' >&2; exit 1 ;;\nesac\n",
+    )
+    .unwrap();
+    let extra = format!(
+        "[[generators]]\nname = \"broken\"\ncommand = [\"sh\", \"{}\"]\n\n[[stock]]\ntype = \"broken\"\nstate = \"s\"\nmin_ready = 1\nmax_ready = 1\n",
+        script.display()
+    );
+    let pool = start(
+        dir.path(),
+        &dir.path().join("p.db"),
+        &config_with_tokens(&extra),
+    );
+    until("a failed generation", || async {
+        let (_, v) = pool
+            .admin("GET", "/api/v1/datasets?status=failed", None)
+            .await;
+        v["datasets"].as_array().is_some_and(|d| !d.is_empty())
+    })
+    .await;
+    let (_, full) = pool
+        .admin("GET", "/api/v1/datasets?status=failed", None)
+        .await;
+    let id = full["datasets"][0]["id"].as_str().unwrap().to_string();
+    assert!(
+        full.to_string().contains("hunter2"),
+        "admin sees the full text: {full}"
+    );
+    for path in [
+        "/api/v1/datasets?status=failed".to_string(),
+        format!("/api/v1/datasets/{id}"),
+        "/api/v1/catalog".to_string(),
+    ] {
+        let (s, v) = pool.ci("GET", &path, None).await;
+        assert_eq!(s, 200, "{v}");
+        let text = v.to_string();
+        assert!(!text.contains("hunter2"), "{path}: {text}");
+        assert!(!text.contains("Traceback"), "{path}: {text}");
+    }
+    let (_, v) = pool
+        .ci("GET", &format!("/api/v1/datasets/{id}"), None)
+        .await;
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.contains("password=[redacted]") && error.chars().count() < 300,
+        "{error}"
+    );
+
+    // Two ready datasets sharing one entity: the second is blocked, and the 503 says why.
+    for n in ["a", "b"] {
+        let body = json!({"type": "customer", "state": "shared", "data": {"n": n}, "entities": ["customer:S"]});
+        let (s, v) = pool.admin("POST", "/api/v1/datasets", Some(body)).await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let item = |count: u32| json!({"holder": {"job": "t"}, "items": [{"name": "c", "type": "customer", "state": "shared", "count": count}]});
+    let (s, v) = pool.ci("POST", "/api/v1/leases", Some(item(1))).await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = pool.ci("POST", "/api/v1/leases", Some(item(1))).await;
+    assert_eq!((s, kind(&v)), (503, "no-stock"), "{v}");
+    assert_eq!(v["shortfall"][0]["ready"], 1, "{v}");
+    assert_eq!(v["shortfall"][0]["entities_held"], 1, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("share entities with other active leases"),
+        "{v}"
+    );
+
+    let (s, v) = pool
+        .ci(
+            "POST",
+            "/api/v1/leases",
+            Some(item(stockroom_protocol::api::MAX_COUNT + 1)),
+        )
+        .await;
+    assert_eq!((s, kind(&v)), (422, "invalid-request"), "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("from 1 to 1000"),
+        "{v}"
+    );
+}

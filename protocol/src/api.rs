@@ -19,8 +19,9 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The header that proves a client holds a lease (docs/pool.md, "Lease
 /// tokens"): the `lease_token` of the `POST /leases` answer.
 pub const LEASE_TOKEN_HEADER: &str = "Stockroom-Lease-Token";
-/// Largest `count` of one lease item (the API refuses more; docs/manifest.md).
-pub const MAX_COUNT: u32 = 10_000;
+/// Largest `count` of one lease item: the manifest and the pool's API
+/// refuse more (docs/manifest.md, docs/pool.md); one constant for both.
+pub const MAX_COUNT: u32 = 1000;
 
 /// Who holds a lease: the CI job shard, for people reading the pool.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -414,6 +415,17 @@ pub struct StockSettings {
     pub max_ready: u32,
 }
 
+/// Answer to `POST /stock/{type}/{state}/verify` (admin): how many ready
+/// datasets are now being verified (each outcome goes to its history).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VerifyStarted {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub state: String,
+    pub verifying: u64,
+}
+
 /// How many datasets of one state are in each status, and the stock targets.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -591,6 +603,14 @@ pub struct Shortfall {
     /// Why that generator is down right now (e.g. "connection refused").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub down: Option<String>,
+    /// Ready datasets that match but whose entities another active lease
+    /// holds (they count in `ready` yet cannot be handed out now).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub entities_held: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The kinds of error, named in a problem's `type` so clients never guess

@@ -25,7 +25,7 @@ pub const DEFAULT_MANIFEST: &str = "stockroom.toml";
 /// The prefix of injected variables when `[inject] env_prefix` is not set.
 pub const DEFAULT_ENV_PREFIX: &str = "STOCKROOM_";
 /// The largest `count` one manifest entry may ask for.
-pub const MAX_COUNT: u32 = 1000;
+pub const MAX_COUNT: u32 = crate::api::MAX_COUNT;
 
 /// A validated manifest.
 #[derive(Debug, Clone, PartialEq)]

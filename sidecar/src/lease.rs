@@ -251,8 +251,16 @@ pub fn describe_shortfall(shortfall: &[Shortfall]) -> String {
     shortfall
         .iter()
         .map(|s| {
+            let held = if s.entities_held > 0 {
+                format!(
+                    " (but {} of them share entities with other active leases and cannot be handed out until those end)",
+                    s.entities_held
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "{}: {} of {} ready, {} generating",
+                "{}: {} of {} ready{held}, {} generating",
                 s.name, s.ready, s.wanted, s.generating
             )
         })
@@ -342,6 +350,7 @@ mod tests {
                 generating: 1,
                 generator: None,
                 down: None,
+                entities_held: 0,
             },
             Shortfall {
                 name: "orders".into(),
@@ -350,6 +359,7 @@ mod tests {
                 generating: 0,
                 generator: None,
                 down: None,
+                entities_held: 0,
             },
         ];
         assert_eq!(

@@ -51,7 +51,7 @@ fn ready(pool: &Pool, type_name: &str, state: &str) -> u64 {
 }
 
 #[test]
-fn a_pool_of_the_sdk_examples_stocks_and_composes() {
+fn a_pool_of_the_sdk_examples_stocks_composes_and_cleans_up() {
     let work = tempfile::tempdir().expect("tempdir");
     let ledger = work.path().join("ledger.txt");
     let pool = Pool::start_with_config(Some(&example_config(&ledger)));
@@ -103,6 +103,10 @@ fn a_pool_of_the_sdk_examples_stocks_and_composes() {
         "{order}"
     );
     let customer_id = order["data"]["customer_id"].as_str().expect("customer_id");
+    // The composed dataset carries its input.
+    let customer = &order["inputs"]["customer"];
+    assert_eq!(customer["state"], "active-with-payment", "{order}");
+    assert_eq!(customer["data"]["customer_id"], customer_id, "{order}");
     let entities: Vec<&str> = order["entities"]
         .as_array()
         .expect("entities")
@@ -118,6 +122,20 @@ fn a_pool_of_the_sdk_examples_stocks_and_composes() {
         "the customer's entities join the order: {entities:?}"
     );
 
-    // Cleanup (the consumed order removed from the ledger) is checked once
-    // the pool makes lifecycle calls and passes `env` to command generators.
+    // The generators made what the pool stocked, in the system under test.
+    let created = std::fs::read_to_string(&ledger).expect("the examples wrote their ledger");
+    assert!(
+        created
+            .lines()
+            .any(|l| l == format!("created order:{order_id}")),
+        "{created}"
+    );
+    // Cleanup: once the job is done, the consumed order is removed from it.
+    wait_for("the order's cleanup call", PATIENCE, || {
+        std::fs::read_to_string(&ledger)
+            .ok()?
+            .lines()
+            .any(|l| l == format!("removed order:{order_id}"))
+            .then_some(())
+    });
 }

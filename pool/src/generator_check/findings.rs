@@ -190,6 +190,10 @@ pub fn call_failed(kind: &ErrorKind, command_mode: bool) -> Finding {
         ErrorKind::Spawn(_) => {
             "check the command: the program must exist and be executable (e.g. --command \"python3 gen.py\")"
         }
+        ErrorKind::ExitStatus { stderr, .. } if stderr.trim().is_empty() => {
+            "it wrote nothing to stderr: write why it failed there (the pool keeps it with the failure); \
+             exit 0 only with the answer on stdout"
+        }
         ErrorKind::ExitStatus { .. } => {
             "exit 0 with the answer on stdout; the command's stderr above says why it did not"
         }

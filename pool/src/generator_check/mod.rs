@@ -14,6 +14,7 @@
 //! Every call has a time limit (`--timeout`), so the check never hangs.
 
 mod findings;
+mod lifecycle;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -97,6 +98,8 @@ pub async fn run(options: &CheckOptions) -> Report {
     checker.run_every_extension().await;
     checker.probe_attributes().await;
     checker.probe_refusals().await;
+    // Last: cleanup removes the datasets the calls above were made on.
+    checker.run_every_lifecycle_call().await;
     checker.report
 }
 

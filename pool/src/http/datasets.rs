@@ -15,8 +15,9 @@ use stockroom_protocol::api::{
 use super::AppState;
 use super::leases::limit;
 use super::problem::{Admin, ApiError, Body, Ci};
-use crate::service::Settle;
+use crate::service::{Settle, redact};
 use crate::store::DatasetFilter;
+use stockroom_protocol::pool_config::Role;
 
 #[utoipa::path(
     get,
@@ -39,7 +40,7 @@ use crate::store::DatasetFilter;
 )]
 pub async fn list(
     State(app): State<AppState>,
-    Ci(_): Ci,
+    Ci(caller): Ci,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<DatasetList>, ApiError> {
     let status = match q.get("status") {
@@ -52,7 +53,10 @@ pub async fn list(
         status,
         limit: limit(&q)?,
     };
-    let datasets = app.service.datasets(filter).await?;
+    let mut datasets = app.service.datasets(filter).await?;
+    if caller.role < Role::Admin {
+        datasets.iter_mut().for_each(redact::summarize_view);
+    }
     Ok(Json(DatasetList { datasets }))
 }
 
@@ -72,10 +76,14 @@ pub async fn list(
 )]
 pub async fn get(
     State(app): State<AppState>,
-    Ci(_): Ci,
+    Ci(caller): Ci,
     Path(id): Path<String>,
 ) -> Result<Json<DatasetView>, ApiError> {
-    Ok(Json(app.service.dataset(id).await?))
+    let mut view = app.service.dataset(id).await?;
+    if caller.role < Role::Admin {
+        redact::summarize_view(&mut view);
+    }
+    Ok(Json(view))
 }
 
 #[utoipa::path(
@@ -158,6 +166,35 @@ pub async fn recycle(
     ))
 }
 
+/// `POST /stock/{type}/{state}/verify`: verify every ready dataset of a state.
+#[utoipa::path(
+    post,
+    path = "/api/v1/stock/{type}/{state}/verify",
+    tag = "admin",
+    summary = "Verify every ready dataset of a state with its generator; invalid ones are discarded with the reason",
+    params(("type" = String, Path, description = "The dataset type"), ("state" = String, Path, description = "The state")),
+    responses(
+        (status = 200, description = "How many ready datasets are being verified", body = stockroom_protocol::api::VerifyStarted),
+        (status = 401, description = "…/unauthorized: no token, or one the pool does not know", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "…/forbidden: the token's role may not do this", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "…/not-found: no such state", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "…/unknown-state or …/invalid-request: the state has no verify lifecycle", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "…/store-full: the pool's store cannot write", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn verify_stock(
+    State(app): State<AppState>,
+    Admin(caller): Admin,
+    Path((type_name, state)): Path<(String, String)>,
+) -> Result<Json<stockroom_protocol::api::VerifyStarted>, ApiError> {
+    Ok(Json(
+        app.service
+            .verify_stock(type_name, state, caller.name)
+            .await?,
+    ))
+}
+
 /// The catalog, with `problems`: what is wrong in the generators' capabilities.
 #[utoipa::path(
     get,
@@ -171,8 +208,15 @@ pub async fn recycle(
     ),
     security(("bearer" = []))
 )]
-pub async fn catalog(State(app): State<AppState>, Ci(_): Ci) -> Result<Json<Catalog>, ApiError> {
-    Ok(Json(app.service.catalog().await?))
+pub async fn catalog(
+    State(app): State<AppState>,
+    Ci(caller): Ci,
+) -> Result<Json<Catalog>, ApiError> {
+    let mut catalog = app.service.catalog().await?;
+    if caller.role < Role::Admin {
+        redact::summarize_catalog(&mut catalog);
+    }
+    Ok(Json(catalog))
 }
 
 #[utoipa::path(

@@ -15,8 +15,11 @@ use stockroom_protocol::api::{
     LeaseRequest, LeaseView, Problem, ReleaseAnswer, ReleaseRequest, ReleasedDataset,
 };
 
+use stockroom_protocol::pool_config::Role;
+
 use super::AppState;
 use super::problem::{ApiError, Body, Ci, LeaseCaller, parse_json};
+use crate::service::{ServiceError, redact};
 
 #[utoipa::path(
     post,
@@ -306,13 +309,25 @@ pub async fn heartbeat_batch(
 )]
 pub async fn extend(
     State(app): State<AppState>,
-    LeaseCaller(_, proof): LeaseCaller,
+    LeaseCaller(caller, proof): LeaseCaller,
     Path((id, dataset_id)): Path<(String, String)>,
     Body(req): Body<ExtendDatasetRequest>,
 ) -> Result<Json<DatasetView>, ApiError> {
     Ok(Json(
         app.service
             .extend(id, &proof, dataset_id, req.extension)
-            .await?,
+            .await
+            .map_err(|e| match e {
+                // A generator's own words, summarised for a `ci` token.
+                ServiceError::GeneratorFailed { generator, detail }
+                    if caller.role < Role::Admin =>
+                {
+                    ServiceError::GeneratorFailed {
+                        generator,
+                        detail: redact::error_summary(&detail),
+                    }
+                }
+                e => e,
+            })?,
     ))
 }

@@ -259,6 +259,18 @@ pub fn api_routes() -> Vec<(RouteDoc, MethodRouter<AppState>)> {
         (
             RouteDoc {
                 method: "post",
+                path: "/stock/{type}/{state}/verify",
+                role: Some(Role::Admin),
+                summary: "Verify every ready dataset of a state with its generator before it is leased again; invalid ones are discarded with the reason",
+                request: None,
+                response: Some((200, ex::verify_started)),
+                errors: &[K::InvalidRequest, K::Forbidden],
+            },
+            post(datasets::verify_stock),
+        ),
+        (
+            RouteDoc {
+                method: "post",
                 path: "/generators/refresh",
                 role: Some(Role::Admin),
                 summary: "Reload every generator's capabilities now; answers each generator's result and the catalog problems (an addition to the contract)",

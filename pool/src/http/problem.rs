@@ -103,11 +103,18 @@ impl From<ServiceError> for ApiError {
                 shortfall,
                 queued_behind,
             } => {
-                let detail = if queued_behind {
-                    "not enough stock for this request: earlier waiting requests for the same states are served first"
+                let mut detail = if queued_behind {
+                    "not enough stock for this request: earlier waiting requests for the same states are served first".to_string()
                 } else {
-                    "not enough stock for this request; nothing is held"
+                    "not enough stock for this request; nothing is held".to_string()
                 };
+                for s in shortfall.iter().filter(|s| s.entities_held > 0) {
+                    detail.push_str(&format!(
+                        "; {}: {} ready dataset(s) match but share entities with other active leases, so they \
+                         cannot be handed out until those leases end",
+                        s.name, s.entities_held
+                    ));
+                }
                 let mut a = ApiError::new(ProblemKind::NoStock, detail);
                 a.problem.shortfall = Some(shortfall);
                 a.retry_after = Some(5);

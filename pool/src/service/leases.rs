@@ -117,6 +117,7 @@ fn public_shortfall(s: &[ItemShortfall]) -> Vec<Shortfall> {
             generating: s.generating,
             generator: None,
             down: None,
+            entities_held: s.entities_held,
         })
         .collect()
 }
@@ -302,6 +303,7 @@ impl PoolService {
                             generating: c.generating,
                             generator: None,
                             down: None,
+                            entities_held: 0,
                         }
                     })
                     .collect()

@@ -14,12 +14,13 @@ pub mod clock;
 mod datasets;
 mod error;
 mod leases;
+pub mod redact;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use stockroom_protocol::api::{Catalog, RefreshAnswer, StockSettings};
+use stockroom_protocol::api::{Catalog, RefreshAnswer, StockSettings, VerifyStarted};
 use stockroom_protocol::pool_config::PoolConfig;
 use tokio::sync::watch;
 
@@ -274,6 +275,28 @@ impl PoolService {
         result?;
         self.stock_taken();
         Ok(settings)
+    }
+
+    /// Verifies every ready dataset of a state before it is leased again
+    /// (`POST /stock/{type}/{state}/verify`).
+    pub async fn verify_stock(
+        &self,
+        type_name: String,
+        state: String,
+        by: String,
+    ) -> ServiceResult<VerifyStarted> {
+        use crate::supply::VerifyAllError;
+        match self.inner.supply.verify_all(&type_name, &state, &by).await {
+            Ok(verifying) => Ok(VerifyStarted {
+                type_name,
+                state,
+                verifying,
+            }),
+            Err(VerifyAllError::NotOffered) => Err(ServiceError::Invalid(format!(
+                "no generator offers verify for {type_name}/{state}; see `lifecycle` in GET /api/v1/catalog"
+            ))),
+            Err(VerifyAllError::Store(e)) => Err(e.into()),
+        }
     }
 
     /// Asks every generator for its capabilities now.

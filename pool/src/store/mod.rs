@@ -68,6 +68,9 @@ pub struct LeaseAttempt {
 pub struct ItemShortfall {
     pub name: String,
     pub wanted: u32,
+    /// Matching ready datasets skipped because another active lease (or an
+    /// earlier item of this one) holds one of their entities.
+    pub entities_held: u64,
     /// Matching datasets that are ready and whose entities are free.
     pub available: u64,
     /// Ready datasets of the state (whatever the filter).
@@ -175,6 +178,8 @@ pub struct NewGeneration {
     /// The request as sent (inputs redacted), kept with a failure.
     pub request: serde_json::Value,
     pub reusable: bool,
+    /// The lifecycle calls of the state (kept with the row).
+    pub lifecycle: Vec<stockroom_protocol::generator::LifecycleCall>,
     /// Refuse (`None`) when ready + generating of the state already reach this.
     pub cap: Option<u64>,
 }
@@ -191,6 +196,8 @@ pub struct Generated {
     /// `Some(parent)`: the dataset is an input of `parent` and goes straight to
     /// `composed`; `None`: it becomes `ready` stock.
     pub part_of: Option<String>,
+    /// The datasets it was built from, by requirement name (shown with it).
+    pub inputs: std::collections::BTreeMap<String, Dataset>,
 }
 
 /// An input taken from stock for a generation.
@@ -229,6 +236,96 @@ pub enum ExtendResult {
     NotHolder,
     /// A new entity is held by another active lease.
     EntityHeld(String),
+}
+
+/// A lifecycle call a dataset owes, claimed for the caller.
+#[derive(Debug, Clone)]
+pub struct LifecycleTask {
+    pub call: stockroom_protocol::generator::LifecycleCall,
+    /// The same on every retry of this step (docs/generators.md).
+    pub request_id: String,
+    /// How many earlier attempts failed.
+    pub attempts: i64,
+    pub status: DatasetStatus,
+    /// With its data, secrets and inputs (sent to the generator).
+    pub dataset: Dataset,
+    /// The lifecycle calls its state offered when it was made.
+    pub lifecycle: Vec<stockroom_protocol::generator::LifecycleCall>,
+}
+
+/// What a lifecycle call did; `generator` names who answered (for the history).
+#[derive(Debug, Clone)]
+pub enum LifecycleOutcome {
+    /// Not tried now (its generator is backing off): due again at `until_ms`.
+    Postponed {
+        generator: String,
+        call: stockroom_protocol::generator::LifecycleCall,
+        attempts: i64,
+        until_ms: i64,
+    },
+    Cleaned {
+        generator: String,
+    },
+    /// Retried with backoff, up to a limit ([`rules::lifecycle_retry_at`]).
+    CleanupFailed {
+        generator: String,
+        attempts: i64,
+        error: String,
+    },
+    /// `generating` → `ready` with the answer's data.
+    Reset {
+        generator: String,
+        data: serde_json::Value,
+        secret_fields: Vec<String>,
+        entities: Vec<String>,
+    },
+    /// `generating` → `quarantined`.
+    ResetFailed {
+        generator: String,
+        error: String,
+    },
+    /// `generating` → `ready` (valid) or `discarded` (invalid, with the reason).
+    Verified {
+        generator: String,
+        valid: bool,
+        reason: Option<String>,
+    },
+    /// Retried a few times, then `quarantined`: its state is unknown.
+    VerifyFailed {
+        generator: String,
+        attempts: i64,
+        error: String,
+    },
+}
+
+impl LifecycleOutcome {
+    pub fn call(&self) -> stockroom_protocol::generator::LifecycleCall {
+        use stockroom_protocol::generator::LifecycleCall;
+        match self {
+            LifecycleOutcome::Postponed { call, .. } => *call,
+            LifecycleOutcome::Cleaned { .. } | LifecycleOutcome::CleanupFailed { .. } => {
+                LifecycleCall::Cleanup
+            }
+            LifecycleOutcome::Reset { .. } | LifecycleOutcome::ResetFailed { .. } => {
+                LifecycleCall::Reset
+            }
+            LifecycleOutcome::Verified { .. } | LifecycleOutcome::VerifyFailed { .. } => {
+                LifecycleCall::Verify
+            }
+        }
+    }
+
+    pub fn generator(&self) -> &str {
+        match self {
+            LifecycleOutcome::Cleaned { generator }
+            | LifecycleOutcome::Postponed { generator, .. }
+            | LifecycleOutcome::CleanupFailed { generator, .. }
+            | LifecycleOutcome::Reset { generator, .. }
+            | LifecycleOutcome::ResetFailed { generator, .. }
+            | LifecycleOutcome::Verified { generator, .. }
+            | LifecycleOutcome::VerifyFailed { generator, .. } => generator,
+        }
+    }
 }
 
 /// The pool's storage. See the module docs for the rules every backend keeps.
@@ -455,6 +552,45 @@ pub trait Store: Send + Sync + 'static {
         id_hash: String,
         lease_id: String,
     ) -> BoxFuture<'_, StoreResult<()>>;
+
+    /// Claims up to `limit` due lifecycle calls for `hold_ms`.
+    fn claim_lifecycle(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        hold_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<Vec<LifecycleTask>>>;
+
+    /// Records a lifecycle call's outcome in the dataset's status and
+    /// history. False when the dataset no longer owes that call.
+    fn finish_lifecycle(
+        &self,
+        id: String,
+        outcome: LifecycleOutcome,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<bool>>;
+
+    /// Ready datasets of a state ready since before `before_ms` (at most
+    /// `limit`) → `generating` with a verify owed. Returns how many.
+    fn start_verify(
+        &self,
+        type_name: String,
+        state: String,
+        before_ms: i64,
+        limit: u32,
+        why: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<u64>>;
+
+    /// Discards up to `limit` ready datasets of a state with `why`.
+    fn discard_ready(
+        &self,
+        type_name: String,
+        state: String,
+        limit: u32,
+        why: String,
+        now_ms: i64,
+    ) -> BoxFuture<'_, StoreResult<u64>>;
 
     /// How often this replica's waiters must re-try on their own, when stock
     /// can also grow through other processes sharing the database (`None`: the

@@ -10,7 +10,7 @@ use super::{StoreError, StoreResult};
 use crate::time::rfc3339;
 
 /// The dataset columns every query selects, in [`RawDataset`]'s order.
-pub const DS_COLS: &str = "d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at";
+pub const DS_COLS: &str = "d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at, d.inputs, d.lifecycle";
 
 /// The lease columns every query selects, in [`LeaseRow`]'s order.
 pub const LEASE_COLS: &str = "id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer, token_hash, request_hash";
@@ -29,6 +29,10 @@ pub(crate) struct RawDataset {
     pub error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// JSON of the inputs (`{}` unless composed).
+    pub inputs: String,
+    /// The lifecycle calls it was made with, comma-separated.
+    pub lifecycle: String,
 }
 
 impl RawDataset {
@@ -41,7 +45,7 @@ impl RawDataset {
             data: serde_json::from_str(&self.data)?,
             secret_fields: serde_json::from_str(&self.secret_fields)?,
             entities: serde_json::from_str(&self.entities)?,
-            inputs: Default::default(),
+            inputs: serde_json::from_str(&self.inputs)?,
         })
     }
 

@@ -4,6 +4,7 @@
 
 use sha2::{Digest, Sha256};
 use stockroom_protocol::api::{Holder, LeaseItem};
+use stockroom_protocol::generator::LifecycleCall;
 use stockroom_protocol::{DatasetStatus, OnFailure, Outcome};
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -65,6 +66,68 @@ pub fn released_status(outcome: Outcome, on_failure: OnFailure, reusable: bool) 
     }
 }
 
+/// The lifecycle calls stored with a dataset (`cleanup,reset,verify`).
+pub fn parse_lifecycle(text: &str) -> Vec<LifecycleCall> {
+    text.split(',').filter_map(|w| w.parse().ok()).collect()
+}
+
+/// The stored form of [`parse_lifecycle`].
+pub fn lifecycle_text(calls: &[LifecycleCall]) -> String {
+    calls
+        .iter()
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// What a dataset that settles in `to` owes its generator
+/// (docs/generators.md, "Lifecycle calls"), and the status it takes meanwhile:
+/// - `consumed` or `discarded` with `cleanup` → `cleanup` (status unchanged);
+/// - `ready` again (a reusable state after a passed lease, or a recycle) with
+///   `reset` → `generating` until the reset answers (then `ready`, or
+///   `quarantined` when it fails), so it is never leased unreset.
+pub fn lifecycle_after(
+    to: DatasetStatus,
+    lifecycle: &[LifecycleCall],
+) -> (DatasetStatus, Option<LifecycleCall>) {
+    match to {
+        DatasetStatus::Consumed | DatasetStatus::Discarded
+            if lifecycle.contains(&LifecycleCall::Cleanup) =>
+        {
+            (to, Some(LifecycleCall::Cleanup))
+        }
+        DatasetStatus::Ready if lifecycle.contains(&LifecycleCall::Reset) => {
+            (DatasetStatus::Generating, Some(LifecycleCall::Reset))
+        }
+        _ => (to, None),
+    }
+}
+
+/// How many times a failed cleanup is tried again before it is given up
+/// (with a history line saying so).
+pub const CLEANUP_ATTEMPTS: i64 = 8;
+/// How many times a verify that failed (no verdict) is tried before the
+/// dataset is quarantined: its state is unknown.
+pub const VERIFY_ATTEMPTS: i64 = 3;
+
+/// When a failed lifecycle call is tried again after `attempts` failures
+/// (1 s after the first, doubling, at most 5 min); `None`: not again. A failed reset is
+/// never retried: the dataset is quarantined for a person.
+pub fn lifecycle_retry_at(call: LifecycleCall, attempts: i64, now_ms: i64) -> Option<i64> {
+    let limit = match call {
+        LifecycleCall::Cleanup => CLEANUP_ATTEMPTS,
+        LifecycleCall::Verify => VERIFY_ATTEMPTS,
+        LifecycleCall::Reset => return None,
+    };
+    if attempts >= limit {
+        return None;
+    }
+    let wait = 1000i64
+        .saturating_mul(1 << (attempts - 1).clamp(0, 20))
+        .min(300_000);
+    Some(now_ms.saturating_add(wait))
+}
+
 /// Statuses a dataset may be discarded from.
 pub const DISCARDABLE: &[DatasetStatus] = &[
     DatasetStatus::Quarantined,
@@ -77,6 +140,7 @@ pub const RECYCLABLE: &[DatasetStatus] = &[DatasetStatus::Quarantined];
 /// History reasons and lease texts, each written once.
 pub mod reasons {
     use stockroom_protocol::Outcome;
+    use stockroom_protocol::generator::LifecycleCall;
 
     pub const LEASED: &str = "leased";
     pub const LEASE_EXPIRED: &str = "lease expired without heartbeat";
@@ -153,6 +217,60 @@ pub mod reasons {
     pub fn extended(reason: &str, type_name: &str, from: &str, to: &str) -> String {
         format!("{reason}: {type_name}/{from} → {type_name}/{to}")
     }
+
+    /// The status a settling dataset took, said with what it owes.
+    pub fn with_lifecycle(reason: &str, owed: Option<LifecycleCall>) -> String {
+        match owed {
+            Some(LifecycleCall::Reset) => format!("{reason}; reset before it is leased again"),
+            Some(LifecycleCall::Cleanup) => format!("{reason}; cleanup requested"),
+            Some(LifecycleCall::Verify) => format!("{reason}; verify requested"),
+            None => reason.to_string(),
+        }
+    }
+
+    pub fn cleaned_up(by: &str) -> String {
+        format!("cleanup: removed from the system under test by generator {by:?}")
+    }
+
+    pub fn cleanup_failed(by: &str, attempt: i64, error: &str, retry: bool) -> String {
+        let next = if retry { "retried later" } else { "given up" };
+        format!("cleanup attempt {attempt} via generator {by:?} failed ({next}): {error}")
+    }
+
+    pub fn reset_done(by: &str) -> String {
+        format!("reset by generator {by:?}: back at its state's start")
+    }
+
+    pub fn reset_failed(by: &str, error: &str) -> String {
+        format!("reset via generator {by:?} failed: {error}")
+    }
+
+    pub fn verify_started(why: &str) -> String {
+        format!("verify started: {why}")
+    }
+
+    pub fn verified(by: &str, reason: Option<&str>) -> String {
+        match reason {
+            Some(r) => format!("verify: still valid, says generator {by:?} ({r})"),
+            None => format!("verify: still valid, says generator {by:?}"),
+        }
+    }
+
+    pub fn invalid(by: &str, reason: Option<&str>) -> String {
+        format!(
+            "verify: no longer valid, says generator {by:?}: {}",
+            reason.unwrap_or("no reason given")
+        )
+    }
+
+    pub fn verify_failed(by: &str, attempt: i64, error: &str, retry: bool) -> String {
+        let next = if retry {
+            "retried later"
+        } else {
+            "quarantined: its state is unknown"
+        };
+        format!("verify attempt {attempt} via generator {by:?} failed ({next}): {error}")
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +292,27 @@ mod tests {
         for (outcome, on_failure, reusable, want) in cases {
             assert_eq!(released_status(outcome, on_failure, reusable), want);
         }
+    }
+
+    #[test]
+    fn the_lifecycle_rule() {
+        use DatasetStatus::*;
+        use LifecycleCall::*;
+        let all = [Cleanup, Reset, Verify];
+        assert_eq!(lifecycle_after(Consumed, &all), (Consumed, Some(Cleanup)));
+        assert_eq!(lifecycle_after(Discarded, &all), (Discarded, Some(Cleanup)));
+        assert_eq!(lifecycle_after(Ready, &all), (Generating, Some(Reset)));
+        assert_eq!(lifecycle_after(Ready, &[Cleanup]), (Ready, None));
+        assert_eq!(lifecycle_after(Quarantined, &all), (Quarantined, None));
+        assert_eq!(lifecycle_after(Consumed, &[]), (Consumed, None));
+        assert_eq!(parse_lifecycle(&lifecycle_text(&all)), all);
+        assert!(parse_lifecycle("").is_empty());
+        assert_eq!(lifecycle_retry_at(Cleanup, 0, 0), Some(1000));
+        assert_eq!(lifecycle_retry_at(Cleanup, 1, 0), Some(1000));
+        assert_eq!(lifecycle_retry_at(Cleanup, 3, 0), Some(4000));
+        assert_eq!(lifecycle_retry_at(Cleanup, CLEANUP_ATTEMPTS, 0), None);
+        assert_eq!(lifecycle_retry_at(Reset, 0, 0), None);
+        assert_eq!(lifecycle_retry_at(Verify, VERIFY_ATTEMPTS, 0), None);
     }
 
     #[test]

@@ -43,6 +43,17 @@ pub(crate) struct ReleaseRow {
     pub on_failure: OnFailure,
     pub dataset: DatasetRef,
     pub reusable: bool,
+    /// The lifecycle calls it was made with, comma-separated.
+    pub lifecycle: String,
+}
+
+/// A dataset owing a lifecycle call that is due.
+pub(crate) struct PendingRow {
+    pub seq: i64,
+    /// `cleanup`, `reset` or `verify`.
+    pub pending: String,
+    pub attempts: i64,
+    pub raw: RawDataset,
 }
 
 /// A dataset as handed out by a lease: its item and index there.
@@ -67,6 +78,8 @@ pub(crate) struct NewRow<'a> {
     /// `generating` rows: the generator and the request sent.
     pub generator: Option<&'a str>,
     pub request: Option<String>,
+    /// The lifecycle calls of its state, comma-separated.
+    pub lifecycle: String,
 }
 
 /// One dataset of a new lease.
@@ -151,6 +164,8 @@ pub(crate) struct GeneratedRow<'a> {
     pub secret_fields: String,
     pub entities: String,
     pub part_of: Option<&'a str>,
+    /// JSON of the inputs it was built from.
+    pub inputs: String,
 }
 
 /// New state and data of an extended leased dataset.
@@ -261,6 +276,30 @@ pub(crate) trait Tx {
     async fn quarantined(&self, limit: u32) -> StoreResult<Vec<QuarantinedRow>>;
     /// The histories of `ids`, each oldest first (dataset id, entry).
     async fn histories(&self, ids: &[String]) -> StoreResult<Vec<(String, HistoryEntry)>>;
+
+    // ----- lifecycle calls
+    /// Sets (or with `None` clears) the lifecycle call a dataset owes.
+    async fn set_pending(
+        &self,
+        seq: i64,
+        pending: Option<&str>,
+        due_ms: Option<i64>,
+        attempts: i64,
+    ) -> StoreResult<()>;
+    /// Datasets whose lifecycle call is due at `now_ms`, soonest first,
+    /// locked (others skipped), at most `limit`.
+    async fn pending_due(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<PendingRow>>;
+    /// Ready datasets of `(type, state)` ready since before `before_ms`, in
+    /// insertion order, locked (others skipped), with their lifecycle.
+    async fn stale_ready(
+        &self,
+        type_name: &str,
+        state: &str,
+        before_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(DatasetRef, String)>>;
+    /// The lifecycle calls a dataset was made with and the call it owes.
+    async fn lifecycle_of(&self, seq: i64) -> StoreResult<(String, Option<String>)>;
 
     // ----- stock
     /// Adds the deltas to the counts, in one statement, keys in order.

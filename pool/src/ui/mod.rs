@@ -27,7 +27,7 @@ use stockroom_protocol::pool_config::Role;
 use stockroom_protocol::{AttrValue, Attributes, LeaseStatus, Outcome};
 
 use crate::http::AppState;
-use crate::service::{Proof, ServiceError, Settle};
+use crate::service::{Proof, ServiceError, Settle, redact};
 use pages::Page;
 use samples::Samples;
 use session::Sessions;
@@ -207,7 +207,12 @@ async fn logout(Extension(ui): UiExt, p: Poster) -> Response {
 
 async fn catalog(State(app): State<AppState>, v: Visitor) -> Response {
     match app.service.catalog().await {
-        Ok(cat) => render(&v, pages::catalog(&cat)),
+        Ok(mut cat) => {
+            if !v.is_admin() {
+                redact::summarize_catalog(&mut cat);
+            }
+            render(&v, pages::catalog(&cat))
+        }
         Err(e) => failed(&v, e),
     }
 }
@@ -320,8 +325,13 @@ async fn lease_create(State(app): State<AppState>, Extension(ui): UiExt, p: Post
             let s: Vec<String> = shortfall
                 .iter()
                 .map(|s| {
+                    let held = if s.entities_held > 0 {
+                        format!(" ({} share entities with other leases)", s.entities_held)
+                    } else {
+                        String::new()
+                    };
                     format!(
-                        "{}: wanted {}, ready {}, generating {}",
+                        "{}: wanted {}, ready {}{held}, generating {}",
                         s.name, s.wanted, s.ready, s.generating
                     )
                 })
@@ -443,7 +453,12 @@ async fn quarantine(
 
 async fn dataset(State(app): State<AppState>, v: Visitor, Path(id): Path<String>) -> Response {
     match app.service.dataset(id.clone()).await {
-        Ok(view) => render(&v, pages::dataset(&v, &view)),
+        Ok(mut view) => {
+            if !v.is_admin() {
+                redact::summarize_view(&mut view);
+            }
+            render(&v, pages::dataset(&v, &view))
+        }
         Err(ServiceError::NotFound(_)) => render_with(
             &v,
             StatusCode::NOT_FOUND,

@@ -348,6 +348,7 @@ impl Agent {
                     generating: last.as_ref().map_or(0, |s| s.generating),
                     generator: last.as_ref().and_then(|s| s.generator.clone()),
                     down: last.as_ref().and_then(|s| s.down.clone()),
+                    entities_held: last.as_ref().map_or(0, |s| s.entities_held),
                 });
             }
         }

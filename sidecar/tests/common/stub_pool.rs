@@ -159,6 +159,7 @@ fn answer(
                     generating: 0,
                     generator: None,
                     down: None,
+                    entities_held: 0,
                 }]),
                 ..Problem::new(ProblemKind::NoStock, "not enough stock")
             }),

@@ -10,7 +10,7 @@ use super::lease::pick;
 use super::{Change, Work, dataset_with_history};
 use crate::ids;
 use crate::store::rows::parse_entities;
-use crate::store::rules::reasons;
+use crate::store::rules::{lifecycle_text, reasons};
 use crate::store::tx::{Attr, GeneratedRow, NewHistory, NewRow, Tx};
 use crate::store::{Generated, InputPick, NewGeneration, StoreResult};
 
@@ -50,6 +50,7 @@ pub(crate) async fn begin<T: Tx>(
         now_ms,
         generator: Some(&g.generator),
         request: Some(serde_json::to_string(&g.request)?),
+        lifecycle: lifecycle_text(&g.lifecycle),
     })
     .await?;
     w.count(&g.type_name, &g.state, DatasetStatus::Generating, 1);
@@ -86,7 +87,7 @@ pub(crate) async fn take_input<T: Tx>(
         count: 1,
         on_failure: OnFailure::Quarantine,
     };
-    let Some(picked) = pick(tx, &item, &mut HashSet::new(), &mut HashSet::new())
+    let Some(picked) = pick(tx, &item, &mut HashSet::new(), &mut HashSet::new(), &mut 0)
         .await?
         .into_iter()
         .next()
@@ -153,6 +154,7 @@ pub(crate) async fn complete<T: Tx>(
         secret_fields: serde_json::to_string(&g.secret_fields)?,
         entities: serde_json::to_string(&entities)?,
         part_of: g.part_of.as_deref(),
+        inputs: serde_json::to_string(&g.inputs)?,
     })
     .await?;
     for (name, value) in &g.attributes {

@@ -110,9 +110,12 @@ async fn lease_in<T: Tx>(w: &mut Work<'_, T>, a: &LeaseAttempt) -> StoreResult<L
     let mut picks = Vec::with_capacity(a.items.len());
     let mut short = Vec::new();
     for item in &a.items {
-        let got = pick(w.tx, item, &mut taken, &mut entities_taken).await?;
+        let mut held = 0;
+        let got = pick(w.tx, item, &mut taken, &mut entities_taken, &mut held).await?;
         if got.len() < item.count as usize {
-            short.push(shortfall(w.tx, item, got.len()).await?);
+            let mut s = shortfall(w.tx, item, got.len()).await?;
+            s.entities_held = held;
+            short.push(s);
         }
         picks.push(got);
     }
@@ -218,6 +221,7 @@ pub(crate) async fn pick<T: Tx>(
     item: &LeaseItem,
     taken: &mut HashSet<i64>,
     entities_taken: &mut HashSet<String>,
+    held: &mut u64,
 ) -> StoreResult<Vec<Picked>> {
     let want = item.count as usize;
     // Fetch what is needed (plus one where fetching locks nothing); widen
@@ -266,6 +270,7 @@ pub(crate) async fn pick<T: Tx>(
                 }
             }
             if !free {
+                *held += 1;
                 continue;
             }
             taken.insert(c.seq);
@@ -311,6 +316,7 @@ async fn shortfall<T: Tx>(
     Ok(ItemShortfall {
         name: item.name.clone(),
         wanted: item.count,
+        entities_held: 0,
         available: available as u64,
         ready,
         generating,

@@ -11,6 +11,7 @@ pub(crate) mod extend;
 pub(crate) mod generation;
 pub(crate) mod heartbeat;
 pub(crate) mod lease;
+pub(crate) mod lifecycle;
 pub(crate) mod reads;
 pub(crate) mod register;
 pub(crate) mod release;
@@ -415,6 +416,46 @@ macro_rules! store_over_ops {
             lease_id: String,
         ) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<()>> {
             $write!(self, |tx| $crate::store::ops::sessions::add_lease(tx, &id_hash, &lease_id))
+        }
+        fn claim_lifecycle(
+            &self,
+            now_ms: i64,
+            limit: u32,
+            hold_ms: i64,
+        ) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<Vec<$crate::store::LifecycleTask>>> {
+            $write!(self, |tx| $crate::store::ops::lifecycle::claim(tx, now_ms, limit, hold_ms))
+        }
+
+        fn finish_lifecycle(
+            &self,
+            id: String,
+            outcome: $crate::store::LifecycleOutcome,
+            now_ms: i64,
+        ) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<bool>> {
+            $write!(self, |tx| $crate::store::ops::lifecycle::finish(tx, &id, &outcome, now_ms))
+        }
+
+        fn start_verify(
+            &self,
+            type_name: String,
+            state: String,
+            before_ms: i64,
+            limit: u32,
+            why: String,
+            now_ms: i64,
+        ) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<u64>> {
+            $write!(self, |tx| $crate::store::ops::lifecycle::start_verify(tx, &type_name, &state, before_ms, limit, &why, now_ms))
+        }
+
+        fn discard_ready(
+            &self,
+            type_name: String,
+            state: String,
+            limit: u32,
+            why: String,
+            now_ms: i64,
+        ) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<u64>> {
+            $write!(self, |tx| $crate::store::ops::lifecycle::discard_ready(tx, &type_name, &state, limit, &why, now_ms))
         }
             $($extra)*
         }

@@ -34,6 +34,7 @@ pub(crate) async fn register<T: Tx>(
                 now_ms,
                 generator: None,
                 request: None,
+                lifecycle: String::new(),
             })
             .await?;
         for (name, value) in &d.attributes {

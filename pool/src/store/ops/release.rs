@@ -7,6 +7,7 @@ use stockroom_protocol::api::{DatasetOutcome, ReleaseAnswer, ReleasedDataset};
 use stockroom_protocol::{DatasetStatus, LeaseStatus, Outcome};
 
 use super::heartbeat::{expire_lease, live_lease};
+use super::lifecycle::owe_after;
 use super::{Change, Work};
 use crate::store::rules::{reasons, released_status};
 use crate::store::tx::{LeaseEnd, Tx};
@@ -98,7 +99,10 @@ async fn release_in<'a, T: Tx>(
             let why = own_why.as_deref().unwrap_or(&why);
             let holder = holder_with_test(&lease.holder_label, own.and_then(|o| o.test.as_deref()));
             let outcome = own.map_or(outcome, |o| o.outcome);
-            let to = released_status(outcome, r.on_failure, r.reusable);
+            let settled = released_status(outcome, r.on_failure, r.reusable);
+            // A reset owed keeps it out of stock until the generator answers.
+            let (to, owed) = owe_after(w.tx, d.seq, settled, &r.lifecycle, now_ms).await?;
+            let reason = reasons::with_lifecycle(why, owed);
             w.change(Change {
                 seq: d.seq,
                 id: &d.id,
@@ -108,7 +112,7 @@ async fn release_in<'a, T: Tx>(
                 to,
                 lease_id: Some(id),
                 holder: Some(&holder),
-                reason: why,
+                reason: &reason,
                 now_ms,
             })
             .await?;
@@ -178,12 +182,16 @@ async fn release_dataset_in<T: Tx>(
         }));
     }
     let d = &r.dataset;
-    let to = released_status(outcome.outcome, r.on_failure, r.reusable);
-    let why = reasons::dataset_released(
-        outcome.outcome,
-        outcome.reason.as_deref(),
-        outcome.test.as_deref(),
-        true,
+    let settled = released_status(outcome.outcome, r.on_failure, r.reusable);
+    let (to, owed) = owe_after(w.tx, d.seq, settled, &r.lifecycle, now_ms).await?;
+    let why = reasons::with_lifecycle(
+        &reasons::dataset_released(
+            outcome.outcome,
+            outcome.reason.as_deref(),
+            outcome.test.as_deref(),
+            true,
+        ),
+        owed,
     );
     let holder = holder_with_test(&lease.holder_label, outcome.test.as_deref());
     w.change(Change {

@@ -2,6 +2,7 @@
 
 use stockroom_protocol::DatasetStatus;
 
+use super::lifecycle::owe_after;
 use super::{Change, Work, dataset_with_history};
 use crate::store::rules::{DISCARDABLE, RECYCLABLE, reasons};
 use crate::store::tx::Tx;
@@ -46,6 +47,10 @@ async fn settle<T: Tx>(
     if !allowed.contains(&d.status) {
         return Ok(SettleResult::WrongStatus(d.status));
     }
+    // Cleanup after a discard, a reset before a recycled dataset is leased.
+    let (lifecycle, _) = tx.lifecycle_of(d.seq).await?;
+    let (to, owed) = owe_after(tx, d.seq, to, &lifecycle, now_ms).await?;
+    let reason = reasons::with_lifecycle(reason, owed);
     w.change(Change {
         seq: d.seq,
         id,
@@ -55,7 +60,7 @@ async fn settle<T: Tx>(
         to,
         lease_id: None,
         holder: Some(by),
-        reason,
+        reason: &reason,
         now_ms,
     })
     .await?;

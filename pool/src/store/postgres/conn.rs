@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_initial.sql"),
     include_str!("../migrations/postgres/0002_counts_sessions.sql"),
     include_str!("../migrations/postgres/0003_lease_tokens.sql"),
+    include_str!("../migrations/postgres/0004_lifecycle.sql"),
 ];
 /// The session advisory lock held while migrating (any constant shared by all replicas).
 const MIGRATION_LOCK: i64 = 0x5354_4f43_4b52_4f4f; // "STOCKROO"

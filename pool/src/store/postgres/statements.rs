@@ -9,7 +9,7 @@ pub const FIND_LEASE_FOR_UPDATE: &str = "SELECT id, status, holder, holder_label
      FROM leases WHERE id = $1 FOR UPDATE";
 pub const ACTIVE_LEASE_BY_KEY: &str = "SELECT id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer, token_hash, request_hash \
      FROM leases WHERE idempotency_key = $1 AND status = 'active' FOR UPDATE";
-pub const LEASE_DATASETS: &str = "SELECT li.name, li.idx, d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at \
+pub const LEASE_DATASETS: &str = "SELECT li.name, li.idx, d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at, d.inputs, d.lifecycle \
      FROM lease_items li JOIN datasets d ON d.id = li.dataset_id WHERE li.lease_id = $1 ORDER BY li.pos";
 pub const INSERT_LEASE: &str = "INSERT INTO leases (id, status, holder, holder_label, idempotency_key, ttl_ms, created_at, expires_at, token_hash, request_hash) \
      VALUES ($1, 'active', $2, $3, $4, $5, $6, $7, $8, $9)";
@@ -22,7 +22,7 @@ pub const END_LEASE: &str = "UPDATE leases SET status = 'released', ended_at = $
      WHERE id = $1";
 pub const LEASED_BY: &str = "SELECT d.seq, d.id, d.type, d.state, d.status FROM lease_items li JOIN datasets d ON d.id = li.dataset_id \
      WHERE li.lease_id = $1 AND d.status = 'leased' AND d.lease_id = $1 ORDER BY li.pos FOR UPDATE OF d";
-pub const RELEASE_ITEMS: &str = "SELECT d.seq, d.id, d.type, d.state, d.status, li.name, li.on_failure, d.reusable \
+pub const RELEASE_ITEMS: &str = "SELECT d.seq, d.id, d.type, d.state, d.status, li.name, li.on_failure, d.reusable, d.lifecycle \
      FROM lease_items li JOIN datasets d ON d.id = li.dataset_id WHERE li.lease_id = $1 ORDER BY li.pos \
      FOR UPDATE OF d";
 pub const DUE_LEASES: &str = "SELECT id, status, holder, holder_label, ttl_ms, created_at, expires_at, ended_at, outcome, reason, details_url, answer, token_hash, request_hash \
@@ -62,14 +62,14 @@ pub const LOCK_GENERATION_CAP: &str = "SELECT pg_advisory_xact_lock(hashtextexte
 pub const DATASET_REF: &str = "SELECT seq, id, type, state, status FROM datasets WHERE id = $1";
 pub const DATASET_REF_FOR_UPDATE: &str =
     "SELECT seq, id, type, state, status FROM datasets WHERE id = $1 FOR UPDATE";
-pub const DATASET: &str = "SELECT d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at \
+pub const DATASET: &str = "SELECT d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at, d.inputs, d.lifecycle \
      FROM datasets d WHERE d.id = $1";
-pub const DATASET_BY_SEQ: &str = "SELECT d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at \
+pub const DATASET_BY_SEQ: &str = "SELECT d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at, d.inputs, d.lifecycle \
      FROM datasets d WHERE d.seq = $1";
 pub const HISTORY_OF: &str = "SELECT at, from_status, to_status, lease_id, holder, reason FROM history WHERE dataset_id = $1 ORDER BY seq";
 pub const INSERT_DATASET: &str = "INSERT INTO datasets (id, type, state, status, attributes, data, secret_fields, entities, reusable, \
-     created_at, updated_at, generator, request, owner) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13) RETURNING seq";
+     created_at, updated_at, generator, request, owner, lifecycle) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14) RETURNING seq";
 pub const INSERT_ATTR: &str = "INSERT INTO dataset_attrs (type, state, name, value, seq) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
 pub const CHANGE: &str = "UPDATE datasets SET status = $1, updated_at = $2, \
      lease_id = CASE WHEN $1 = 'ready' THEN NULL ELSE COALESCE($3, lease_id) END WHERE seq = $4";
@@ -79,20 +79,20 @@ pub const SET_PART_OF: &str = "UPDATE datasets SET part_of = $2 WHERE seq = $1";
 pub const PARTS_ENTITIES: &str = "SELECT entities FROM datasets WHERE part_of = $1 ORDER BY seq";
 pub const OPEN_PARTS: &str = "SELECT seq, id, type, state, status FROM datasets WHERE part_of = $1 \
      AND status IN ('composed', 'generating') ORDER BY seq FOR UPDATE";
-pub const SET_GENERATED: &str = "UPDATE datasets SET attributes = $2, data = $3, secret_fields = $4, entities = $5, part_of = $6, owner = NULL \
+pub const SET_GENERATED: &str = "UPDATE datasets SET attributes = $2, data = $3, secret_fields = $4, entities = $5, part_of = $6, inputs = $7, owner = NULL \
      WHERE seq = $1";
 pub const SET_ERROR: &str = "UPDATE datasets SET error = $2, owner = NULL WHERE seq = $1";
 pub const SET_EXTENDED: &str = "UPDATE datasets SET state = $2, data = $3, secret_fields = $4, entities = $5, updated_at = $6 WHERE seq = $1";
 pub const SET_ATTRS_STATE: &str = "UPDATE dataset_attrs SET state = $2 WHERE seq = $1";
 /// This replica's `generating` rows and those of replicas that are gone (no
 /// connection with their `application_name` is open).
-pub const GENERATING_TO_FAIL: &str = "SELECT d.id FROM datasets d WHERE d.status = 'generating' AND (d.owner IS NULL OR d.owner = $1 \
+pub const GENERATING_TO_FAIL: &str = "SELECT d.id FROM datasets d WHERE d.status = 'generating' AND d.pending IS NULL AND (d.owner IS NULL OR d.owner = $1 \
      OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = $2 || d.owner)) \
      ORDER BY d.seq";
 pub const CONSUMED_BEFORE: &str = "SELECT id FROM datasets WHERE status = 'consumed' AND updated_at < $1 AND data != 'null' \
      ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED";
 pub const ERASE_DATA: &str = "UPDATE datasets SET data = 'null', updated_at = $2 WHERE id = $1";
-pub const QUARANTINED: &str = "SELECT d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at, \
+pub const QUARANTINED: &str = "SELECT d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at, d.inputs, d.lifecycle, \
      l.details_url, l.holder FROM datasets d LEFT JOIN leases l ON l.id = d.lease_id \
      WHERE d.status = 'quarantined' ORDER BY d.seq LIMIT $1";
 pub const HISTORIES: &str = "SELECT dataset_id, at, from_status, to_status, lease_id, holder, reason FROM history \
@@ -122,3 +122,12 @@ pub const TOUCH_SESSION: &str = "UPDATE sessions SET last_seen_ms = $2 WHERE id_
 pub const DELETE_SESSION: &str = "DELETE FROM sessions WHERE id_hash = $1";
 pub const PURGE_SESSIONS: &str = "DELETE FROM sessions WHERE last_seen_ms < $1";
 pub const SET_SESSION_LEASES: &str = "UPDATE sessions SET leases = $2 WHERE id_hash = $1";
+
+// ----- lifecycle calls
+pub const SET_PENDING: &str =
+    "UPDATE datasets SET pending = $2, pending_due = $3, pending_attempts = $4 WHERE seq = $1";
+pub const PENDING_DUE: &str = "SELECT d.seq, d.pending, d.pending_attempts, d.id, d.type, d.state, d.status, d.attributes, d.data, d.secret_fields, d.entities, d.lease_id, d.error, d.created_at, d.updated_at, d.inputs, d.lifecycle \
+     FROM datasets d WHERE d.pending IS NOT NULL AND d.pending_due <= $1 ORDER BY d.pending_due LIMIT $2 FOR UPDATE SKIP LOCKED";
+pub const STALE_READY: &str = "SELECT seq, id, type, state, status, lifecycle FROM datasets \
+     WHERE type = $1 AND state = $2 AND status = 'ready' AND updated_at < $3 ORDER BY seq LIMIT $4 FOR UPDATE SKIP LOCKED";
+pub const LIFECYCLE_OF: &str = "SELECT lifecycle, pending FROM datasets WHERE seq = $1";

@@ -16,8 +16,8 @@ use crate::store::rows::{
 use crate::store::sessions::{SessionRow, parse_role};
 use crate::store::tx::{
     Attr, Candidate, CandidateQuery, CountKey, DatasetRef, ExtendedRow, GeneratedRow, LeaseEnd,
-    LeaseItemRow, NewHistory, NewLease, NewLeaseItem, NewRow, QuarantinedRow, ReleaseRow,
-    RowStatus, Tx,
+    LeaseItemRow, NewHistory, NewLease, NewLeaseItem, NewRow, PendingRow, QuarantinedRow,
+    ReleaseRow, RowStatus, Tx,
 };
 use crate::store::{DatasetFilter, StoreResult};
 use crate::time::rfc3339;
@@ -52,6 +52,8 @@ fn raw_dataset(row: &Row, at: usize) -> StoreResult<RawDataset> {
         error: get(row, at + 9)?,
         created_at: get(row, at + 10)?,
         updated_at: get(row, at + 11)?,
+        inputs: get(row, at + 12)?,
+        lifecycle: get(row, at + 13)?,
     })
 }
 
@@ -266,6 +268,7 @@ impl Tx for PgTx<'_> {
                     name: get(r, 5)?,
                     on_failure: parse_on_failure(&get::<String>(r, 6)?)?,
                     reusable: get(r, 7)?,
+                    lifecycle: get(r, 8)?,
                 })
             })
             .collect()
@@ -469,6 +472,7 @@ impl Tx for PgTx<'_> {
                     &d.generator,
                     &d.request,
                     &owner,
+                    &d.lifecycle,
                 ],
             )
             .await?;
@@ -533,6 +537,7 @@ impl Tx for PgTx<'_> {
                 &g.secret_fields,
                 &g.entities,
                 &g.part_of,
+                &g.inputs,
             ],
         )
         .await?;
@@ -568,6 +573,55 @@ impl Tx for PgTx<'_> {
             .await
     }
 
+    async fn set_pending(
+        &self,
+        seq: i64,
+        pending: Option<&str>,
+        due_ms: Option<i64>,
+        attempts: i64,
+    ) -> StoreResult<()> {
+        self.execute(sql::SET_PENDING, &[&seq, &pending, &due_ms, &attempts])
+            .await?;
+        Ok(())
+    }
+
+    async fn pending_due(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<PendingRow>> {
+        self.query(sql::PENDING_DUE, &[&now_ms, &i64::from(limit)])
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(PendingRow {
+                    seq: get(r, 0)?,
+                    pending: get(r, 1)?,
+                    attempts: get(r, 2)?,
+                    raw: raw_dataset(r, 3)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn stale_ready(
+        &self,
+        type_name: &str,
+        state: &str,
+        before_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(DatasetRef, String)>> {
+        self.query(
+            sql::STALE_READY,
+            &[&type_name, &state, &before_ms, &i64::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((dataset_ref(r)?, get(r, 5)?)))
+        .collect()
+    }
+
+    async fn lifecycle_of(&self, seq: i64) -> StoreResult<(String, Option<String>)> {
+        let row = self.query_one(sql::LIFECYCLE_OF, &[&seq]).await?;
+        Ok((get(&row, 0)?, get(&row, 1)?))
+    }
+
     async fn consumed_before(&self, before_ms: i64, limit: u32) -> StoreResult<Vec<String>> {
         self.strings(sql::CONSUMED_BEFORE, &[&before_ms, &i64::from(limit)])
             .await
@@ -585,8 +639,8 @@ impl Tx for PgTx<'_> {
             .map(|r| {
                 Ok(QuarantinedRow {
                     raw: raw_dataset(r, 0)?,
-                    details_url: get(r, 12)?,
-                    holder_json: get(r, 13)?,
+                    details_url: get(r, 14)?,
+                    holder_json: get(r, 15)?,
                 })
             })
             .collect()

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_generations.sql"),
     include_str!("../migrations/0003_known_states_sessions.sql"),
     include_str!("../migrations/0004_lease_tokens.sql"),
+    include_str!("../migrations/0005_lifecycle.sql"),
 ];
 /// How often the checkpointer copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);

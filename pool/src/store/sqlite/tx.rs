@@ -12,8 +12,8 @@ use crate::store::rows::{
 use crate::store::sessions::{SessionRow, parse_role};
 use crate::store::tx::{
     Attr, Candidate, CandidateQuery, CountKey, DatasetRef, ExtendedRow, GeneratedRow, LeaseEnd,
-    LeaseItemRow, NewHistory, NewLease, NewLeaseItem, NewRow, QuarantinedRow, ReleaseRow,
-    RowStatus, Tx,
+    LeaseItemRow, NewHistory, NewLease, NewLeaseItem, NewRow, PendingRow, QuarantinedRow,
+    ReleaseRow, RowStatus, Tx,
 };
 use crate::store::{DatasetFilter, StoreResult};
 use crate::time::rfc3339;
@@ -36,6 +36,8 @@ fn raw_dataset(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<RawDatase
         error: row.get(at + 9)?,
         created_at: row.get(at + 10)?,
         updated_at: row.get(at + 11)?,
+        inputs: row.get(at + 12)?,
+        lifecycle: row.get(at + 13)?,
     })
 }
 
@@ -237,21 +239,22 @@ impl Tx for SqliteTx<'_> {
 
     async fn release_rows(&self, lease_id: &str) -> StoreResult<Vec<ReleaseRow>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT d.seq, d.id, d.type, d.state, d.status, li.name, li.on_failure, d.reusable \
+            "SELECT d.seq, d.id, d.type, d.state, d.status, li.name, li.on_failure, d.reusable, d.lifecycle \
              FROM lease_items li JOIN datasets d ON d.id = li.dataset_id WHERE li.lease_id = ?1 ORDER BY li.pos",
         )?;
-        let rows: Vec<(RefCols, String, String, bool)> = stmt
+        let rows: Vec<(RefCols, String, String, bool, String)> = stmt
             .query_map([lease_id], |r| {
-                Ok((ref_cols(r)?, r.get(5)?, r.get(6)?, r.get(7)?))
+                Ok((ref_cols(r)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
             })?
             .collect::<Result<_, _>>()?;
         rows.into_iter()
-            .map(|(d, name, on_failure, reusable)| {
+            .map(|(d, name, on_failure, reusable, lifecycle)| {
                 Ok(ReleaseRow {
                     name,
                     on_failure: parse_on_failure(&on_failure)?,
                     dataset: dataset_ref(d)?,
                     reusable,
+                    lifecycle,
                 })
             })
             .collect()
@@ -456,7 +459,7 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO datasets (id, type, state, status, attributes, data, secret_fields, entities, reusable, \
-                 created_at, updated_at, generator, request) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12)",
+                 created_at, updated_at, generator, request, lifecycle) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13)",
             )?
             .execute(params![
                 d.id,
@@ -470,7 +473,8 @@ impl Tx for SqliteTx<'_> {
                 d.reusable,
                 d.now_ms,
                 d.generator,
-                d.request
+                d.request,
+                d.lifecycle
             ])?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -542,10 +546,10 @@ impl Tx for SqliteTx<'_> {
     async fn set_generated(&self, g: GeneratedRow<'_>) -> StoreResult<()> {
         self.conn
             .prepare_cached(
-                "UPDATE datasets SET attributes = ?2, data = ?3, secret_fields = ?4, entities = ?5, part_of = ?6 \
+                "UPDATE datasets SET attributes = ?2, data = ?3, secret_fields = ?4, entities = ?5, part_of = ?6, inputs = ?7 \
                  WHERE seq = ?1",
             )?
-            .execute(params![g.seq, g.attributes, g.data, g.secret_fields, g.entities, g.part_of])?;
+            .execute(params![g.seq, g.attributes, g.data, g.secret_fields, g.entities, g.part_of, g.inputs])?;
         Ok(())
     }
 
@@ -573,9 +577,71 @@ impl Tx for SqliteTx<'_> {
         // One process owns the file: every generation left is from a previous run.
         Ok(self
             .conn
-            .prepare_cached("SELECT id FROM datasets WHERE status = 'generating' ORDER BY seq")?
+            .prepare_cached(
+                "SELECT id FROM datasets WHERE status = 'generating' AND pending IS NULL ORDER BY seq",
+            )?
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?)
+    }
+
+    async fn set_pending(
+        &self,
+        seq: i64,
+        pending: Option<&str>,
+        due_ms: Option<i64>,
+        attempts: i64,
+    ) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE datasets SET pending = ?2, pending_due = ?3, pending_attempts = ?4 WHERE seq = ?1",
+            )?
+            .execute(params![seq, pending, due_ms, attempts])?;
+        Ok(())
+    }
+
+    async fn pending_due(&self, now_ms: i64, limit: u32) -> StoreResult<Vec<PendingRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT d.seq, d.pending, d.pending_attempts, {DS_COLS} FROM datasets d \
+             WHERE d.pending IS NOT NULL AND d.pending_due <= ?1 ORDER BY d.pending_due LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![now_ms, limit], |r| {
+            Ok(PendingRow {
+                seq: r.get(0)?,
+                pending: r.get(1)?,
+                attempts: r.get(2)?,
+                raw: raw_dataset(r, 3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    async fn stale_ready(
+        &self,
+        type_name: &str,
+        state: &str,
+        before_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(DatasetRef, String)>> {
+        let rows: Vec<(RefCols, String)> = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, id, type, state, status, lifecycle FROM datasets \
+                 WHERE type = ?1 AND state = ?2 AND status = 'ready' AND updated_at < ?3 ORDER BY seq LIMIT ?4",
+            )?
+            .query_map(params![type_name, state, before_ms, limit], |r| {
+                Ok((ref_cols(r)?, r.get(5)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter()
+            .map(|(d, lifecycle)| Ok((dataset_ref(d)?, lifecycle)))
+            .collect()
+    }
+
+    async fn lifecycle_of(&self, seq: i64) -> StoreResult<(String, Option<String>)> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT lifecycle, pending FROM datasets WHERE seq = ?1")?
+            .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))?)
     }
 
     async fn consumed_before(&self, before_ms: i64, limit: u32) -> StoreResult<Vec<String>> {
@@ -604,8 +670,8 @@ impl Tx for SqliteTx<'_> {
         let rows = stmt.query_map([limit], |r| {
             Ok(QuarantinedRow {
                 raw: raw_dataset(r, 0)?,
-                details_url: r.get(12)?,
-                holder_json: r.get(13)?,
+                details_url: r.get(14)?,
+                holder_json: r.get(15)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
