@@ -172,15 +172,13 @@ pub async fn recycle(
     path = "/api/v1/stock/{type}/{state}/verify",
     tag = "admin",
     summary = "Verify every ready dataset of a state with its generator; invalid ones are discarded with the reason",
-    params(
-        ("type" = String, Path, description = "The dataset type"),
-        ("state" = String, Path, description = "The state"),
-    ),
+    params(("type" = String, Path, description = "The dataset type"), ("state" = String, Path, description = "The state")),
     responses(
         (status = 200, description = "How many ready datasets are being verified", body = stockroom_protocol::api::VerifyStarted),
-        (status = 400, description = "…/invalid-request: no generator offers verify for this state", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "…/unauthorized: no token, or one the pool does not know", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "…/forbidden: the token's role may not do this, or a cross-site request to a pool without tokens", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "…/forbidden: the token's role may not do this", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "…/not-found: no such state", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "…/unknown-state or …/invalid-request: the state has no verify lifecycle", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "…/store-full: the pool's store cannot write", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
