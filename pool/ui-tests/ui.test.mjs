@@ -57,10 +57,16 @@ async function browser(options = {}) {
   return ctx;
 }
 
-async function api(base, method, p, token, body) {
+// `leaseToken`: the lease_token of a lease answer, which heartbeat, release
+// and extend need (docs/pool.md, "Lease tokens: only the holder touches a lease").
+async function api(base, method, p, token, body, leaseToken) {
   const r = await fetch(base + p, {
     method,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body ? { 'content-type': 'application/json' } : {}) },
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body ? { 'content-type': 'application/json' } : {}),
+      ...(leaseToken ? { 'stockroom-lease-token': leaseToken } : {}),
+    },
     body: body ? JSON.stringify(body) : undefined,
   });
   const text = await r.text();
@@ -217,7 +223,7 @@ test('tokens: sign-in, and only an admin can settle quarantined datasets', async
     { holder: { ci: 'test', url: 'https://ci.example/job/7' }, items: [{ name: 'c', type: 'customer', state: 'new' }] });
   assert.equal(lease.status, 201);
   const rel = await api(secured, 'POST', `/api/v1/leases/${lease.body.lease_id}/release`, CI_TOKEN,
-    { outcome: 'failed', reason: 'login broke' });
+    { outcome: 'failed', reason: 'login broke' }, lease.body.lease_token);
   assert.equal(rel.status, 200);
 
   const signIn = async (token) => {
