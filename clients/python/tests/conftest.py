@@ -49,7 +49,16 @@ class DemoPool:
         return self.get(f"/datasets/{dataset_id}")
 
     def status(self, dataset_id: str) -> str:
-        return self.dataset(dataset_id)["status"]
+        """The dataset's settled status. A dataset back in stock may be being
+        verified or reset by its generator (docs/generators.md, "Lifecycle
+        calls"), when it reads `generating`: wait, with a deadline, for that
+        to end."""
+        deadline = time.monotonic() + 20
+        status = self.dataset(dataset_id)["status"]
+        while status == "generating" and time.monotonic() < deadline:
+            time.sleep(0.1)  # poll interval inside a deadline
+            status = self.dataset(dataset_id)["status"]
+        return status
 
     def ready(self, type_name: str, state: str) -> int:
         for t in self.get("/catalog")["types"]:

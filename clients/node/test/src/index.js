@@ -200,10 +200,21 @@ export class Dataset {
 }
 
 /** Replaces every secret text in `text` by "***". */
+// ANSI colour and style sequences (ESC [ … letter).
+const ANSI = /\u001b\[[0-9;]*[A-Za-z]/g;
+
 export function scrub(text, secrets) {
   if (typeof text !== "string") return text;
-  for (const s of [...new Set(secrets)].sort((a, b) => b.length - a.length)) {
-    if (s) text = text.split(s).join(MASK);
+  const ordered = [...new Set(secrets)].filter(Boolean).sort((a, b) => b.length - a.length);
+  for (const s of ordered) text = text.split(s).join(MASK);
+  // A matcher's diff can highlight parts of a value with colour codes, which
+  // split a secret into pieces that no plain search finds; a reporter that
+  // drops the colours would then print it whole. When the text without its
+  // colours still holds a secret, the colours go and the secret is masked.
+  const plain = text.replace(ANSI, "");
+  if (plain !== text && ordered.some((s) => plain.includes(s))) {
+    text = plain;
+    for (const s of ordered) text = text.split(s).join(MASK);
   }
   return text;
 }

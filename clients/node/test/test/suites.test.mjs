@@ -71,6 +71,17 @@ async function checkStatuses(taken) {
       const { status } = await getJson(`/datasets/${id}`);
       if (expect === "quarantined-if-worker-failed") {
         assert.ok(["consumed", "quarantined"].includes(status), `${name}: ${id} is ${status}, not settled`);
+      } else if (expect === "ready" && status === "generating") {
+        // Back in stock, but the pool may be verifying or resetting it with
+        // its generator right now (docs/generators.md, "Lifecycle calls"),
+        // during which it reads `generating`: wait for it to be ready again.
+        const deadline = Date.now() + 20_000;
+        let now = status;
+        while (now === "generating" && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 100)); // poll interval inside a deadline
+          now = (await getJson(`/datasets/${id}`)).status;
+        }
+        assert.equal(now, expect, `${name}: ${id}`);
       } else {
         assert.equal(status, expect, `${name}: ${id}`);
       }
