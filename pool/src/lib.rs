@@ -198,12 +198,13 @@ impl Pool {
             std::future::pending::<()>().await;
         });
         let app = http::router(state);
-        let server = axum::serve(listener, app).with_graceful_shutdown({
-            let mut s = stopping.clone();
-            async move {
-                let _ = s.wait_for(|v| *v).await;
-            }
-        });
+        let server = axum::serve(http::wire::ProblemListener(listener), app)
+            .with_graceful_shutdown({
+                let mut s = stopping.clone();
+                async move {
+                    let _ = s.wait_for(|v| *v).await;
+                }
+            });
         let result = tokio::select! {
             r = server => r.map_err(PoolError::Serve),
             () = async {

@@ -272,11 +272,6 @@ fn raw(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String, String) {
-    use std::io::{Read, Write};
-    let addr = pool.base.trim_start_matches("http://").to_string();
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -287,8 +282,19 @@ fn raw(
     }
     req.extend_from_slice(b"\r\n");
     req.extend_from_slice(body);
+    raw_bytes(pool, &req)
+}
+
+/// Sends `req` as it is on a connection of its own; the answer's status,
+/// lowercased head and body.
+fn raw_bytes(pool: &Pool, req: &[u8]) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let addr = pool.base.trim_start_matches("http://").to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
     // The pool may answer (and close) before reading a large body.
-    let _ = s.write_all(&req);
+    let _ = s.write_all(req);
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out).into_owned();
@@ -456,6 +462,37 @@ async fn every_error_is_problem_json_and_metrics_need_a_token() {
         "414",
         raw(&pool, "GET", &long, &auth, b""),
         414,
+        "invalid-request",
+    );
+    // Past the HTTP server's own limits, refused before any route: still
+    // problem+json (pool/src/http/wire.rs).
+    let longer = format!("/api/v1/leases/{}", "a".repeat(70_000));
+    assert_problem(
+        "a URI over 64 KiB",
+        raw(&pool, "GET", &longer, &auth, b""),
+        414,
+        "invalid-request",
+    );
+    let huge = "h".repeat(500_000);
+    assert_problem(
+        "a head over the server's buffer",
+        raw(&pool, "GET", "/api/v1/catalog", &[("X-Huge", &huge)], b""),
+        431,
+        "too-large",
+    );
+    assert_problem(
+        "a malformed header",
+        raw_bytes(
+            &pool,
+            b"GET /api/v1/catalog HTTP/1.1\r\nno colon here\r\n\r\n",
+        ),
+        400,
+        "invalid-request",
+    );
+    assert_problem(
+        "a malformed request line",
+        raw_bytes(&pool, b"GET\x01 / HTTP/1.1\r\n\r\n"),
+        400,
         "invalid-request",
     );
     assert_problem(

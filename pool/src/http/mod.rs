@@ -7,6 +7,7 @@ pub mod guard;
 pub mod leases;
 pub mod ops;
 pub mod problem;
+pub mod wire;
 
 use std::sync::Arc;
 
