@@ -12,7 +12,9 @@ use tokio_postgres::error::SqlState;
 pub enum DriverError {
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
-    #[error(transparent)]
+    /// Shown with the server's message and SQLSTATE (the driver alone says
+    /// only "db error"); never the `detail`, which may quote stored values.
+    #[error("{}", postgres_text(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// The connection pool gave up (timeout, closed) without a database error.
     #[error("{0}")]
@@ -22,6 +24,13 @@ pub enum DriverError {
     /// A condition the pool itself detected (a schema newer than it knows…).
     #[error("{0}")]
     Detected(String),
+}
+
+fn postgres_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
 
 impl DriverError {

@@ -19,8 +19,10 @@
 //! - Counts per status live in `status_counts`, spread over slots so that
 //!   replicas do not queue on one row (see the 0002 migration).
 //! - A transaction that fails on a serialization failure, a deadlock, a
-//!   unique violation or a dropped connection is rolled back and retried (a
-//!   few times); a failed `COMMIT` is never retried (its outcome is unknown).
+//!   unique violation or a dropped connection is rolled back and retried
+//!   after a jittered delay (up to [`CONTENTION_ATTEMPTS`] times for a lost
+//!   race, [`ATTEMPTS`] for a lost connection); a failed `COMMIT` is never
+//!   retried (its outcome is unknown).
 //! - Migrations are embedded and applied under a session advisory lock, so
 //!   replicas starting together apply them once.
 //! - TLS to the database is not supported yet (`NoTls`): keep the database on
@@ -35,6 +37,7 @@ mod tx;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+use stockroom_protocol::backoff::BackoffPolicy;
 use stockroom_protocol::pool_config::StoreUrl;
 use tokio_postgres::error::SqlState;
 
@@ -43,8 +46,18 @@ use super::error::connection_lost;
 use super::{DriverError, StoreError, StoreResult};
 use crate::ids;
 
-/// Attempts of one operation (first try included).
+/// Attempts of one operation whose connection was lost (first try included).
 const ATTEMPTS: usize = 5;
+/// Attempts of one operation that lost a race to a concurrent transaction
+/// (a unique violation on an entity two leases picked at once, a
+/// serialization failure, a deadlock). Each retry sees the winner's commit
+/// and skips what it took, but under many concurrent leases a retry may lose
+/// the next race too; jittered delays keep the losers from retrying in
+/// lockstep, and this budget makes a refused lease (500) unheard of.
+const CONTENTION_ATTEMPTS: usize = 16;
+/// The delays between attempts: full jitter, 2 ms doubling up to 64 ms.
+const RETRY_BACKOFF: BackoffPolicy =
+    BackoffPolicy::full_jitter(Duration::from_millis(2), Duration::from_millis(64));
 /// The `application_name` prefix of this pool's connections.
 const APP_PREFIX: &str = "stockroom-pool:";
 
@@ -60,17 +73,23 @@ pub struct PostgresStore {
     replica: String,
 }
 
-/// Whether a failed transaction may run again: it was rolled back for sure.
-fn retriable(e: &StoreError) -> bool {
-    e.postgres().is_some_and(|e| {
-        connection_lost(e)
-            || matches!(
-                e.code(),
-                Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
-                    || *c == SqlState::T_R_DEADLOCK_DETECTED
-                    || *c == SqlState::UNIQUE_VIOLATION
-            )
-    })
+/// How many attempts a transaction that failed with `e` gets in all (it
+/// was rolled back for sure); 1 when it must not run again.
+fn attempts_for(e: &StoreError) -> usize {
+    let Some(e) = e.postgres() else { return 1 };
+    if connection_lost(e) {
+        return ATTEMPTS;
+    }
+    match e.code() {
+        Some(c)
+            if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED
+                || *c == SqlState::UNIQUE_VIOLATION =>
+        {
+            CONTENTION_ATTEMPTS
+        }
+        _ => 1,
+    }
 }
 
 impl PostgresStore {
@@ -101,6 +120,7 @@ macro_rules! in_tx {
     ($self:ident, |$tx:ident| $body:expr) => {
         Box::pin(async move {
             let mut attempt = 0usize;
+            let mut backoff = RETRY_BACKOFF.start();
             loop {
                 attempt += 1;
                 let mut committing = false;
@@ -121,8 +141,9 @@ macro_rules! in_tx {
                 .await;
                 match run {
                     Ok(v) => break Ok(v),
-                    Err(e) if attempt < ATTEMPTS && !committing && retriable(&e) => {
-                        tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
+                    Err(e) if !committing && attempt < attempts_for(&e) => {
+                        tracing::debug!(attempt, error = %e, "store transaction rolled back; retrying");
+                        tokio::time::sleep(backoff.next_delay()).await;
                     }
                     Err(e) => break Err(e),
                 }
