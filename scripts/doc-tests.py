@@ -25,15 +25,23 @@ ARGS` runs target/debug/X ARGS and `cargo build -p X` checks that it exists:
 these are the binaries `cargo test --workspace` built before this runs, so
 nothing is compiled here; any other cargo command fails the block.
 
+The demo pool the blocks talk to listens on its defaults, 127.0.0.1:7878
+and its shop API on 127.0.0.1:7879, the addresses the docs name. One run at
+a time holds them: a run waits (up to DOC_TESTS_LOCK_WAIT seconds, default
+300) for another one on this machine to finish, then fails at once, naming
+the port and what listens on it, when anything else holds one of them.
+
 Usage: doc-tests.py REPO  (docs/benchmarks.md is skipped: its blocks are
 benchmarks run by hand on a quiet machine, as that page says).
 """
 
+import fcntl
 import os
 import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +56,10 @@ SKIPPED_FILES = {"docs/benchmarks.md"}
 MARKER = re.compile(r"^\s*<!--\s*(doc-test|illustration)\b:?\s*(.*?)\s*-->\s*$")
 FENCE = re.compile(r"^\s*```(\S*)\s*$")
 DEMO_POOL = "http://127.0.0.1:7878"
+# The demo's own defaults (`stockroom-pool demo`): the pool and its shop API.
+DEMO_PORTS = (7878, 7879)
+# One doc-test run at a time on a machine: the ports are fixed.
+DEMO_LOCK = Path(tempfile.gettempdir()) / "stockroom-doc-tests-demo.lock"
 DEFAULT_TIMEOUT = 120
 # A user's terminal has none of these; the runner's CI has some.
 CLEARED_ENV = re.compile(
@@ -151,10 +163,16 @@ def doc_files(repo):
     return [f for f in files if f not in SKIPPED_FILES]
 
 
-def wait_ready(url, deadline, proc):
+def wait_ready(url, deadline, proc, log):
+    """Ready when url answers /readyz and the pool in proc announced that url in its log:
+    then it is this run's pool that answers, not one started meanwhile by someone else."""
+    announced = f"Stockroom demo pool: {url}"
     while time.time() < deadline:
         if proc.poll() is not None:
             return f"exited {proc.returncode} before it was ready"
+        if announced not in log.read_text(errors="replace"):
+            time.sleep(0.1)
+            continue
         try:
             with urllib.request.urlopen(url + "/readyz", timeout=2) as answer:
                 if answer.status == 200:
@@ -165,14 +183,67 @@ def wait_ready(url, deadline, proc):
     return f"not ready at {url}/readyz within the deadline"
 
 
-def port_taken(url):
+def port_in_use(port, host="127.0.0.1"):
+    """Whether binding host:port fails, as the pool's own bind would."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the pool binds (SO_REUSEADDR): a closed connection's TIME_WAIT is no obstacle.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def listener_of(port):
+    """What listens on the port, as `ss` tells (empty when it cannot)."""
     try:
-        urllib.request.urlopen(url + "/healthz", timeout=1)
-        return True
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
+        out = subprocess.run(
+            ["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    users = re.findall(r'\("([^"]+)",pid=(\d+)', out)
+    return ", ".join(f"{name} (pid {pid})" for name, pid in users) or out
+
+
+def busy_ports_message(ports):
+    """None when every port is free, else what to tell the user."""
+    busy = [p for p in ports if port_in_use(p)]
+    if not busy:
+        return None
+    lines = []
+    for port in busy:
+        who = listener_of(port)
+        lines.append(f"127.0.0.1:{port} is in use" + (f" by {who}" if who else ""))
+    return (
+        "doc-tests: " + "; ".join(lines) + ". The docs' demo pool (`stockroom-pool demo`) "
+        f"listens on its defaults, {' and '.join(f'127.0.0.1:{p}' for p in ports)}, and the "
+        "blocks name those addresses: stop what listens there and run again."
+    )
+
+
+def hold_lock(path, wait_seconds):
+    """Holds an exclusive lock on path (returns its open file), waiting up to wait_seconds."""
+    handle = open(path, "a+")
+    deadline = time.time() + wait_seconds
+    told = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            return handle
+        except BlockingIOError:
+            if time.time() >= deadline:
+                handle.close()
+                return None
+            if not told:
+                print(f"doc-tests: another doc-test run holds {path}; waiting up to {wait_seconds} s", flush=True)
+                told = True
+            time.sleep(0.2)
 
 
 def check_output(block, code, output):
@@ -220,14 +291,19 @@ def main():
     try:
         if pools:
             block = pools[0]
-            if port_taken(DEMO_POOL):
-                sys.exit(f"doc-tests: something already answers at {DEMO_POOL}; the docs' demo pool needs that port")
+            wait = int(os.environ.get("DOC_TESTS_LOCK_WAIT", "300"))
+            lock = hold_lock(DEMO_LOCK, wait)
+            if lock is None:
+                sys.exit(f"doc-tests: another doc-test run still holds {DEMO_LOCK} after {wait} s")
+            busy = busy_ports_message(DEMO_PORTS)
+            if busy:
+                sys.exit(busy)
             log = open(work / ".doc-tests-pool.log", "w")
             pool_proc = subprocess.Popen(
                 ["bash", "-e", "-o", "pipefail", "-c", block.text],
                 cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-            problem = wait_ready(DEMO_POOL, time.time() + 60, pool_proc)
+            problem = wait_ready(DEMO_POOL, time.time() + 60, pool_proc, work / ".doc-tests-pool.log")
             if problem:
                 log_text = (work / ".doc-tests-pool.log").read_text()
                 sys.exit(f"doc-tests: FAIL {block.where}: the pool {problem}; its output:\n{log_text}")

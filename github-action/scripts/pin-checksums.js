@@ -1,15 +1,15 @@
 #!/usr/bin/env node
-'use strict';
 // Pins release assets into checksums.json: run by the release job before it
 // tags the action, so the action only ever downloads what it was built with.
 //   node scripts/pin-checksums.js VERSION ASSET... [--default] [--file checksums.json]
 
-const fs = require('node:fs');
-const path = require('node:path');
-const crypto = require('node:crypto');
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 
 const args = process.argv.slice(2);
-let file = path.join(__dirname, '..', 'checksums.json');
+let file = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'checksums.json');
 let makeDefault = false;
 const positional = [];
 for (let i = 0; i < args.length; i++) {

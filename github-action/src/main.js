@@ -1,90 +1,94 @@
-'use strict';
 // Main step: find or install stockroom, then either lease for the rest of the
 // job (`stockroom start`, variables through GITHUB_ENV, masks first) or wrap
 // the `run` input with `stockroom run`.
 
-const fs = require('node:fs');
-const os = require('node:os');
-const path = require('node:path');
-const wf = require('./lib/workflow');
-const { resolveBinary, findOnPath } = require('./lib/install');
-const sidecar = require('./lib/sidecar');
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as core from '@actions/core';
+import { findActionRoot, resolveBinary } from './lib/install.js';
+import { parseFileCommands } from './lib/envfile.js';
+import * as sidecar from './lib/sidecar.js';
 
-function readInputs(env = process.env) {
+export function readInputs() {
   return {
-    manifest: wf.getInput('manifest', env),
-    pool: wf.getInput('pool', env),
-    token: wf.getInput('token', env),
-    shardIndex: wf.getInput('shard-index', env),
-    shardTotal: wf.getInput('shard-total', env),
-    run: wf.getInput('run', env),
-    version: wf.getInput('version', env).replace(/^v/, ''),
-    binary: wf.getInput('binary', env),
-    downloadUrl: wf.getInput('download-url', env),
+    manifest: core.getInput('manifest'),
+    pool: core.getInput('pool'),
+    token: core.getInput('token'),
+    shardIndex: core.getInput('shard-index'),
+    shardTotal: core.getInput('shard-total'),
+    run: core.getInput('run'),
+    version: core.getInput('version').replace(/^v/, ''),
+    binary: core.getInput('binary'),
+    downloadUrl: core.getInput('download-url'),
   };
 }
 
+/** What `stockroom start` wrote to GITHUB_ENV about the lease. */
 function leaseFromEnvFile(file) {
   if (!file || !fs.existsSync(file)) return {};
-  const vars = wf.parseFileCommands(fs.readFileSync(file, 'utf8'));
+  const vars = parseFileCommands(fs.readFileSync(file, 'utf8'));
   return { leaseId: vars.get('STOCKROOM_LEASE_ID') || '', datasetsFile: vars.get('STOCKROOM_DATASETS_FILE') || '' };
 }
 
 async function main() {
   const inputs = readInputs();
   // Before anything can print it.
-  wf.addMask(inputs.token);
+  if (inputs.token) core.setSecret(inputs.token);
 
+  // The runner sets both; a step run by hand gets them under the temp dir.
   const runnerTemp = process.env.RUNNER_TEMP || os.tmpdir();
+  process.env.RUNNER_TEMP = runnerTemp;
+  process.env.RUNNER_TOOL_CACHE = process.env.RUNNER_TOOL_CACHE || path.join(runnerTemp, 'tool-cache');
+
   const installed = await resolveBinary({
     binary: inputs.binary,
     version: inputs.version,
     downloadUrl: inputs.downloadUrl,
-    installRoot: process.env.RUNNER_TOOL_CACHE || runnerTemp,
-    log: wf.info,
+    root: findActionRoot(path.dirname(process.argv[1])),
+    log: core.info,
   });
-  wf.info(`stockroom: using ${installed.path} (${installed.source})`);
-  if (installed.source === 'download' || installed.source === 'cache') wf.addPath(path.dirname(installed.path));
+  core.info(`stockroom: using ${installed.path} (${installed.source})`);
+  if (installed.source === 'download' || installed.source === 'cache') core.addPath(path.dirname(installed.path));
 
   const stateDir = sidecar.mkStateDir(runnerTemp);
-  wf.saveState('binary', installed.path);
-  wf.saveState('state_dir', stateDir);
+  core.saveState('binary', installed.path);
+  core.saveState('state_dir', stateDir);
 
   const args = sidecar.commonArgs({ ...inputs, stateDir });
   const env = sidecar.sidecarEnv(inputs.token);
 
   if (inputs.run) {
-    wf.saveState('mode', 'run');
-    wf.saveState('command', inputs.run);
-    const command = sidecar.shellCommand(inputs.run, findOnPath);
+    core.saveState('mode', 'run');
+    core.saveState('command', inputs.run);
+    const command = await sidecar.shellCommand(inputs.run);
     const code = await sidecar.runSidecar(installed.path, [...args, 'run', '--', ...command], env);
-    wf.saveState('exit_code', String(code));
+    core.saveState('exit_code', String(code));
     if (code !== 0) {
-      wf.error(`stockroom run: ${sidecar.describeExit(code)}; the datasets were quarantined unless the manifest says on_failure = "release"`);
-      process.exitCode = 1;
+      core.setFailed(
+        `stockroom run: ${sidecar.describeExit(code)}; the datasets were quarantined unless the manifest says on_failure = "release"`,
+      );
     }
     return;
   }
 
-  wf.saveState('mode', 'start');
+  core.saveState('mode', 'start');
   const code = await sidecar.runSidecar(installed.path, [...args, 'start'], env);
   if (code !== 0) {
-    wf.error(`stockroom start failed (${sidecar.describeExit(code)}); no datasets are held`);
-    process.exitCode = 1;
+    core.setFailed(`stockroom start failed (${sidecar.describeExit(code)}); no datasets are held`);
     return;
   }
-  wf.saveState('started', 'true');
+  core.saveState('started', 'true');
+  // Later steps' `stockroom status`, `extend` and `stop` find the lease here.
+  core.exportVariable('STOCKROOM_STATE_DIR', stateDir);
   const lease = leaseFromEnvFile(process.env.GITHUB_ENV);
   if (!lease.leaseId) {
-    wf.warning('stockroom start succeeded but wrote no STOCKROOM_LEASE_ID to GITHUB_ENV');
+    core.warning('stockroom start succeeded but wrote no STOCKROOM_LEASE_ID to GITHUB_ENV');
   }
-  wf.setOutput('lease-id', lease.leaseId || '');
-  wf.setOutput('datasets-file', lease.datasetsFile || '');
-  wf.saveState('lease_id', lease.leaseId || '');
-  wf.saveState('datasets_file', lease.datasetsFile || '');
+  core.setOutput('lease-id', lease.leaseId || '');
+  core.setOutput('datasets-file', lease.datasetsFile || '');
+  core.saveState('lease_id', lease.leaseId || '');
+  core.saveState('datasets_file', lease.datasetsFile || '');
 }
 
-main().catch((err) => {
-  wf.error(err.message);
-  process.exitCode = 1;
-});
+main().catch((err) => core.setFailed(err.message));

@@ -1,16 +1,15 @@
-'use strict';
-// The bundled action (dist/main.js, dist/post.js) run as the runner runs it,
+// The bundled action (dist/main.cjs, dist/post.cjs) run as the runner runs it,
 // against the real `stockroom` sidecar and a real `stockroom-pool`.
 
-const test = require('node:test');
-const assert = require('node:assert/strict');
-const fs = require('node:fs');
-const os = require('node:os');
-const path = require('node:path');
-const http = require('node:http');
-const { spawnSync } = require('node:child_process');
-const h = require('./helpers');
-const { releaseTarget, assetName } = require('../src/lib/install');
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import http from 'node:http';
+import { spawnSync } from 'node:child_process';
+import * as h from './helpers.js';
+import { releaseTarget, assetName } from '../src/lib/install.js';
 
 let work;
 let pool;
@@ -74,6 +73,16 @@ test('start: masks first, exports the variables through GITHUB_ENV, sets the out
   assert.equal(datasetsFile.lease_id, outputs.get('lease-id'));
   assert.equal(fs.statSync(outputs.get('datasets-file')).mode & 0o777, 0o600);
   assert.equal(await h.statusOf(pool, buyer.id), 'leased');
+
+  // Later steps find the lease through STOCKROOM_STATE_DIR: `stockroom status` there names it.
+  const stateDir = env.get('STOCKROOM_STATE_DIR');
+  assert.ok(stateDir && fs.existsSync(path.join(stateDir, 'state.json')), `STOCKROOM_STATE_DIR=${stateDir}`);
+  const status = spawnSync(h.STOCKROOM, ['status'], {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH, HOME: job.baseEnv.HOME, STOCKROOM_STATE_DIR: stateDir },
+  });
+  assert.equal(status.status, 0, `${status.stdout}\n${status.stderr}`);
+  assert.ok(`${status.stdout}${status.stderr}`.includes(outputs.get('lease-id')), status.stdout + status.stderr);
 
   const post = await h.runPost(job, { ...commonInputs({ token }), 'job-status': 'success' });
   assert.equal(post.code, 0, h.describe(post));

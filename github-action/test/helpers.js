@@ -1,14 +1,14 @@
-'use strict';
 // Test helpers: a real stockroom-pool on loopback, and the action's steps
 // run the way the runner runs them (INPUT_*, STATE_*, environment files).
 
-const fs = require('node:fs');
-const os = require('node:os');
-const path = require('node:path');
-const { spawn } = require('node:child_process');
-const { parseFileCommands } = require('../src/lib/workflow');
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { parseFileCommands } from '../src/lib/envfile.js';
 
-const ACTION_DIR = path.resolve(__dirname, '..');
+const ACTION_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REPO_ROOT = path.resolve(ACTION_DIR, '..');
 const BIN_DIR = process.env.STOCKROOM_BIN_DIR || path.join(REPO_ROOT, 'target', 'debug');
 const STOCKROOM = path.join(BIN_DIR, 'stockroom');
@@ -172,20 +172,20 @@ function runStep(script, env, { timeoutMs = 60_000, onSpawn } = {}) {
 
 /** The main step, then the post step with STATE_* from the main step's GITHUB_STATE. */
 async function runMain(job, inputs, { actionDir = ACTION_DIR, env = {} } = {}) {
-  return runStep(path.join(actionDir, 'dist', 'main.js'), { ...job.baseEnv, ...env, ...inputEnv(inputs) });
+  return runStep(path.join(actionDir, 'dist', 'main.cjs'), { ...job.baseEnv, ...env, ...inputEnv(inputs) });
 }
 
 async function runPost(job, inputs, { actionDir = ACTION_DIR, env = {} } = {}) {
   const state = {};
   for (const [key, value] of parseFileCommands(job.read('GITHUB_STATE'))) state[`STATE_${key}`] = value;
-  return runStep(path.join(actionDir, 'dist', 'post.js'), { ...job.baseEnv, ...env, ...state, ...inputEnv(inputs) });
+  return runStep(path.join(actionDir, 'dist', 'post.cjs'), { ...job.baseEnv, ...env, ...state, ...inputEnv(inputs) });
 }
 
 function describe(result) {
   return `exit ${result.code}${result.signal ? ` (${result.signal})` : ''}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`;
 }
 
-module.exports = {
+export {
   ACTION_DIR,
   REPO_ROOT,
   BIN_DIR,

@@ -225,6 +225,8 @@ rc=0
 (cd "$project" && "${job_env[@]}" CI_JOB_ID=7702 bash "$work/cancel/before_script.sh") >"$work/tampered.log" 2>&1 || rc=$?
 check "install: a checksum mismatch fails before_script and leases nothing" \
   bash -c "[ $rc != 0 ] && grep -q 'checksum mismatch' '$work/tampered.log' && [ ! -e '$project/.stockroom/job-7702.ref' ] || { cat '$work/tampered.log'; false; }"
+check "install: after a mismatch nothing downloaded is left ($(ls -A "$project/.stockroom" | tr '\n' ' '))" \
+  test -z "$(ls -A "$project/.stockroom")"
 kill "$http_pid" 2>/dev/null || true
 
 # 4. one script, two packagings

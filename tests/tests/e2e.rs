@@ -768,6 +768,14 @@ fn start_and_stop_in_separate_processes() {
         .expect("stop");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_no_secret(&out);
+    // The release is logged once, where it happened, not again by the summary.
+    let stop_log = text(&out.stderr);
+    let about_the_lease: Vec<&str> = stop_log.lines().filter(|l| l.contains(&lease)).collect();
+    assert_eq!(about_the_lease.len(), 1, "{stop_log}");
+    assert!(
+        about_the_lease[0].contains(&format!("released lease {lease} as passed")),
+        "{stop_log}"
+    );
     assert!(!state.join("state.json").exists());
     assert!(!state.join("datasets.json").exists());
     // The heartbeat was a child of `start`, now reparented; it is gone or a zombie of init.

@@ -1,29 +1,41 @@
-'use strict';
 // Finds the stockroom binary: the `binary` input, else `stockroom` on PATH,
 // else the release asset for this runner, verified against the checksum this
-// action release pins (checksums.json at the action's root).
+// action release pins (checksums.json at the action's root). Downloading,
+// unpacking and the runner's tool cache are @actions/tool-cache's.
 
-const fs = require('node:fs');
-const path = require('node:path');
-const crypto = require('node:crypto');
-const { spawnSync } = require('node:child_process');
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import * as tc from '@actions/tool-cache';
+import * as io from '@actions/io';
 
-// dist/main.js and src/lib/install.js sit at different depths: look upwards.
-function findActionRoot(start = __dirname) {
-  for (let dir = start; ; dir = path.dirname(dir)) {
+const EXE = process.platform === 'win32' ? 'stockroom.exe' : 'stockroom';
+/** The tool's name in the runner's tool cache. */
+export const TOOL = 'stockroom';
+/** Beside the cached binary: the sha256 of the asset it came from. */
+export const VERIFIED_MARKER = '.stockroom-asset.sha256';
+
+/**
+ * The action's root (where action.yml and checksums.json are): the first
+ * directory upwards from `start` holding action.yml. The bundle (dist/) and
+ * the sources (src/lib/) sit at different depths.
+ */
+export function findActionRoot(start) {
+  for (let dir = path.resolve(start); ; dir = path.dirname(dir)) {
     if (fs.existsSync(path.join(dir, 'action.yml'))) return dir;
-    if (path.dirname(dir) === dir) return path.resolve(__dirname, '..');
+    if (path.dirname(dir) === dir) {
+      throw new Error(`no action.yml in ${start} or above it: the action's files are incomplete`);
+    }
   }
 }
-const ACTION_ROOT = findActionRoot();
-const EXE = process.platform === 'win32' ? 'stockroom.exe' : 'stockroom';
 
 /**
  * The Rust target triples of the release assets that run on a runner, best
  * first: Linux releases are static musl builds; a static glibc build
  * (scripts/dist.sh where the musl target is not installed) runs as well.
  */
-function releaseTargets(platform = process.platform, arch = process.arch) {
+export function releaseTargets(platform = process.platform, arch = process.arch) {
   const targets = {
     'linux-x64': ['x86_64-unknown-linux-musl', 'x86_64-unknown-linux-gnu'],
     'linux-arm64': ['aarch64-unknown-linux-musl', 'aarch64-unknown-linux-gnu'],
@@ -40,66 +52,84 @@ function releaseTargets(platform = process.platform, arch = process.arch) {
 }
 
 /** The preferred release target for a runner. */
-function releaseTarget(platform = process.platform, arch = process.arch) {
+export function releaseTarget(platform = process.platform, arch = process.arch) {
   return releaseTargets(platform, arch)[0];
 }
 
+export function assetName(version, target) {
+  return `stockroom-${version}-${target}.tar.gz`;
+}
+
 /** The first of `targets` whose asset of `version` the table pins, else the first target, unpinned. */
-function pickAsset(table, version, targets) {
+export function pickAsset(table, version, targets) {
   const pins = (table.versions && table.versions[version]) || {};
   const target = targets.find((t) => pins[assetName(version, t)]) || targets[0];
   const asset = assetName(version, target);
   return { target, asset, pinned: pins[asset] };
 }
 
-function assetName(version, target) {
-  return `stockroom-${version}-${target}.tar.gz`;
-}
-
-function loadChecksums(root = ACTION_ROOT) {
+export function loadChecksums(root) {
   const file = path.join(root, 'checksums.json');
-  return { file, table: JSON.parse(fs.readFileSync(file, 'utf8')) };
+  let table;
+  try {
+    table = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`cannot read the pinned checksums in ${file}: ${err.message}`, { cause: err });
+  }
+  return { file, table };
 }
 
-function isExecutable(file) {
+export function isExecutable(file) {
   try {
-    const stat = fs.statSync(file);
-    if (!stat.isFile()) return false;
-    if (process.platform === 'win32') return true;
-    fs.accessSync(file, fs.constants.X_OK);
+    if (!fs.statSync(file).isFile()) return false;
+    if (process.platform !== 'win32') fs.accessSync(file, fs.constants.X_OK);
     return true;
   } catch {
     return false;
   }
 }
 
-function findOnPath(name, pathVar = process.env.PATH || '') {
-  for (const dir of pathVar.split(path.delimiter)) {
-    if (!dir) continue;
-    const candidate = path.join(dir, name);
-    if (isExecutable(candidate)) return candidate;
+export async function sha256File(file) {
+  const hash = crypto.createHash('sha256');
+  await pipeline(fs.createReadStream(file), hash);
+  return hash.digest('hex');
+}
+
+/** The base URL of the assets, or an error saying why it cannot be one. */
+function usableBase(downloadUrl) {
+  const base = (downloadUrl || '').replace(/\/+$/, '');
+  // A local action (`uses: ./github-action`) has no github.action_repository,
+  // so the default comes out as SERVER//releases/download.
+  if (!/^https?:\/\/[^/]+\/.+/.test(base) || /\/\/releases\/download$/.test(base)) {
+    throw new Error(
+      `the download URL ${JSON.stringify(downloadUrl)} is not usable (a local action has no release repository); ` +
+        'pass `download-url`, `binary`, or put stockroom on PATH.',
+    );
   }
-  return null;
+  return base;
 }
 
-function sha256(buffer) {
-  return crypto.createHash('sha256').update(buffer).digest('hex');
-}
-
-async function download(url) {
-  const response = await fetch(url, { redirect: 'follow' });
-  if (!response.ok) {
-    throw new Error(`downloading ${url} failed: HTTP ${response.status} ${response.statusText}`);
+/** The verified copy of `version` for `target` in the tool cache, if its asset had the pinned checksum. */
+function cachedCopy(version, target, pinned) {
+  const dir = tc.find(TOOL, version, target);
+  if (!dir) return null;
+  const binary = path.join(dir, EXE);
+  let recorded = '';
+  try {
+    recorded = fs.readFileSync(path.join(dir, VERIFIED_MARKER), 'utf8').trim();
+  } catch {
+    return null;
   }
-  return Buffer.from(await response.arrayBuffer());
+  return recorded === pinned && isExecutable(binary) ? { dir, binary } : null;
 }
 
-function findFile(dir, name) {
-  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    const full = path.join(dir, entry.name);
-    if (entry.isFile() && entry.name === name) return full;
+/** The directory under `root` that holds the executable `name`. */
+function dirHolding(root, name) {
+  for (const entry of fs.readdirSync(root, { withFileTypes: true })) {
+    const full = path.join(root, entry.name);
+    if (entry.isFile() && entry.name === name) return root;
     if (entry.isDirectory()) {
-      const found = findFile(full, name);
+      const found = dirHolding(full, name);
       if (found) return found;
     }
   }
@@ -107,11 +137,12 @@ function findFile(dir, name) {
 }
 
 /**
- * Downloads, verifies and unpacks the release asset; returns the binary's path.
- * A checksum mismatch or a version without a pinned checksum is an error:
- * the action never runs an unverified binary.
+ * Downloads, verifies and unpacks the release asset into the tool cache;
+ * returns the binary's path. A checksum mismatch or a version without a
+ * pinned checksum is an error: the action never unpacks, caches or runs an
+ * unverified file.
  */
-async function installRelease({ version, downloadUrl, installRoot, root = ACTION_ROOT, log = () => {} }) {
+export async function installRelease({ version, downloadUrl, root, log = () => {} }) {
   const { file: checksumFile, table } = loadChecksums(root);
   const wanted = version || table.default_version;
   if (!wanted) {
@@ -128,48 +159,47 @@ async function installRelease({ version, downloadUrl, installRoot, root = ACTION
         'use a pinned version, or pass `binary`.',
     );
   }
-  const base = (downloadUrl || '').replace(/\/+$/, '');
-  if (!/^https?:\/\/[^/]+\/.+/.test(base) || /\/\/releases\/download$/.test(base)) {
-    throw new Error(
-      `the download URL ${JSON.stringify(downloadUrl)} is not usable (a local action has no release repository); ` +
-        'pass `download-url`, `binary`, or put stockroom on PATH.',
-    );
+  const base = usableBase(downloadUrl);
+
+  const cached = cachedCopy(wanted, target, pinned);
+  if (cached) {
+    log(`stockroom ${wanted}: using the verified copy in ${cached.dir}`);
+    return { path: cached.binary, version: wanted, source: 'cache' };
   }
-  const dir = path.join(installRoot, 'stockroom', wanted, target);
-  const cached = path.join(dir, EXE);
-  const marker = path.join(dir, '.verified');
-  if (isExecutable(cached) && fs.existsSync(marker) && fs.readFileSync(marker, 'utf8').trim() === pinned) {
-    log(`stockroom ${wanted}: using the verified copy in ${dir}`);
-    return { path: cached, version: wanted, source: 'cache' };
-  }
+
   const url = `${base}/v${wanted}/${asset}`;
   log(`stockroom ${wanted}: downloading ${url}`);
-  const body = await download(url);
-  const actual = sha256(body);
-  if (actual !== pinned) {
-    throw new Error(
-      `checksum mismatch for ${url}: expected sha256 ${pinned}, got ${actual}. The file was not used.`,
-    );
+  let archive;
+  try {
+    archive = await tc.downloadTool(url);
+  } catch (err) {
+    throw new Error(`downloading ${url} failed: ${err.message}`, { cause: err });
   }
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.mkdirSync(dir, { recursive: true });
-  const archive = path.join(dir, asset);
-  fs.writeFileSync(archive, body);
-  const tar = spawnSync('tar', ['-xzf', archive, '-C', dir], { encoding: 'utf8' });
-  if (tar.error || tar.status !== 0) {
-    throw new Error(`unpacking ${asset} failed: ${tar.error ? tar.error.message : tar.stderr.trim()}`);
+  let unpacked;
+  try {
+    const actual = await sha256File(archive);
+    if (actual !== pinned) {
+      throw new Error(`checksum mismatch for ${url}: expected sha256 ${pinned}, got ${actual}. The file was not used.`);
+    }
+    unpacked = await tc.extractTar(archive);
+  } finally {
+    await io.rmRF(archive);
   }
-  fs.rmSync(archive);
-  const found = findFile(dir, EXE);
-  if (!found) throw new Error(`${asset} holds no ${EXE}`);
-  if (found !== cached) fs.renameSync(found, cached);
-  fs.chmodSync(cached, 0o755);
-  fs.writeFileSync(marker, `${pinned}\n`);
-  return { path: cached, version: wanted, source: 'download' };
+  try {
+    const dir = dirHolding(unpacked, EXE);
+    if (!dir) throw new Error(`${asset} holds no ${EXE}`);
+    fs.writeFileSync(path.join(dir, VERIFIED_MARKER), `${pinned}\n`);
+    const cachedDir = await tc.cacheDir(dir, TOOL, wanted, target);
+    const binary = path.join(cachedDir, EXE);
+    fs.chmodSync(binary, 0o755);
+    return { path: binary, version: wanted, source: 'download' };
+  } finally {
+    await io.rmRF(unpacked);
+  }
 }
 
 /** The binary to use, in the order: `binary` input, PATH, verified download. */
-async function resolveBinary({ binary, version, downloadUrl, installRoot, env = process.env, root, log }) {
+export async function resolveBinary({ binary, version, downloadUrl, root, log }) {
   if (binary) {
     const resolved = path.resolve(binary);
     if (!isExecutable(resolved)) {
@@ -177,9 +207,7 @@ async function resolveBinary({ binary, version, downloadUrl, installRoot, env = 
     }
     return { path: resolved, source: 'input' };
   }
-  const onPath = findOnPath(EXE, env.PATH);
+  const onPath = await io.which(EXE, false);
   if (onPath) return { path: onPath, source: 'path' };
-  return installRelease({ version, downloadUrl, installRoot, root, log });
+  return installRelease({ version, downloadUrl, root, log });
 }
-
-module.exports = { releaseTarget, releaseTargets, pickAsset, assetName, findOnPath, resolveBinary, installRelease, sha256 };

@@ -1,14 +1,15 @@
-'use strict';
 // How the action drives the `stockroom` CLI (docs/sidecar.md).
 
-const fs = require('node:fs');
-const path = require('node:path');
-const { spawn } = require('node:child_process');
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import * as io from '@actions/io';
 
 /** GitHub's job.status → the sidecar's outcome. Anything unknown quarantines. */
-const OUTCOME_BY_JOB_STATUS = { success: 'passed', failure: 'failed', cancelled: 'cancelled' };
+export const OUTCOME_BY_JOB_STATUS = { success: 'passed', failure: 'failed', cancelled: 'cancelled' };
 
-function outcomeFor(jobStatus) {
+export function outcomeFor(jobStatus) {
   return OUTCOME_BY_JOB_STATUS[String(jobStatus || '').toLowerCase()];
 }
 
@@ -23,12 +24,12 @@ const EXIT_MEANINGS = {
   78: 'configuration error',
 };
 
-function describeExit(code) {
+export function describeExit(code) {
   return EXIT_MEANINGS[code] ? `exit ${code}: ${EXIT_MEANINGS[code]}` : `exit ${code}`;
 }
 
 /** Global options shared by every subcommand. Empty inputs are left to the sidecar's own defaults. */
-function commonArgs({ manifest, pool, shardIndex, shardTotal, stateDir }) {
+export function commonArgs({ manifest, pool, shardIndex, shardTotal, stateDir }) {
   const args = [];
   if (manifest) args.push('--manifest', manifest);
   if (pool) args.push('--pool', pool);
@@ -39,7 +40,7 @@ function commonArgs({ manifest, pool, shardIndex, shardTotal, stateDir }) {
 }
 
 /** The sidecar's environment: the step's, plus the token (never a flag). */
-function sidecarEnv(token, base = process.env) {
+export function sidecarEnv(token, base = process.env) {
   const env = { ...base };
   // The runner hands every input to the step as INPUT_*; the sidecar needs none of them.
   for (const key of Object.keys(env)) if (key.startsWith('INPUT_')) delete env[key];
@@ -52,7 +53,7 @@ function sidecarEnv(token, base = process.env) {
  * (a cancelled run) so it can quarantine before the runner kills it.
  * Resolves to the exit code (128+N after death by signal N).
  */
-function runSidecar(binary, args, env) {
+export function runSidecar(binary, args, env) {
   return new Promise((resolve, reject) => {
     const child = spawn(binary, args, { env, stdio: 'inherit' });
     const forward = (signal) => () => child.kill(signal);
@@ -68,20 +69,20 @@ function runSidecar(binary, args, env) {
     child.on('exit', (code, signal) => {
       detach();
       if (code !== null) resolve(code);
-      else resolve(128 + (require('node:os').constants.signals[signal] || 0));
+      else resolve(128 + (os.constants.signals[signal] || 0));
     });
   });
 }
 
 /** The shell that runs the `run` input: bash like GitHub's default, else sh. */
-function shellCommand(command, findOnPath) {
-  const bash = findOnPath('bash');
+export async function shellCommand(command) {
+  const bash = await io.which('bash', false);
   if (bash) return [bash, '--noprofile', '--norc', '-eo', 'pipefail', '-c', command];
   return ['sh', '-e', '-c', command];
 }
 
 /** The datasets file (§4) as {name: [datasets]}, or null when it cannot be read. */
-function readDatasetsFile(file) {
+export function readDatasetsFile(file) {
   if (!file) return null;
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -90,19 +91,7 @@ function readDatasetsFile(file) {
   }
 }
 
-function mkStateDir(root) {
+export function mkStateDir(root) {
   fs.mkdirSync(root, { recursive: true });
   return fs.mkdtempSync(path.join(root, 'stockroom-'));
 }
-
-module.exports = {
-  OUTCOME_BY_JOB_STATUS,
-  outcomeFor,
-  describeExit,
-  commonArgs,
-  sidecarEnv,
-  runSidecar,
-  shellCommand,
-  readDatasetsFile,
-  mkStateDir,
-};

@@ -1,4 +1,3 @@
-'use strict';
 // The step summary. It names datasets by id, type and state only: their data
 // may hold secrets, and the summary is not masked.
 
@@ -10,7 +9,7 @@ const VERDICT = {
 
 const cell = (value) => String(value).replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
 
-function datasetRows(datasetsFile) {
+export function datasetRows(datasetsFile) {
   if (!datasetsFile || typeof datasetsFile.datasets !== 'object' || datasetsFile.datasets === null) return [];
   const rows = [];
   for (const [name, value] of Object.entries(datasetsFile.datasets)) {
@@ -28,7 +27,7 @@ function datasetRows(datasetsFile) {
  * `datasetsFile` is the parsed §4 JSON (or null); `outcome` the sidecar's;
  * `note` says when the datasets may not have been settled as the verdict says.
  */
-function renderSummary({ leaseId, shard, outcome, datasetsFile, exitCode, command, note }) {
+export function renderSummary({ leaseId, shard, outcome, datasetsFile, exitCode, command, note }) {
   const lines = ['### Stockroom datasets', ''];
   lines.push('| | |', '|---|---|');
   if (leaseId) lines.push(`| lease | \`${cell(leaseId)}\` |`);
@@ -43,5 +42,3 @@ function renderSummary({ leaseId, shard, outcome, datasetsFile, exitCode, comman
   if (note) lines.push(`> ${note}`, '');
   return `${lines.join('\n')}\n`;
 }
-
-module.exports = { renderSummary, datasetRows };

@@ -163,6 +163,8 @@ check "install: the action downloaded $asset from the loopback server" \
   grep -q "downloading $base/v$version/$asset" "$work/install.log"
 check "install: later steps ran the installed stockroom ($(cat "$work/results/install-version" 2>/dev/null))" \
   grep -qF "$FIXTURE_VERSION_LINE" "$work/results/install-version"
+check "install: a later step's \`stockroom status\` finds the lease through STOCKROOM_STATE_DIR" \
+  bash -c "grep -q 'heartbeat pid .* (running)' '$work/results/install-status' && grep -qF \"\$(cat '$work/results/install')\" '$work/results/install-status'"
 check "install: its dataset is released" \
   test "$(status_of "$(cat "$work/results/install" 2>/dev/null || echo missing)")" = consumed
 # The same asset against a pin it does not match: the step fails, nothing runs.
