@@ -9,7 +9,10 @@
 #      its data, and how long the same states take to build by replaying the
 #      generator chain — the cost every job would pay without a stock;
 #   5. the per-test mode: one job whose 4 test workers each take their own
-#      data from the sidecar's agent (what the pytest and Playwright plugins do).
+#      data from the sidecar's agent (what the pytest and Playwright plugins do);
+#   6. the lifecycle calls: a job changes its reusable login customer's
+#      password and passes, the pool has it reset (the stored password logs in
+#      again), and a consumed order has been cleaned up from the shop.
 # Everything it starts is stopped at exit; the temp dir is removed.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -159,6 +162,68 @@ if ! STOCKROOM_POOL="$pool" "$bin/stockroom" run --manifest examples/stockroom.t
   echo "per-test mode: stockroom run failed; its log:"; cat "$work/per-test.err"; status=1
 fi
 echo "    in a real suite: pip install ./clients/python, then stockroom run -- pytest -n 4 (docs/plugins/pytest.md)"
+
+echo "==> lifecycle calls: a job changes its login customer's password and passes; the pool resets it"
+cat >"$work/login.toml" <<'TOML'
+# customer/returning is reusable in the demo: after a passed run it is reset
+# (password, status, card as made) and back in stock.
+version = 1
+[[dataset]]
+name = "login"
+type = "customer"
+state = "returning"
+TOML
+shop="$(sed -n 's|^Shop API (the system under test): \(http://[^ ]*\)/shop$|\1|p' "$work/pool.out")"
+if ! STOCKROOM_POOL="$pool" SHOP_URL="$shop" WORK="$work" "$bin/stockroom" run --manifest "$work/login.toml" -- python3 -c '
+# The test: change the password, check the old one no longer logs in.
+import json, os, urllib.error, urllib.request
+shop, cid = os.environ["SHOP_URL"], os.environ["STOCKROOM_LOGIN_CUSTOMER_ID"]
+def post(path, body):
+    req = urllib.request.Request(shop + path, data=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    try:
+        return urllib.request.urlopen(req, timeout=10).status
+    except urllib.error.HTTPError as e:
+        return e.code
+login = {"email": os.environ["STOCKROOM_LOGIN_EMAIL"], "password": os.environ["STOCKROOM_LOGIN_PASSWORD"]}
+assert post(f"/shop/customers/{cid}/password", {"password": "changed-by-the-test"}) == 200
+assert post("/shop/login", login) == 401, "the old password still logs in"
+json.dump(dict(login, id=os.environ["STOCKROOM_LOGIN_ID"], customer_id=cid), open(os.environ["WORK"] + "/login.json", "w"))
+' 2>"$work/login.err"; then
+  echo "lifecycle: stockroom run failed; its log:"; cat "$work/login.err"; status=1
+fi
+python3 - "$work" "$pool" "$shop" <<'PY' || status=1
+# The login customer's history once reset, and a consumed order's cleanup.
+import json, sys, time, urllib.error, urllib.request
+work, pool, shop = sys.argv[1:4]
+def get(url):
+    try:
+        r = urllib.request.urlopen(url, timeout=5)
+        return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, None
+def settled(id, needle):
+    deadline = time.time() + 30
+    while True:
+        _, view = get(f"{pool}/api/v1/datasets/{id}")
+        if view["status"] != "generating" and any(needle in h["reason"] for h in view["history"]):
+            return view
+        if time.time() > deadline:
+            sys.exit(f"{id} never said {needle!r}; its history: {json.dumps(view['history'], indent=1)}")
+        time.sleep(0.05)
+login = json.load(open(f"{work}/login.json"))
+view = settled(login["id"], "reset by generator")
+print(f"  {login['id']} (customer {login['customer_id']}), {view['status']} again; the end of its history:")
+for h in view["history"][-3:]:
+    print(f"    {h['from']} → {h['to']}: {h['reason']}")
+req = urllib.request.Request(f"{shop}/shop/login", data=json.dumps({"email": login["email"], "password": login["password"]}).encode(),
+                             headers={"content-type": "application/json"})
+print(f"  its stored password logs in again: HTTP {urllib.request.urlopen(req, timeout=5).status}")
+_, consumed = get(f"{pool}/api/v1/datasets?type=order&state=placed&status=consumed&limit=1")
+order = consumed["datasets"][0]
+view = settled(order["id"], "cleanup: removed")
+code, _ = get(f"{shop}/shop/orders/{order['data']['order_id']}")
+print(f"  a consumed order, {order['id']} ({order['data']['order_id']}): {view['history'][-1]['reason']}; the shop now answers {code}")
+PY
 
 if [ "$status" = 0 ]; then
   echo "==> every job got its own data. Next: docs/sidecar.md (the CLI), docs/ci/ (your CI), docs/plugins/ (per-test data in pytest and Playwright), docs/generators.md (your data)."

@@ -88,7 +88,18 @@ async fn advance(gens: &Gens, graph: &CatalogGraph, dataset: Dataset, extension:
 async fn the_demo_shop_serves_a_whole_order_lifecycle_that_passes_validation() {
     let shop = start_demo_shop(Duration::from_millis(20)).await.unwrap();
     let (gens, graph) = connect(shop.generator_configs()).await;
-    assert_eq!(graph.known_states().len(), 6, "{:?}", graph.known_states());
+    assert_eq!(graph.known_states().len(), 7, "{:?}", graph.known_states());
+    // The one reusable state: reset after a passed run (docs/pool.md, "The demo").
+    let reusable: Vec<String> = graph
+        .known_states()
+        .into_iter()
+        .filter(|k| {
+            k.split_once('/')
+                .and_then(|(t, s)| graph.state(t, s))
+                .is_some_and(|i| i.reusable)
+        })
+        .collect();
+    assert_eq!(reusable, vec!["customer/returning".to_string()]);
 
     let new = make(
         &gens,

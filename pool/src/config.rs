@@ -93,6 +93,7 @@ pub struct DemoFlags {
 pub const DEMO_STOCK: &[(&str, &str, u32, u32)] = &[
     ("customer", "new", 2, 5),
     ("customer", "active", 3, 10),
+    ("customer", "returning", 2, 5),
     ("customer", "active-with-payment", 5, 20),
     ("order", "placed", 5, 20),
 ];

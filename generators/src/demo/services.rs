@@ -5,7 +5,10 @@
 //!   the customer in the shop), and offers the extension `verify-email`
 //!   (new → active); it answers cleanup (the customer is removed), reset (its
 //!   password, status and card are as made, open orders cancelled) and verify
-//!   (it still exists with the stored password) for every customer state;
+//!   (it still exists with the stored password) for every customer state.
+//!   It also produces `customer/returning`, a verified customer that is
+//!   reusable: a login account tests may change (a new password), reset and
+//!   back in stock after a passed run;
 //! - `payments` offers `add-card` (customer active → active-with-payment, a
 //!   state derived from the extension);
 //! - `orders` produces `order/placed` from a `customer/active-with-payment`
@@ -83,7 +86,12 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-fn customer_state(state: &str, description: &str, fields: &[&str]) -> ProducedState {
+fn customer_state(
+    state: &str,
+    description: &str,
+    fields: &[&str],
+    reusable: bool,
+) -> ProducedState {
     ProducedState {
         type_name: "customer".to_string(),
         state: state.to_string(),
@@ -92,7 +100,7 @@ fn customer_state(state: &str, description: &str, fields: &[&str]) -> ProducedSt
         fields: strings(fields),
         secret_fields: strings(&["password"]),
         requires: Vec::new(),
-        reusable: false,
+        reusable,
         lifecycle: LifecycleCall::ALL.to_vec(),
     }
 }
@@ -118,6 +126,13 @@ fn extension(
 /// The capabilities of one demo service.
 pub(crate) fn capabilities_of(service: Service) -> Capabilities {
     const CUSTOMER: [&str; 4] = ["customer_id", "email", "password", "country"];
+    const VERIFIED: [&str; 5] = [
+        "customer_id",
+        "email",
+        "password",
+        "country",
+        "email_verified_at",
+    ];
     match service {
         Service::Customers => Capabilities {
             produces: vec![
@@ -125,17 +140,14 @@ pub(crate) fn capabilities_of(service: Service) -> Capabilities {
                     "new",
                     "registered customer, email not verified yet",
                     &CUSTOMER,
+                    false,
                 ),
+                customer_state("active", "verified customer", &VERIFIED, false),
                 customer_state(
-                    "active",
-                    "verified customer",
-                    &[
-                        "customer_id",
-                        "email",
-                        "password",
-                        "country",
-                        "email_verified_at",
-                    ],
+                    "returning",
+                    "verified customer that suites share, one job at a time: reset after a passed run",
+                    &VERIFIED,
+                    true,
                 ),
             ],
             extensions: vec![extension(
@@ -254,7 +266,7 @@ async fn generate(
         request.type_name.as_str(),
         request.state.as_str(),
     ) {
-        (Service::Customers, "customer", state @ ("new" | "active")) => {
+        (Service::Customers, "customer", state @ ("new" | "active" | "returning")) => {
             let id = format!("C{n}");
             let email = format!("{}@x.test", id.to_lowercase());
             let password = format!("pw-{}", random_text());
@@ -276,7 +288,7 @@ async fn generate(
             if let Err(e) = registered {
                 return refused_by_shop(e);
             }
-            if state == "active" {
+            if state != "new" {
                 if let Err(e) = svc.shop.lock().verify_email(&id) {
                     return refused_by_shop(e);
                 }

@@ -3,7 +3,9 @@
 argv[1] is a work directory: the generator writes its port to DIR/port, logs
 every call's request id to DIR/requests.log, and reads DIR/mode.json on each
 call ({"reset": "malformed"} etc.) to misbehave on purpose: "500",
-"malformed", "huge", "slow", "invalid" (verify only).
+"malformed", "huge", "slow", "invalid" (verify only). DIR/caps.json, when
+present, replaces the capabilities (a generator upgraded under the pool); a
+generated dataset holds every field its state promises then.
 """
 import json
 import os
@@ -21,6 +23,14 @@ CAPS = {"produces": [
 ]}
 LOCK = threading.Lock()
 COUNTER = [0]
+
+
+def caps():
+    try:
+        with open(os.path.join(WORK, "caps.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return CAPS
 
 
 def mode(call):
@@ -47,7 +57,7 @@ class Handler(BaseHTTPRequestHandler):
             pass  # the pool gave up on a huge answer: what the test wants
 
     def do_GET(self):
-        self.answer(200, CAPS)
+        self.answer(200, caps())
 
     def do_POST(self):
         call = self.path.strip("/")
@@ -68,7 +78,9 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 COUNTER[0] += 1
                 k = COUNTER[0]
-            return self.answer(200, {"data": {"user": f"u{k}", "password": "pw"},
+            fields = next((p["fields"] for p in caps()["produces"] if p["state"] == body["state"]), [])
+            data = dict({f: f"{f}-{k}" for f in fields}, user=f"u{k}", password="pw")
+            return self.answer(200, {"data": data,
                                      "secret_fields": ["password"], "entities": [f"account:u{k}"]})
         dataset = body["dataset"]
         if call == "reset":
