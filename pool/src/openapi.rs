@@ -279,7 +279,7 @@ pub mod examples {
                 to: DatasetStatus::Ready,
                 lease_id: Some("lease_0123456789abcdef0123456789abcdef".into()),
                 holder: Some("ops".into()),
-                reason: "recycled by admin".into(),
+                reason: "recycled by hand".into(),
             }],
         })
     }

@@ -982,7 +982,7 @@ async fn one_demo_customer_walks_the_whole_lifecycle_through_the_pool_binary() {
         format!("reset by {by}: back at its state's start"),
         "leased".to_string(),
         "lease released: failed".to_string(),
-        "recycled by admin; reset before it is leased again".to_string(),
+        "recycled by hand; reset before it is leased again".to_string(),
         format!("reset by {by}: back at its state's start"),
         "verify started: asked for by ".to_string(),
         format!("verify: still valid, says {by}"),

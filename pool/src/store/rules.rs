@@ -147,8 +147,10 @@ pub mod reasons {
     /// The `reason` of an expired lease row.
     pub const LEASE_ROW_EXPIRED: &str = "expired without heartbeat";
     pub const REGISTERED: &str = "registered by hand";
-    pub const DISCARDED: &str = "discarded by admin";
-    pub const RECYCLED: &str = "recycled by admin";
+    /// Discard and recycle are admin actions; `holder` names who (on a
+    /// pool without tokens, `anonymous`).
+    pub const DISCARDED: &str = "discarded by hand";
+    pub const RECYCLED: &str = "recycled by hand";
     pub const DATA_ERASED: &str = "data erased after consumed_retention";
     /// Who did what the pool did by itself.
     pub const POOL: &str = "pool";
