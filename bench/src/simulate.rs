@@ -33,9 +33,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::time::Duration;
 
 use clap::Args;
-use stockroom_pool::stock_policy::{
-    DemandLog, StateKey, StateNow, StockPolicy, assess, refills,
-};
+use stockroom_pool::stock_policy::{DemandLog, StateKey, StateNow, StockPolicy, assess, refills};
 
 #[derive(Debug, Args)]
 pub(crate) struct SimulateArgs {
@@ -423,8 +421,14 @@ fn parse_pair(text: &str) -> Result<(u32, u32), String> {
     let (a, b) = text
         .split_once(',')
         .ok_or_else(|| format!("--stock wants MIN,MAX pairs separated by ';', found {text:?}"))?;
-    let min: u32 = a.trim().parse().map_err(|e| format!("min_ready {a:?}: {e}"))?;
-    let max: u32 = b.trim().parse().map_err(|e| format!("max_ready {b:?}: {e}"))?;
+    let min: u32 = a
+        .trim()
+        .parse()
+        .map_err(|e| format!("min_ready {a:?}: {e}"))?;
+    let max: u32 = b
+        .trim()
+        .parse()
+        .map_err(|e| format!("max_ready {b:?}: {e}"))?;
     if min > max {
         return Err(format!("max_ready {max} is below min_ready {min}"));
     }
@@ -499,7 +503,10 @@ mod tests {
             let o = simulate(policy, 10, 100, Duration::from_millis(150), 4, 16);
             assert_eq!(o.jobs, jobs);
             assert!(o.max_inflight <= 4);
-            assert!(o.calls as f64 >= o.leased as f64, "every leased dataset was made");
+            assert!(
+                o.calls as f64 >= o.leased as f64,
+                "every leased dataset was made"
+            );
         }
     }
 }

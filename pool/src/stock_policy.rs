@@ -363,10 +363,7 @@ pub fn refills(
                 .map(|c| {
                     let have = c.have();
                     let room = u64::from(c.max_ready).saturating_sub(have);
-                    let goal = u64::from(
-                        c.target
-                            .clamp(c.min_ready, c.max_ready.max(c.min_ready)),
-                    );
+                    let goal = u64::from(c.target.clamp(c.min_ready, c.max_ready.max(c.min_ready)));
                     (goal, goal.saturating_sub(have).min(room))
                 })
                 .collect();
@@ -470,7 +467,11 @@ mod tests {
                         brute = brute.max((j - i + 1) as f64 - rate / 1000.0 * span);
                     }
                 }
-                assert_eq!(peak(seen, lead, rate), brute.ceil() as u64, "{seen:?} {lead} {rate}");
+                assert_eq!(
+                    peak(seen, lead, rate),
+                    brute.ceil() as u64,
+                    "{seen:?} {lead} {rate}"
+                );
             }
         }
     }
@@ -488,10 +489,20 @@ mod tests {
         let big = vec![0; 100];
         let capped = target(StockPolicy::Demand, 3, 50, &demand(&big), false);
         assert_eq!(capped.target, 50);
-        assert!(capped.why.contains("capped at max_ready 50"), "{}", capped.why);
+        assert!(
+            capped.why.contains("capped at max_ready 50"),
+            "{}",
+            capped.why
+        );
         // New bounds count at once: they are arguments, nothing is cached.
-        assert_eq!(target(StockPolicy::Demand, 30, 60, &demand(&burst), false).target, 30);
-        assert_eq!(target(StockPolicy::Demand, 3, 10, &demand(&burst), false).target, 10);
+        assert_eq!(
+            target(StockPolicy::Demand, 30, 60, &demand(&burst), false).target,
+            30
+        );
+        assert_eq!(
+            target(StockPolicy::Demand, 3, 10, &demand(&burst), false).target,
+            10
+        );
     }
 
     #[test]
@@ -501,12 +512,21 @@ mod tests {
         log.record("user", "new", 500, 1);
         assert_eq!(log.seen("user", "new", 2_000).len(), 21);
         assert_eq!(log.seen("user", "new", 2_000)[0], 500, "kept in order");
-        let t = target(StockPolicy::Demand, 2, 40, &demand(log.seen("user", "new", 2_000)), false);
+        let t = target(
+            StockPolicy::Demand,
+            2,
+            40,
+            &demand(log.seen("user", "new", 2_000)),
+            false,
+        );
         assert_eq!(t.target, 24, "the 20 at once, with headroom");
         assert_eq!(log.seen("user", "new", 60_600).len(), 20);
         let later = log.seen("user", "new", 61_001);
         assert!(later.is_empty());
-        assert_eq!(target(StockPolicy::Demand, 2, 40, &demand(later), false).target, 2);
+        assert_eq!(
+            target(StockPolicy::Demand, 2, 40, &demand(later), false).target,
+            2
+        );
         assert!(log.seen("user", "other", 0).is_empty());
     }
 
@@ -514,11 +534,25 @@ mod tests {
     fn static_fills_to_max_only_after_falling_below_min() {
         let mut filling = BTreeSet::new();
         let c = cand("new", 5, 3, 10, 3);
-        assert!(refills(StockPolicy::Static, &[c.clone()], &free(4), &mut filling).is_empty());
+        assert!(
+            refills(
+                StockPolicy::Static,
+                std::slice::from_ref(&c),
+                &free(4),
+                &mut filling
+            )
+            .is_empty()
+        );
         let low = cand("new", 2, 3, 10, 3);
-        assert_eq!(refills(StockPolicy::Static, &[low], &free(4), &mut filling).len(), 4);
+        assert_eq!(
+            refills(StockPolicy::Static, &[low], &free(4), &mut filling).len(),
+            4
+        );
         // Still filling above min_ready, until max_ready.
-        assert_eq!(refills(StockPolicy::Static, &[c], &free(4), &mut filling).len(), 4);
+        assert_eq!(
+            refills(StockPolicy::Static, &[c], &free(4), &mut filling).len(),
+            4
+        );
         let full = cand("new", 10, 3, 10, 3);
         assert!(refills(StockPolicy::Static, &[full], &free(4), &mut filling).is_empty());
         assert!(filling.is_empty());
@@ -528,16 +562,25 @@ mod tests {
     fn demand_refills_to_its_target_and_keeps_min_ready() {
         let mut filling = BTreeSet::new();
         let c = cand("new", 5, 3, 40, 12);
-        assert_eq!(refills(StockPolicy::Demand, &[c], &free(100), &mut filling).len(), 7);
+        assert_eq!(
+            refills(StockPolicy::Demand, &[c], &free(100), &mut filling).len(),
+            7
+        );
         let mut coming = cand("new", 5, 3, 40, 12);
         coming.generating = 7;
         assert!(refills(StockPolicy::Demand, &[coming], &free(100), &mut filling).is_empty());
         // A target below min_ready (no demand) still keeps min_ready.
         let empty = cand("new", 0, 3, 40, 0);
-        assert_eq!(refills(StockPolicy::Demand, &[empty], &free(100), &mut filling).len(), 3);
+        assert_eq!(
+            refills(StockPolicy::Demand, &[empty], &free(100), &mut filling).len(),
+            3
+        );
         // Never past max_ready.
         let over = cand("new", 39, 3, 40, 99);
-        assert_eq!(refills(StockPolicy::Demand, &[over], &free(100), &mut filling).len(), 1);
+        assert_eq!(
+            refills(StockPolicy::Demand, &[over], &free(100), &mut filling).len(),
+            1
+        );
     }
 
     #[test]
@@ -568,7 +611,12 @@ mod tests {
         // A state leases wait for goes first, even with the smaller deficit.
         let mut waited = cand("with-articles", 18, 2, 40, 20);
         waited.waiting = 20;
-        let order = refills(StockPolicy::Demand, &[plain, waited], &free(2), &mut filling);
+        let order = refills(
+            StockPolicy::Demand,
+            &[plain, waited],
+            &free(2),
+            &mut filling,
+        );
         assert_eq!(order, vec![key("with-articles"), key("with-articles")]);
     }
 

@@ -179,7 +179,11 @@ async fn the_target_rises_with_demand_and_falls_back_when_it_stops() {
     pool.clock.advance(60_000);
     pool.lease(5).await;
     let t = pool.stock().await["target"].clone();
-    assert_eq!((t["demand"].as_u64(), t["target"].as_u64()), (Some(15), Some(12)), "{t}");
+    assert_eq!(
+        (t["demand"].as_u64(), t["target"].as_u64()),
+        (Some(15), Some(12)),
+        "{t}"
+    );
 
     // max_ready set lower takes effect at once.
     let (status, body) = pool
@@ -209,9 +213,14 @@ async fn the_target_rises_with_demand_and_falls_back_when_it_stops() {
     assert_eq!(status, 200, "{body}");
 
     // The first burst leaves the window: only the second one counts.
-    pool.clock.advance(DEMAND_WINDOW.as_millis() as i64 - 60_000 + 1);
+    pool.clock
+        .advance(DEMAND_WINDOW.as_millis() as i64 - 60_000 + 1);
     let t = pool.stock().await["target"].clone();
-    assert_eq!((t["demand"].as_u64(), t["target"].as_u64()), (Some(5), Some(6)), "{t}");
+    assert_eq!(
+        (t["demand"].as_u64(), t["target"].as_u64()),
+        (Some(5), Some(6)),
+        "{t}"
+    );
     // Then the second: back to min_ready.
     pool.clock.advance(60_000);
     let calm = pool.stock().await;
