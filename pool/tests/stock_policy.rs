@@ -7,15 +7,23 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::routing::{get, post};
 
 use serde_json::{Value, json};
 use stockroom_generators::start_demo_shop;
 use stockroom_pool::Pool;
 use stockroom_pool::service::ManualClock;
 use stockroom_pool::stock_policy::DEMAND_WINDOW;
-use stockroom_protocol::pool_config::{PoolConfig, StockConfig, StockPolicy, StoreUrl};
+use stockroom_protocol::HumanDuration;
+use stockroom_protocol::pool_config::{
+    GeneratorConfig, GeneratorEndpoint, PoolConfig, StockConfig, StockPolicy, StoreUrl,
+};
 use tokio::sync::oneshot;
 
 use common::until;
@@ -250,4 +258,144 @@ async fn the_static_policy_fills_to_max_and_says_so() {
     pool.lease(3).await;
     let after = pool.stock().await;
     assert_eq!(have(&after), 3, "{after}");
+}
+
+/// A test generator of two states that records the state of each call in
+/// order and the most calls it had in flight at once.
+#[derive(Clone, Default)]
+struct Recorder {
+    inflight: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+async fn recorder_caps() -> Json<Value> {
+    Json(json!({"produces": [
+        {"type": "app", "state": "article", "fields": ["id"]},
+        {"type": "app", "state": "user", "fields": ["id"]}]}))
+}
+
+async fn recorder_generate(State(r): State<Recorder>, Json(req): Json<Value>) -> Json<Value> {
+    let now = r.inflight.fetch_add(1, Ordering::SeqCst) + 1;
+    r.most.fetch_max(now, Ordering::SeqCst);
+    let state = req["state"].as_str().unwrap_or("?").to_string();
+    let n = {
+        let mut calls = r.calls.lock().unwrap();
+        calls.push(state.clone());
+        calls.len()
+    };
+    // The generator's own latency, so that calls overlap.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    r.inflight.fetch_sub(1, Ordering::SeqCst);
+    let id = format!("{state}-{n}");
+    Json(json!({"data": {"id": id}, "entities": [format!("app:{id}")]}))
+}
+
+async fn start_recorder(
+    policy: StockPolicy,
+) -> (Recorder, String, oneshot::Sender<()>, tempfile::TempDir) {
+    let r = Recorder::default();
+    let app = axum::Router::new()
+        .route("/capabilities", get(recorder_caps))
+        .route("/generate", post(recorder_generate))
+        .with_state(r.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = PoolConfig {
+        listen: "127.0.0.1:0".into(),
+        store: StoreUrl::parse(&format!(
+            "sqlite://{}",
+            dir.path().join("pool.db").display()
+        ))
+        .unwrap(),
+        generators: vec![GeneratorConfig {
+            name: "app".into(),
+            endpoint: GeneratorEndpoint::Http(url),
+            timeout: HumanDuration::from_secs(10),
+            concurrency: 2,
+            env: Default::default(),
+            cwd: None,
+        }],
+        stock: vec![
+            StockConfig::new("app", "article", 8, 40),
+            StockConfig::new("app", "user", 8, 40),
+        ],
+        stock_policy: policy,
+        ..PoolConfig::default()
+    };
+    let pool = Pool::start(cfg).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(pool.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    (r, base, stop, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refills_share_the_generator_and_never_exceed_its_concurrency() {
+    let (r, base, _stop, _dir) = start_recorder(StockPolicy::Demand).await;
+    let http = reqwest::Client::new();
+    until("both states at min_ready", || async {
+        r.calls.lock().unwrap().len() >= 16
+    })
+    .await;
+    {
+        let calls = r.calls.lock().unwrap();
+        let first: Vec<&str> = calls.iter().take(6).map(String::as_str).collect();
+        let n = |s: &str| first.iter().filter(|c| **c == s).count();
+        assert!(
+            n("article") >= 2 && n("user") >= 2,
+            "fair from the start: {first:?}"
+        );
+    }
+    // A burst of 12 leases at once, 2 users each: waiters, just in time and
+    // refills all compete for the 2 slots.
+    let mut leases = Vec::new();
+    for i in 0..12 {
+        let (http, base) = (http.clone(), base.clone());
+        leases.push(tokio::spawn(async move {
+            let resp = http
+                .post(format!("{base}/api/v1/leases"))
+                .json(
+                    &json!({"holder": {"job": format!("burst-{i}")}, "wait_seconds": 30,
+                    "items": [{"name": "u", "type": "app", "state": "user", "count": 2}]}),
+                )
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(status, 201, "{body}");
+        }));
+    }
+    for l in leases {
+        l.await.unwrap();
+    }
+    assert!(
+        r.most.load(Ordering::SeqCst) <= 2,
+        "{} calls at once with concurrency 2",
+        r.most.load(Ordering::SeqCst)
+    );
+    assert_eq!(r.most.load(Ordering::SeqCst), 2, "the calls did overlap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_static_policy_fills_one_state_before_the_other() {
+    // What demand-following fixes (issue 16: "plain users filled to 40
+    // before any user/with-articles was made"): static serves states in name order.
+    let (r, _base, _stop, _dir) = start_recorder(StockPolicy::Static).await;
+    until("both states filled", || async {
+        r.calls.lock().unwrap().len() >= 80
+    })
+    .await;
+    let calls = r.calls.lock().unwrap();
+    let first_user = calls.iter().position(|c| c == "user").unwrap();
+    assert!(
+        first_user >= 30,
+        "users only once articles are nearly full: {calls:?}"
+    );
 }
