@@ -92,6 +92,10 @@ pub(crate) enum BenchCommand {
     /// What isolated state costs per test: the agent with and without a reserve, a lease
     /// straight against the pool, a PostgreSQL template clone, the demo's generator chain
     PerTest(crate::per_test::PerTestArgs),
+    /// A simulated day of CI against a generator of fixed capacity: the static stock
+    /// policy against demand-following, in compressed time (the pool's policy code on a
+    /// simulated clock)
+    Simulate(crate::simulate::SimulateArgs),
 }
 
 #[cfg(test)]

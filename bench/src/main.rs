@@ -25,6 +25,9 @@
 //! `pool-bench per-test`: what isolated state costs per test — the agent with
 //! and without a reserve, a lease straight against the pool, a PostgreSQL
 //! template clone, the demo's generator chain (see `per_test.rs`).
+//!
+//! `pool-bench simulate`: a simulated day of CI, the static stock policy
+//! against demand-following, on the pool's own policy code (see `simulate.rs`).
 
 mod args;
 mod client;
@@ -34,6 +37,7 @@ mod pg;
 mod pool;
 mod report;
 mod runs;
+mod simulate;
 mod sys;
 
 use std::process::ExitCode;
@@ -50,6 +54,7 @@ async fn main() -> ExitCode {
         Some(args::BenchCommand::PerTest(per_test)) => {
             per_test::run(&args.pool_bin, per_test).await
         }
+        Some(args::BenchCommand::Simulate(sim)) => simulate::run(sim),
         None => runs::run(&args).await,
     };
     match result {

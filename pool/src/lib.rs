@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod reaper;
 pub mod service;
+pub mod stock_policy;
 pub mod store;
 pub mod supply;
 pub mod time;
@@ -116,6 +117,7 @@ impl Pool {
             Arc::clone(&clock),
             &config.generators,
             &config.stock,
+            config.stock_policy,
         ));
         if !supply.is_empty() {
             // A generator that is slow or down does not hold the start up: the

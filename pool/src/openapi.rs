@@ -335,6 +335,15 @@ pub mod examples {
                     stock: StockCounts {
                         min_ready: Some(20),
                         max_ready: Some(100),
+                        target: Some(stockroom_protocol::api::StockTarget {
+                            target: 36,
+                            demand: 75,
+                            demand_window_seconds: 600,
+                            lead_time_ms: 150,
+                            why: "75 leased in the last 10m; up to 30 came faster than the generator \
+                                  remakes them (150ms each, 26.7/s): 30 + 20% headroom"
+                                .into(),
+                        }),
                         ..StockCounts::default()
                     },
                 }],

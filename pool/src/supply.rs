@@ -8,10 +8,14 @@
 //! - The catalog graph is rebuilt leniently from all answers; its problems
 //!   (a state claimed twice, unknown states, cycles) are logged at warn and
 //!   exposed in the catalog's `problems`.
-//! - Pre-generation: a state whose ready + generating falls below `min_ready`
-//!   is filled up to `max_ready` (then left alone until it falls below again), launching no more calls than each
-//!   generator's free concurrency; a `generating` row is written before each
-//!   call and the store refuses it once ready + generating reach `max_ready`.
+//! - Pre-generation follows the stock policy ([`crate::stock_policy`]): a
+//!   target per state between `min_ready` and `max_ready` from the leases the
+//!   service records here ([`Supply::record_leases`]), refills to states that
+//!   leases wait for first, then by relative deficit, launching no more calls
+//!   than each generator's free concurrency; a `generating` row is written
+//!   before each call and the store refuses it once ready + generating reach
+//!   `max_ready`. Settings are read from the store on every pass, so a change
+//!   counts at once.
 //! - Just in time: a lease that finds no stock asks for at most its shortfall,
 //!   made by the planner's cheapest route (`stockroom_generators::plan`).
 //! - A call that fails leaves the row `failed` with its error; the generator's
@@ -38,6 +42,7 @@ use tokio::sync::Notify;
 
 use crate::catalog::CatalogSource;
 use crate::service::Clock;
+use crate::stock_policy::{self, Candidate, DemandLog, StateKey, StockPolicy, StockTarget};
 use crate::store::{
     Generated, InputPick, ItemShortfall, LifecycleOutcome, LifecycleTask, NewGeneration,
     StockTable, Store, StoreError,
@@ -114,8 +119,12 @@ pub struct Supply {
     wake: Notify,
     /// How often replenishment was asked for (`poke`), for metrics and tests.
     replenish_requests: std::sync::atomic::AtomicU64,
-    /// States being filled from below `min_ready` up to `max_ready`.
+    /// How much stock to keep (`stock_policy` of the config).
+    policy: StockPolicy,
+    /// The `static` policy's states being filled from below `min_ready` up to `max_ready`.
     filling: Mutex<BTreeSet<(String, String)>>,
+    /// Leases seen per state, in this process (docs/pool.md, "Stock").
+    demand: Mutex<DemandLog>,
     /// `verify_after` of configured stock (docs/generators.md, "Lifecycle calls").
     verify_after: BTreeMap<(String, String), Duration>,
     /// How long a claimed lifecycle call is held: the longest call can take.
@@ -136,6 +145,24 @@ impl Drop for InFlight<'_> {
         }
         drop(m);
         // A slot came free: the replenisher may start another call.
+        self.supply.wake.notify_one();
+    }
+}
+
+/// A generator slot taken before a call is spawned, so that passes running
+/// before the call starts see it taken; given back on drop.
+struct Slot {
+    supply: Arc<Supply>,
+    generator: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut m = self.supply.lock_inflight();
+        if let Some(n) = m.get_mut(&self.generator) {
+            *n = n.saturating_sub(1);
+        }
+        drop(m);
         self.supply.wake.notify_one();
     }
 }
@@ -261,6 +288,7 @@ impl Supply {
         clock: Arc<dyn Clock>,
         generators: &[GeneratorConfig],
         stock: &[StockConfig],
+        policy: StockPolicy,
     ) -> Supply {
         Supply {
             store,
@@ -289,7 +317,9 @@ impl Supply {
             refresh_lock: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             replenish_requests: Default::default(),
+            policy,
             filling: Mutex::default(),
+            demand: Mutex::default(),
             verify_after: stock
                 .iter()
                 .filter_map(|s| {
@@ -321,6 +351,12 @@ impl Supply {
 
     fn lock_filling(&self) -> std::sync::MutexGuard<'_, BTreeSet<(String, String)>> {
         self.filling
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_demand(&self) -> std::sync::MutexGuard<'_, DemandLog> {
+        self.demand
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -368,6 +404,21 @@ impl Supply {
         let limit = self.concurrency.get(generator).copied().unwrap_or(1);
         let used = self.lock_inflight().get(generator).copied().unwrap_or(0);
         limit.saturating_sub(used)
+    }
+
+    /// Takes one of a generator's `concurrency` slots, if one is free.
+    fn take_slot(self: &Arc<Self>, generator: &str) -> Option<Slot> {
+        let limit = self.concurrency.get(generator).copied().unwrap_or(1);
+        let mut m = self.lock_inflight();
+        let used = m.entry(generator.to_string()).or_default();
+        if *used >= limit {
+            return None;
+        }
+        *used += 1;
+        Some(Slot {
+            supply: Arc::clone(self),
+            generator: generator.to_string(),
+        })
     }
 
     /// A generator the planner may use: it has answered capabilities and is
@@ -567,6 +618,7 @@ impl Supply {
 
     /// Makes one dataset by `step`. With `part_of`, the dataset becomes a
     /// part of that generating dataset (input name given); otherwise it is stock.
+    /// `slot_held`: the caller took the top generator's slot ([`Supply::take_slot`]).
     fn make<'a>(
         &'a self,
         view: &'a View,
@@ -574,6 +626,7 @@ impl Supply {
         attrs: Attributes,
         cap: Option<u64>,
         part_of: Option<String>,
+        slot_held: bool,
     ) -> BoxFuture<'a, Result<Dataset, MakeError>> {
         Box::pin(async move {
             let (generator_name, type_name, state) = match step {
@@ -637,14 +690,16 @@ impl Supply {
             else {
                 return Err(MakeError::Capped);
             };
-            *self
-                .lock_inflight()
-                .entry(generator_name.clone())
-                .or_default() += 1;
-            let _inflight = InFlight {
-                supply: self,
-                generator: generator_name.clone(),
-            };
+            let _inflight = (!slot_held).then(|| {
+                *self
+                    .lock_inflight()
+                    .entry(generator_name.clone())
+                    .or_default() += 1;
+                InFlight {
+                    supply: self,
+                    generator: generator_name.clone(),
+                }
+            });
             let outcome = self.call(view, step, &id, &attrs, generator).await;
             let (generated, error) = match outcome {
                 Ok(g) => (Some(g), None),
@@ -828,15 +883,94 @@ impl Supply {
                 )));
             };
             return self
-                .make(view, &made, where_, None, Some(parent.to_string()))
+                .make(view, &made, where_, None, Some(parent.to_string()), false)
                 .await;
         }
-        self.make(view, step, where_, None, Some(parent.to_string()))
+        self.make(view, step, where_, None, Some(parent.to_string()), false)
             .await
     }
 
-    /// One replenishment pass: every configured state below `min_ready` is
-    /// filled toward `max_ready` within the generators' free concurrency.
+    /// A lease was granted: its items count as demand for their states, at
+    /// the time the request was asked for.
+    pub fn record_leases(&self, items: &[LeaseItem], asked_ms: i64) {
+        let mut demand = self.lock_demand();
+        for i in items {
+            demand.record(&i.type_name, &i.state, asked_ms, i.count);
+        }
+    }
+
+    /// The stock policy's view of every state with stock settings that a
+    /// generator can make now: its candidate for refills, the step that
+    /// makes one, and its target (one computation for the catalog and for
+    /// pre-generation).
+    fn policy_inputs(
+        &self,
+        view: &View,
+        stock: &StockTable,
+    ) -> Vec<(Candidate, PlanStep, StockTarget)> {
+        let waiting = self.queue.waiting_by_state();
+        let mut states = Vec::new();
+        let mut steps = Vec::new();
+        for ((type_name, state), counts) in stock {
+            let (Some(min), Some(max)) = (counts.min_ready, counts.max_ready) else {
+                continue;
+            };
+            if view.graph.state(type_name, state).is_none() {
+                continue;
+            }
+            let Some(step) = self.plan_for(view, stock, type_name, state, Goal::Produce) else {
+                continue;
+            };
+            let Some(generator) = top_generator(&step).map(str::to_string) else {
+                continue;
+            };
+            let key: StateKey = (type_name.clone(), state.clone());
+            states.push(stock_policy::StateNow {
+                concurrency: self.concurrency.get(&generator).copied().unwrap_or(1),
+                generator,
+                lead_time: match step.cost() {
+                    Duration::ZERO => UNKNOWN_LATENCY,
+                    d => d,
+                },
+                ready: counts.ready,
+                generating: counts.generating,
+                min_ready: min,
+                max_ready: max,
+                waiting: waiting.get(&key).copied().unwrap_or(0),
+                key,
+            });
+            steps.push(step);
+        }
+        let filling = self.lock_filling().clone();
+        let assessed = stock_policy::assess(
+            self.policy,
+            &states,
+            &mut self.lock_demand(),
+            self.clock.now_ms(),
+            &filling,
+        );
+        assessed
+            .into_iter()
+            .zip(steps)
+            .map(|((c, t), step)| (c, step, t))
+            .collect()
+    }
+
+    /// Fills in each state's `target` (what the stock policy aims for now and why).
+    pub fn annotate(&self, stock: &mut StockTable) {
+        if self.generators.is_empty() {
+            return;
+        }
+        let view = self.view();
+        for (c, _, target) in self.policy_inputs(&view, stock) {
+            if let Some(counts) = stock.get_mut(&c.key) {
+                counts.target = Some(target);
+            }
+        }
+    }
+
+    /// One replenishment pass: the stock policy says which states to refill
+    /// and in which order, within the generators' free concurrency.
     pub async fn replenish(self: &Arc<Self>) {
         if self.generators.is_empty() {
             // Nothing could make stock: spare the store the count of every state.
@@ -846,52 +980,38 @@ impl Supply {
             return;
         };
         let view = self.view();
-        // Calls launched by this pass, per generator (they may not have started yet).
-        let mut launched: BTreeMap<String, usize> = BTreeMap::new();
-        for ((type_name, state), counts) in &stock {
-            let (Some(min), Some(max)) = (counts.min_ready, counts.max_ready) else {
+        let inputs = self.policy_inputs(&view, &stock);
+        let free: BTreeMap<String, usize> = self
+            .generators
+            .iter()
+            .map(|g| (g.name().to_string(), self.free_slots(g.name())))
+            .collect();
+        let candidates: Vec<Candidate> = inputs.iter().map(|(c, _, _)| c.clone()).collect();
+        let launches = {
+            let mut filling = self.lock_filling();
+            stock_policy::refills(self.policy, &candidates, &free, &mut filling)
+        };
+        for key in launches {
+            let Some((c, step, _)) = inputs.iter().find(|(c, _, _)| c.key == key) else {
                 continue;
             };
-            let have = counts.ready + counts.generating;
-            let key = (type_name.clone(), state.clone());
-            {
-                // Hysteresis: below min_ready starts a fill that runs up to max_ready.
-                let mut filling = self.lock_filling();
-                if have < u64::from(min) {
-                    filling.insert(key.clone());
+            // Taken now, not when the task runs: the next pass sees it.
+            let Some(slot) = self.take_slot(&c.generator) else {
+                continue;
+            };
+            let supply = Arc::clone(self);
+            let view = Arc::clone(&view);
+            let step = step.clone();
+            let cap = Some(u64::from(c.max_ready));
+            tokio::spawn(async move {
+                let _slot = slot;
+                let result = supply
+                    .make(&view, &step, Attributes::new(), cap, None, true)
+                    .await;
+                if let Err(e @ (MakeError::NotStarted(_) | MakeError::Failed { .. })) = result {
+                    tracing::debug!(error = %e, "pre-generation did not add stock");
                 }
-                if have >= u64::from(max) {
-                    filling.remove(&key);
-                }
-                if !filling.contains(&key) || view.graph.state(type_name, state).is_none() {
-                    continue;
-                }
-            }
-            let mut want = u64::from(max).saturating_sub(have);
-            while want > 0 {
-                let Some(step) = self.plan_for(&view, &stock, type_name, state, Goal::Produce)
-                else {
-                    break;
-                };
-                let Some(g) = top_generator(&step) else { break };
-                let used = launched.get(g).copied().unwrap_or(0);
-                if self.free_slots(g) <= used {
-                    break;
-                }
-                *launched.entry(g.to_string()).or_default() += 1;
-                want -= 1;
-                let supply = Arc::clone(self);
-                let view = Arc::clone(&view);
-                let cap = Some(u64::from(max));
-                tokio::spawn(async move {
-                    let result = supply
-                        .make(&view, &step, Attributes::new(), cap, None)
-                        .await;
-                    if let Err(e @ (MakeError::NotStarted(_) | MakeError::Failed { .. })) = result {
-                        tracing::debug!(error = %e, "pre-generation did not add stock");
-                    }
-                });
-            }
+            });
         }
     }
 
@@ -961,9 +1081,9 @@ impl Supply {
             let Some(g) = top_generator(&step) else {
                 return;
             };
-            if self.free_slots(g) == 0 {
+            let Some(slot) = self.take_slot(g) else {
                 break;
-            }
+            };
             tracing::info!(state = %format!("{}/{}", item.type_name, item.state), plan = %step.to_string().trim_end(),
                 "making a dataset just in time for a waiting lease");
             let supply = Arc::clone(&self);
@@ -971,7 +1091,8 @@ impl Supply {
             let attrs = item.where_.clone();
             tasks.spawn(async move {
                 let _guard = guard;
-                supply.make(&view, &step, attrs, cap, None).await
+                let _slot = slot;
+                supply.make(&view, &step, attrs, cap, None, true).await
             });
         }
         while tasks.join_next().await.is_some() {}

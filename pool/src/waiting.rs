@@ -29,6 +29,8 @@ pub struct Need {
     pub type_name: String,
     pub state: String,
     pub where_: Attributes,
+    /// How many datasets the item wants.
+    pub count: u32,
 }
 
 impl Need {
@@ -47,6 +49,8 @@ impl Need {
 struct Waiter {
     needs: Vec<Need>,
     blocking: bool,
+    /// Its last attempt found too little stock.
+    short: bool,
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +108,7 @@ impl WaitQueue {
             Waiter {
                 needs,
                 blocking: false,
+                short: false,
             },
         );
         Ticket {
@@ -119,6 +124,19 @@ impl WaitQueue {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Datasets wanted per `(type, state)` by the requests whose last
+    /// attempt fell short: the stock policy serves these states first.
+    pub fn waiting_by_state(&self) -> BTreeMap<(String, String), u64> {
+        let mut out: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for w in self.lock().waiters.values().filter(|w| w.short) {
+            for n in &w.needs {
+                *out.entry((n.type_name.clone(), n.state.clone()))
+                    .or_default() += u64::from(n.count);
+            }
+        }
+        out
     }
 }
 
@@ -137,13 +155,15 @@ impl Ticket {
         })
     }
 
-    /// Marks whether this waiter holds back later competing ones.
+    /// After an attempt fell short: marks the waiter as waiting for stock,
+    /// and whether it holds back later competing ones.
     pub fn set_blocking(&self, blocking: bool) {
         let was = {
             let mut q = self.queue.lock();
-            q.waiters
-                .get_mut(&self.number)
-                .map(|w| std::mem::replace(&mut w.blocking, blocking))
+            q.waiters.get_mut(&self.number).map(|w| {
+                w.short = true;
+                std::mem::replace(&mut w.blocking, blocking)
+            })
         };
         if was == Some(true) && !blocking {
             self.queue.notify();
@@ -172,7 +192,22 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), (*v).into()))
                 .collect(),
+            count: 1,
         }
+    }
+
+    #[test]
+    fn waiting_counts_only_requests_that_fell_short() {
+        let q = WaitQueue::default();
+        let first = q.join(vec![need("a", &[]), need("b", &[])]);
+        let _trying = q.join(vec![need("a", &[])]);
+        assert!(q.waiting_by_state().is_empty(), "nobody fell short yet");
+        first.set_blocking(false);
+        let w = q.waiting_by_state();
+        assert_eq!(w.get(&("c".to_string(), "a".to_string())), Some(&1));
+        assert_eq!(w.get(&("c".to_string(), "b".to_string())), Some(&1));
+        drop(first);
+        assert!(q.waiting_by_state().is_empty());
     }
 
     #[test]

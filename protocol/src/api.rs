@@ -458,7 +458,9 @@ pub struct StockTarget {
     pub demand_window_seconds: u64,
     /// How long one dataset of this state takes to make, lately (ms).
     pub lead_time_ms: u64,
-    /// The same in words, e.g. "12 leased in the last 60s, 150ms to make one".
+    /// The same in words, e.g. "37 leased in the last 10m; up to 20 came
+    /// faster than the generator remakes them (150ms each, 26.7/s): 20 + 20%
+    /// headroom".
     pub why: String,
 }
 

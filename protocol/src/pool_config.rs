@@ -104,6 +104,29 @@ impl StockConfig {
     }
 }
 
+/// How pre-generation decides how much stock to keep (docs/pool.md, "Stock").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StockPolicy {
+    /// Keep `ready + generating` at a target between `min_ready` and
+    /// `max_ready` that follows the leases seen per state.
+    #[default]
+    Demand,
+    /// The policy before demand-following: a state that falls below
+    /// `min_ready` is filled to `max_ready`, then left alone until it falls
+    /// below `min_ready` again. Kept for comparison (`pool-bench simulate`).
+    Static,
+}
+
+impl StockPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StockPolicy::Demand => "demand",
+            StockPolicy::Static => "static",
+        }
+    }
+}
+
 /// The whole validated pool configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PoolConfig {
@@ -129,6 +152,8 @@ pub struct PoolConfig {
     pub public_url: Option<String>,
     /// `GET /metrics` without a token even when tokens are configured.
     pub metrics_public: bool,
+    /// How much stock pre-generation keeps between `min_ready` and `max_ready`.
+    pub stock_policy: StockPolicy,
 }
 
 impl Default for PoolConfig {
@@ -147,6 +172,7 @@ impl Default for PoolConfig {
             stock: Vec::new(),
             public_url: None,
             metrics_public: false,
+            stock_policy: StockPolicy::Demand,
         }
     }
 }
@@ -186,6 +212,7 @@ struct RawConfig {
     stock: Vec<Spanned<RawStock>>,
     public_url: Option<Spanned<String>>,
     metrics_public: Option<bool>,
+    stock_policy: Option<StockPolicy>,
 }
 
 #[derive(Deserialize)]
@@ -370,6 +397,7 @@ impl PoolConfig {
             cfg.public_url = Some(u.into_inner());
         }
         cfg.metrics_public = raw.metrics_public.unwrap_or(false);
+        cfg.stock_policy = raw.stock_policy.unwrap_or_default();
         if cfg.default_lease_ttl > cfg.max_lease_ttl {
             errors.push((
                 0..0,
@@ -717,6 +745,16 @@ mod tests {
     }
 
     const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn stock_policy_defaults_to_demand_and_takes_static() {
+        assert_eq!(parse("").unwrap().stock_policy, StockPolicy::Demand);
+        assert_eq!(
+            parse("stock_policy = \"static\"").unwrap().stock_policy,
+            StockPolicy::Static
+        );
+        assert!(parse("stock_policy = \"greedy\"").is_err());
+    }
 
     #[test]
     fn contract_example_parses() {

@@ -206,6 +206,8 @@ impl PoolService {
         let mut shutdown = self.shutdown_signal();
         let deadline = tokio::time::Instant::now() + wait;
         let started = Instant::now();
+        // Demand counts from when it was asked for, even if the lease waits.
+        let asked_ms = self.now_ms();
         let needs = req
             .items
             .iter()
@@ -213,6 +215,7 @@ impl PoolService {
                 type_name: i.type_name.clone(),
                 state: i.state.clone(),
                 where_: i.where_.clone(),
+                count: i.count,
             })
             .collect();
         let mut changed = queue.subscribe();
@@ -232,6 +235,7 @@ impl PoolService {
                 };
                 match store.lease(attempt).await? {
                     LeaseResult::Granted(granted) => {
+                        self.supply().record_leases(&req.items, asked_ms);
                         self.stock_taken();
                         Metrics::inc(&metrics.leases_granted, 1);
                         metrics.observe_acquire(started.elapsed());

@@ -190,12 +190,14 @@ impl PoolService {
 
     // ------------------------------------------------------------ catalog and stock
 
-    /// Counts per status and stock settings of every state the store knows.
+    /// Counts per status, stock settings and the stock policy's current
+    /// target of every state the store knows.
     pub async fn stock(&self) -> ServiceResult<StockTable> {
-        let stock = self.inner.store.stock().await?;
+        let mut stock = self.inner.store.stock().await?;
         if let Ok(mut seen) = self.inner.store_states.write() {
             seen.extend(stock.keys().cloned());
         }
+        self.inner.supply.annotate(&mut stock);
         Ok(stock)
     }
 

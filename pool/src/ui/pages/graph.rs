@@ -38,12 +38,17 @@ pub fn gauge(s: &StockCounts) -> Markup {
         }
         x += width;
     }
-    let marks: Vec<(&str, f64)> = [("min", s.min_ready), ("max", s.max_ready)]
-        .into_iter()
-        .filter_map(|(class, v)| v.map(|v| (class, (f64::from(v) * scale).min(w - 1.0))))
-        .collect();
-    let target = match (s.min_ready, s.max_ready) {
-        (Some(a), Some(b)) => format!("target {a}–{b}"),
+    let marks: Vec<(&str, f64)> = [
+        ("min", s.min_ready),
+        ("target", s.target.as_ref().map(|t| t.target)),
+        ("max", s.max_ready),
+    ]
+    .into_iter()
+    .filter_map(|(class, v)| v.map(|v| (class, (f64::from(v) * scale).min(w - 1.0))))
+    .collect();
+    let target = match (s.min_ready, s.max_ready, &s.target) {
+        (Some(a), Some(b), Some(t)) => format!("target {} (min {a}, max {b})", t.target),
+        (Some(a), Some(b), None) => format!("min {a}, max {b}"),
         _ => "no stock target".to_string(),
     };
     let label = format!(
@@ -68,6 +73,9 @@ pub fn gauge(s: &StockCounts) -> Markup {
                 span class="k-leased" { (s.leased) } " leased · "
                 span class="k-quarantined" { (s.quarantined) } " quar. · "
                 (target)
+            }
+            @if let Some(t) = &s.target {
+                div class="gauge-why" { (t.why) }
             }
         }
     }
