@@ -28,7 +28,7 @@ fn dataset(i: u64) -> Value {
         "attributes": {"tier": "basic"},
         "data": {"login": format!("bench-{i}@example.invalid"), "password": "not-a-secret"},
         "secret_fields": ["password"],
-        "entities": [format!("bench-account-{i}")],
+        "entities": [format!("bench-account:{i}")],
         // Released `passed`, a reusable dataset goes back to `ready`: the stock
         // never drains, so every run leases from exactly `n` ready datasets.
         "reusable": true,
