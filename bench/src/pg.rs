@@ -270,12 +270,7 @@ use stockroom_pool::store::postgres::statements::{
 
 /// The count deltas of one status change of the bench's state, as the store
 /// writes them right before its commit (one statement, keys in order).
-async fn apply_counts(
-    tx: &Transaction<'_>,
-    c: &Cycle<'_>,
-    from: &str,
-    to: &str,
-) -> Result<(), String> {
+async fn apply_counts(tx: &Transaction<'_>, p: bool, from: &str, to: &str) -> Result<(), String> {
     let mut keys = [(from, -1i64), (to, 1i64)];
     keys.sort();
     let types = [pool::TYPE, pool::TYPE];
@@ -284,15 +279,9 @@ async fn apply_counts(
     let ns = [keys[0].1, keys[1].1];
     query(
         tx,
-        c.prepared,
+        p,
         APPLY_COUNTS,
-        &[
-            &&types[..],
-            &&states[..],
-            &&statuses[..],
-            &&ns[..],
-            &c.count_slot,
-        ],
+        &[&&types[..], &&states[..], &&statuses[..], &&ns[..]],
     )
     .await?;
     Ok(())
@@ -356,9 +345,6 @@ struct Cycle<'a> {
     holder: &'a str,
     label: &'a str,
     lease_id: String,
-    /// The `status_counts` slot its transactions write: one per client, as
-    /// the store gives each running transaction a slot of its own.
-    count_slot: i32,
 }
 
 /// The lease transaction: `(dataset id)` of the granted lease.
@@ -453,7 +439,7 @@ async fn lease_tx(tx: &Transaction<'_>, c: &Cycle<'_>) -> Result<String, String>
     if got.len() != 1 {
         return Err(format!("the new lease has {} datasets", got.len()));
     }
-    apply_counts(tx, c, "ready", "leased").await?;
+    apply_counts(tx, p, "ready", "leased").await?;
     Ok(ds_id)
 }
 
@@ -527,7 +513,7 @@ async fn release_tx(tx: &Transaction<'_>, c: &Cycle<'_>) -> Result<(), String> {
         &[id, &now, &"passed", &none, &none, &answer],
     )
     .await?;
-    apply_counts(tx, c, "leased", "ready").await?;
+    apply_counts(tx, p, "leased", "ready").await?;
     Ok(())
 }
 
@@ -582,7 +568,6 @@ pub async fn run_raw_client(
             holder: &holder,
             label: &label,
             lease_id: lease_id(run, index, n),
-            count_slot: (index % 64) as i32,
         };
         // Acquire (with the pool's known-states read first, in WithStock).
         let t0 = Instant::now();

@@ -17,8 +17,7 @@
 //! - The reaper's `expire_due` takes due leases `FOR UPDATE SKIP LOCKED` and
 //!   re-checks their status under the lock: a lease is expired exactly once.
 //! - Counts per status live in `status_counts`, spread over slots so that
-//!   transactions do not queue on one row: each running transaction of a
-//!   replica writes a slot of its own ([`slots`], the 0002 migration).
+//!   replicas do not queue on one row (see the 0002 migration).
 //! - A transaction that fails on a serialization failure, a deadlock, a
 //!   unique violation or a dropped connection is rolled back and retried
 //!   after a jittered delay (up to [`CONTENTION_ATTEMPTS`] times for a lost
@@ -30,7 +29,6 @@
 //!   loopback or a trusted network.
 
 mod conn;
-mod slots;
 pub mod statements;
 
 pub use conn::pool as connection_pool;
@@ -70,8 +68,6 @@ pub const WAKE_INTERVAL: Duration = Duration::from_millis(250);
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool,
-    /// The `status_counts` slots its transactions write to.
-    slots: slots::CountSlots,
     /// This replica's name, on its connections' `application_name` and on
     /// the `generating` rows it owns.
     replica: String,
@@ -104,7 +100,6 @@ impl PostgresStore {
         conn::migrate(&cfg).await?;
         Ok(PostgresStore {
             pool: conn::pool(cfg, size)?,
-            slots: slots::CountSlots::new(size),
             replica,
         })
     }
@@ -131,13 +126,11 @@ macro_rules! in_tx {
                 let mut committing = false;
                 let run: StoreResult<_> = async {
                     let mut client = $self.client().await?;
-                    let slot = $self.slots.take();
                     let pg = client.transaction().await?;
                     let value = {
                         let $tx = &PgTx {
                             tx: &pg,
                             replica: &$self.replica,
-                            count_slot: slot.slot(),
                         };
                         $body.await?
                     };

@@ -101,7 +101,7 @@ pub const HISTORIES: &str = "SELECT dataset_id, at, from_status, to_status, leas
 /// The deltas of one transaction, keys in order, into this connection's slot
 /// (see the 0002 migration: a slot per backend keeps replicas off one row).
 pub const APPLY_COUNTS: &str = "INSERT INTO status_counts (type, state, status, slot, n) \
-     SELECT t, s, st, $5::INT, n FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[]) AS u (t, s, st, n) \
+     SELECT t, s, st, pg_backend_pid() % 64, n FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[]) AS u (t, s, st, n) \
      ON CONFLICT (type, state, status, slot) DO UPDATE SET n = status_counts.n + excluded.n";
 pub const KNOW_STATES: &str = "INSERT INTO known_states (type, state) SELECT * FROM unnest($1::TEXT[], $2::TEXT[]) \
      ON CONFLICT DO NOTHING";

@@ -28,9 +28,6 @@ pub(super) struct PgTx<'a> {
     pub tx: &'a Transaction<'a>,
     /// This replica's name (on its `generating` rows).
     pub replica: &'a str,
-    /// The `status_counts` slot this transaction writes (no other running
-    /// transaction of this replica writes it).
-    pub count_slot: i32,
 }
 
 fn get<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> StoreResult<T> {
@@ -662,11 +659,8 @@ impl Tx for PgTx<'_> {
         let states: Vec<&str> = deltas.iter().map(|((_, s, _), _)| s.as_str()).collect();
         let statuses: Vec<&str> = deltas.iter().map(|((_, _, st), _)| st.as_str()).collect();
         let ns: Vec<i64> = deltas.iter().map(|(_, n)| *n).collect();
-        self.execute(
-            sql::APPLY_COUNTS,
-            &[&types, &states, &statuses, &ns, &self.count_slot],
-        )
-        .await?;
+        self.execute(sql::APPLY_COUNTS, &[&types, &states, &statuses, &ns])
+            .await?;
         Ok(())
     }
 
