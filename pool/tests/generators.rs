@@ -64,19 +64,7 @@ impl TestPool {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let req = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base));
-        let mut req = common::with_lease_token(req, path);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        common::remember_lease_token(&value);
-        (status, value)
+        common::call_json(&self.http, &self.base, method, path, body).await
     }
 
     async fn catalog(&self) -> Value {

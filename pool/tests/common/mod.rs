@@ -44,6 +44,29 @@ pub fn with_lease_token(req: reqwest::RequestBuilder, path: &str) -> reqwest::Re
     }
 }
 
+/// One call as a test client would make it: with the lease token of the
+/// lease `path` acts on (when known); the status and the answer as JSON (or
+/// its text); a new lease's token remembered.
+pub async fn call_json(
+    http: &reqwest::Client,
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let req = http.request(method.parse().unwrap(), format!("{base}{path}"));
+    let mut req = with_lease_token(req, path);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    remember_lease_token(&value);
+    (status, value)
+}
+
 pub const CI_TOKEN: &str = "ci-secret-token";
 pub const ADMIN_TOKEN: &str = "admin-secret-token";
 
