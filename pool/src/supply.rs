@@ -14,7 +14,8 @@
 //!   leases wait for first, then by relative deficit, launching no more calls
 //!   than each generator's free concurrency; a `generating` row is written
 //!   before each call and the store refuses it once ready + generating reach
-//!   `max_ready`. Settings are read from the store on every pass, so a change
+//!   `max_ready`. A call decided on counts as generating from the decision
+//!   until its row is written, so no pass and no waiter asks for it twice. Settings are read from the store on every pass, so a change
 //!   counts at once.
 //! - Just in time: a lease that finds no stock asks for at most its shortfall,
 //!   made by the planner's cheapest route (`stockroom_generators::plan`).
@@ -115,6 +116,14 @@ pub struct Supply {
     inflight: Mutex<BTreeMap<String, usize>>,
     /// Just-in-time generations in flight per (type, state, where).
     jit: Mutex<BTreeMap<(String, String, String), u64>>,
+    /// Generations decided on whose `generating` row is not written yet, per
+    /// state. The store's counts cannot see them, so a pass or a waiter's
+    /// retry in that window would ask for them again and overshoot.
+    unwritten: Mutex<BTreeMap<StateKey, u64>>,
+    /// A consistent cut of `unwritten` and the store's counts: writing a
+    /// decided-on row and uncounting it hold this shared; reading both for a
+    /// pass holds it exclusively, so a row is never counted twice or missed.
+    counting: tokio::sync::RwLock<()>,
     refresh_lock: tokio::sync::Mutex<()>,
     wake: Notify,
     /// How often replenishment was asked for (`poke`), for metrics and tests.
@@ -167,10 +176,38 @@ impl Drop for Slot {
     }
 }
 
-/// Counts a just-in-time generation for a lease item for its lifetime.
+/// Counts a just-in-time generation for a lease item for its lifetime;
+/// `unwritten` until the call's row is written.
 struct JitGuard {
     supply: Arc<Supply>,
     key: (String, String, String),
+    unwritten: Option<Unwritten>,
+}
+
+/// A generation decided on (a slot taken, a shortfall asked for) whose
+/// `generating` row is not written yet; uncounted on drop.
+struct Unwritten {
+    supply: Arc<Supply>,
+    key: StateKey,
+}
+
+impl Drop for Unwritten {
+    fn drop(&mut self) {
+        let mut m = self.supply.lock_unwritten();
+        if let Some(n) = m.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// What the caller of [`Supply::make`] took before spawning it: the top
+/// generator's slot and the generation's count as not yet written.
+struct Launch {
+    slot: Slot,
+    unwritten: Option<Unwritten>,
 }
 
 impl Drop for JitGuard {
@@ -314,6 +351,8 @@ impl Supply {
             view: RwLock::default(),
             inflight: Mutex::default(),
             jit: Mutex::default(),
+            unwritten: Mutex::default(),
+            counting: tokio::sync::RwLock::new(()),
             refresh_lock: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             replenish_requests: Default::default(),
@@ -347,6 +386,37 @@ impl Supply {
         self.jit
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_unwritten(&self) -> std::sync::MutexGuard<'_, BTreeMap<StateKey, u64>> {
+        self.unwritten
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts one generation of `key` as decided on until its row is written.
+    fn unwritten(self: &Arc<Self>, key: &StateKey) -> Unwritten {
+        *self.lock_unwritten().entry(key.clone()).or_default() += 1;
+        Unwritten {
+            supply: Arc::clone(self),
+            key: key.clone(),
+        }
+    }
+
+    /// The store's stock with the generations decided on but not yet
+    /// written counted as generating. A count too high would end the
+    /// `static` policy's filling early, one too low would overshoot: no
+    /// decided-on row is written while both are read.
+    async fn stock_with_unwritten(&self) -> Result<StockTable, StoreError> {
+        let _cut = self.counting.write().await;
+        let unwritten = self.lock_unwritten().clone();
+        let mut stock = self.store.stock().await?;
+        for (key, n) in unwritten {
+            if let Some(counts) = stock.get_mut(&key) {
+                counts.generating += n;
+            }
+        }
+        Ok(stock)
     }
 
     fn lock_filling(&self) -> std::sync::MutexGuard<'_, BTreeSet<(String, String)>> {
@@ -618,7 +688,9 @@ impl Supply {
 
     /// Makes one dataset by `step`. With `part_of`, the dataset becomes a
     /// part of that generating dataset (input name given); otherwise it is stock.
-    /// `slot_held`: the caller took the top generator's slot ([`Supply::take_slot`]).
+    /// `launch`: what the caller took for it (the top generator's slot,
+    /// [`Supply::take_slot`], and its not-yet-written count, given back once
+    /// the row is written or refused); without it the call is counted here.
     fn make<'a>(
         &'a self,
         view: &'a View,
@@ -626,9 +698,13 @@ impl Supply {
         attrs: Attributes,
         cap: Option<u64>,
         part_of: Option<String>,
-        slot_held: bool,
+        launch: Option<Launch>,
     ) -> BoxFuture<'a, Result<Dataset, MakeError>> {
         Box::pin(async move {
+            let (slot, mut unwritten) = match launch {
+                Some(Launch { slot, unwritten }) => (Some(slot), unwritten),
+                None => (None, None),
+            };
             let (generator_name, type_name, state) = match step {
                 PlanStep::TakeReady { .. } => {
                     return Err(MakeError::NotStarted(
@@ -672,7 +748,12 @@ impl Supply {
                 _ => json!({"type": type_name, "state": state, "attributes": attrs,
                             "inputs": info.requires().iter().map(|r| r.name.clone()).collect::<Vec<_>>()}),
             };
-            let Some(id) = self
+            let cut = if unwritten.is_some() {
+                Some(self.counting.read().await)
+            } else {
+                None
+            };
+            let begun = self
                 .store
                 .begin_generation(
                     NewGeneration {
@@ -686,11 +767,15 @@ impl Supply {
                     },
                     self.clock.now_ms(),
                 )
-                .await?
-            else {
+                .await;
+            // Written or refused: the store's counts tell from here on.
+            drop(unwritten.take());
+            drop(cut);
+            let Some(id) = begun? else {
                 return Err(MakeError::Capped);
             };
-            let _inflight = (!slot_held).then(|| {
+            // `slot` (held to the end) or this counts the call in flight.
+            let _inflight = slot.is_none().then(|| {
                 *self
                     .lock_inflight()
                     .entry(generator_name.clone())
@@ -883,10 +968,10 @@ impl Supply {
                 )));
             };
             return self
-                .make(view, &made, where_, None, Some(parent.to_string()), false)
+                .make(view, &made, where_, None, Some(parent.to_string()), None)
                 .await;
         }
-        self.make(view, step, where_, None, Some(parent.to_string()), false)
+        self.make(view, step, where_, None, Some(parent.to_string()), None)
             .await
     }
 
@@ -976,7 +1061,7 @@ impl Supply {
             // Nothing could make stock: spare the store the count of every state.
             return;
         }
-        let Ok(stock) = self.store.stock().await else {
+        let Ok(stock) = self.stock_with_unwritten().await else {
             return;
         };
         let view = self.view();
@@ -995,18 +1080,21 @@ impl Supply {
             let Some((c, step, _)) = inputs.iter().find(|(c, _, _)| c.key == key) else {
                 continue;
             };
-            // Taken now, not when the task runs: the next pass sees it.
+            // Taken and counted now, not when the task runs: the next pass sees them.
             let Some(slot) = self.take_slot(&c.generator) else {
                 continue;
+            };
+            let launch = Launch {
+                slot,
+                unwritten: Some(self.unwritten(&key)),
             };
             let supply = Arc::clone(self);
             let view = Arc::clone(&view);
             let step = step.clone();
             let cap = Some(u64::from(c.max_ready));
             tokio::spawn(async move {
-                let _slot = slot;
                 let result = supply
-                    .make(&view, &step, Attributes::new(), cap, None, true)
+                    .make(&view, &step, Attributes::new(), cap, None, Some(launch))
                     .await;
                 if let Err(e @ (MakeError::NotStarted(_) | MakeError::Failed { .. })) = result {
                     tracing::debug!(error = %e, "pre-generation did not add stock");
@@ -1034,8 +1122,11 @@ impl Supply {
                 item.state.clone(),
                 serde_json::to_string(&item.where_).unwrap_or_default(),
             );
+            let state: StateKey = (item.type_name.clone(), item.state.clone());
             let in_flight = if item.where_.is_empty() {
-                s.generating
+                // Any dataset of the state serves: the store's generating
+                // ones and those decided on but not written yet.
+                s.generating + self.lock_unwritten().get(&state).copied().unwrap_or(0)
             } else {
                 self.lock_jit().get(&key).copied().unwrap_or(0)
             };
@@ -1051,6 +1142,7 @@ impl Supply {
                 .map(|_| JitGuard {
                     supply: Arc::clone(self),
                     key: key.clone(),
+                    unwritten: Some(self.unwritten(&state)),
                 })
                 .collect();
             tokio::spawn(async move { supply.produce_for(item, guards).await });
@@ -1070,7 +1162,7 @@ impl Supply {
             .and_then(|c| c.max_ready)
             .map(u64::from);
         let mut tasks = tokio::task::JoinSet::new();
-        for guard in guards {
+        for mut guard in guards {
             let Some(step) =
                 self.plan_for(&view, &stock, &item.type_name, &item.state, Goal::Produce)
             else {
@@ -1089,10 +1181,15 @@ impl Supply {
             let supply = Arc::clone(&self);
             let view = Arc::clone(&view);
             let attrs = item.where_.clone();
+            let launch = Launch {
+                slot,
+                unwritten: guard.unwritten.take(),
+            };
             tasks.spawn(async move {
                 let _guard = guard;
-                let _slot = slot;
-                supply.make(&view, &step, attrs, cap, None, true).await
+                supply
+                    .make(&view, &step, attrs, cap, None, Some(launch))
+                    .await
             });
         }
         while tasks.join_next().await.is_some() {}
