@@ -159,9 +159,12 @@ async fn lease_in<T: Tx>(w: &mut Work<'_, T>, a: &LeaseAttempt) -> StoreResult<L
     })
     .await?;
     let mut pos = 0i64;
+    let tx = w.tx;
     for (item, got) in a.items.iter().zip(&picks) {
         for (idx, p) in got.iter().enumerate() {
-            w.change(Change {
+            // The lease row exists now; the dataset's change and its lease
+            // item depend only on it: pipelined where the backend can.
+            let change = w.change(Change {
                 seq: p.seq,
                 id: &p.id,
                 type_name: &item.type_name,
@@ -172,17 +175,16 @@ async fn lease_in<T: Tx>(w: &mut Work<'_, T>, a: &LeaseAttempt) -> StoreResult<L
                 holder: Some(&label),
                 reason: reasons::LEASED,
                 now_ms: now,
-            })
-            .await?;
-            w.tx.insert_lease_item(NewLeaseItem {
+            });
+            let lease_item = tx.insert_lease_item(NewLeaseItem {
                 lease_id: &id,
                 dataset_id: &p.id,
                 name: &item.name,
                 index: idx as u32,
                 pos,
                 on_failure: item.on_failure,
-            })
-            .await?;
+            });
+            tokio::try_join!(change, lease_item)?;
             pos += 1;
         }
     }

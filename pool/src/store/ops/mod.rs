@@ -74,20 +74,21 @@ impl<'t, T: Tx> Work<'t, T> {
     }
 
     pub async fn change(&mut self, c: Change<'_>) -> StoreResult<()> {
-        self.tx
-            .set_status(RowStatus {
-                seq: c.seq,
-                to: c.to,
-                lease_id: c.lease_id,
-                now_ms: c.now_ms,
-            })
-            .await?;
         if let Some(from) = c.from {
             self.count(c.type_name, c.state, from, -1);
         }
         self.count(c.type_name, c.state, c.to, 1);
-        self.tx
-            .insert_history(NewHistory {
+        // The row and its history line do not depend on each other: one
+        // round trip where the backend pipelines. A failure of the first
+        // (sent first, answered first) is the one reported.
+        tokio::try_join!(
+            self.tx.set_status(RowStatus {
+                seq: c.seq,
+                to: c.to,
+                lease_id: c.lease_id,
+                now_ms: c.now_ms,
+            }),
+            self.tx.insert_history(NewHistory {
                 dataset_id: c.id,
                 at: c.now_ms,
                 from: c.from,
@@ -96,7 +97,8 @@ impl<'t, T: Tx> Work<'t, T> {
                 holder: c.holder,
                 reason: c.reason,
             })
-            .await
+        )?;
+        Ok(())
     }
 
     /// A history line that changes no status.

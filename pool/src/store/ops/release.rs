@@ -29,10 +29,15 @@ pub(crate) async fn release<T: Tx>(
             Ok(out)
         }
         Released::Ended(answer, end) => {
-            // The lease's end and the bookkeeping in one round trip where the
-            // backend pipelines (neither depends on the other).
-            let (ended, finished) = tokio::join!(tx.set_lease_released(end), w.finish());
+            // The lease's end, its entities freed and the bookkeeping in one
+            // round trip where the backend pipelines (none depends on another).
+            let (ended, freed, finished) = tokio::join!(
+                tx.set_lease_released(end),
+                tx.free_entities(id, now_ms),
+                w.finish()
+            );
             ended?;
+            freed?;
             finished?;
             Ok(ReleaseResult::Released(answer))
         }
@@ -40,7 +45,7 @@ pub(crate) async fn release<T: Tx>(
 }
 
 /// What [`release_in`] did: answered, or released the datasets and left the
-/// lease row's end to write.
+/// lease row's end and its entities' freeing to write.
 enum Released<'a> {
     Answer(ReleaseResult),
     Ended(ReleaseAnswer, LeaseEnd<'a>),
@@ -124,7 +129,7 @@ async fn release_in<'a, T: Tx>(
             status: to,
         });
     }
-    w.tx.free_entities(id, now_ms).await?;
+    // Its entities are freed with the lease's end (`release`).
     let answer = ReleaseAnswer {
         lease_id: id.to_string(),
         status: LeaseStatus::Released,
