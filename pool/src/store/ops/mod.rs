@@ -199,7 +199,7 @@ pub(crate) async fn dataset_with_history<T: Tx>(
 
 /// The [`Store`](super::Store) of a backend, every method one shared
 /// operation: `$write!(self, |tx| op)` runs `op` in a write transaction,
-/// `$read!(self, |tx| op)` in a read-only one. `$extra` holds the methods a
+/// `$read!(self, |tx| op)` as a read (on PostgreSQL outside a transaction). `$extra` holds the methods a
 /// backend overrides.
 macro_rules! store_over_ops {
     ($store:ty, $write:ident, $read:ident, { $($extra:tt)* }) => {

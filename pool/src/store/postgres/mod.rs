@@ -152,7 +152,40 @@ macro_rules! in_tx {
     };
 }
 
-super::ops::store_over_ops!(PostgresStore, in_tx, in_tx, {
+/// Runs a read-only `$body` on a connection outside any transaction: under
+/// READ COMMITTED each statement of a transaction sees its own snapshot
+/// anyway, so BEGIN and COMMIT would add two round trips and nothing else.
+/// Retried like a transaction when the connection was lost.
+macro_rules! in_read {
+    ($self:ident, |$tx:ident| $body:expr) => {
+        Box::pin(async move {
+            let mut attempt = 0usize;
+            let mut backoff = RETRY_BACKOFF.start();
+            loop {
+                attempt += 1;
+                let run: StoreResult<_> = async {
+                    let client = $self.client().await?;
+                    let $tx = &PgTx {
+                        tx: &client,
+                        replica: &$self.replica,
+                    };
+                    Ok($body.await?)
+                }
+                .await;
+                match run {
+                    Ok(v) => break Ok(v),
+                    Err(e) if attempt < attempts_for(&e) => {
+                        tracing::debug!(attempt, error = %e, "store read failed; retrying");
+                        tokio::time::sleep(backoff.next_delay()).await;
+                    }
+                    Err(e) => break Err(e),
+                }
+            }
+        })
+    };
+}
+
+super::ops::store_over_ops!(PostgresStore, in_tx, in_read, {
     fn wake_interval(&self) -> Option<Duration> {
         Some(WAKE_INTERVAL)
     }

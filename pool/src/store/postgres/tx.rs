@@ -2,7 +2,7 @@
 //! transaction. Rows an operation decides on are locked (`FOR UPDATE`);
 //! candidates for leasing are locked and skipped by others (`SKIP LOCKED`).
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::GenericClient;
 use stockroom_protocol::DatasetStatus;
 use stockroom_protocol::api::{HistoryEntry, StockSettings};
 use tokio_postgres::Row;
@@ -24,8 +24,10 @@ use crate::time::rfc3339;
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
-pub(super) struct PgTx<'a> {
-    pub tx: &'a Transaction<'a>,
+/// The primitives over a client: a transaction for writes, the plain
+/// connection for reads (one statement, one round trip, no BEGIN/COMMIT).
+pub(super) struct PgTx<'a, C: GenericClient> {
+    pub tx: &'a C,
     /// This replica's name (on its `generating` rows).
     pub replica: &'a str,
 }
@@ -98,7 +100,7 @@ fn history_entry(r: &Row, at: usize) -> StoreResult<HistoryEntry> {
     })
 }
 
-impl PgTx<'_> {
+impl<C: GenericClient> PgTx<'_, C> {
     /// Statements go through the connection's statement cache (deadpool
     /// keeps one per connection): parsed and planned once per connection,
     /// then one round trip each.
@@ -147,7 +149,7 @@ impl PgTx<'_> {
     }
 }
 
-impl Tx for PgTx<'_> {
+impl<C: GenericClient> Tx for PgTx<'_, C> {
     const LOCKS_CANDIDATES: bool = true;
 
     async fn find_lease(&self, id: &str, lock: bool) -> StoreResult<Option<LeaseRow>> {
