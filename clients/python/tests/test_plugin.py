@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,58 @@ def test_each_take_is_done_with_its_test_outcome_and_is_a_junit_property(inner, 
     assert status["test_two_orders"] == ["consumed", "consumed"]
     history = json.dumps(demo_pool.dataset(_ids(props["test_fails"])[0])["history"])
     assert "test_fails" in history, history
+
+
+def test_xpass_setup_failure_and_call_phase_skip_settle_as_docs_plugins_pytest_md_says(inner, demo_pool):
+    """The rows of docs/plugins/pytest.md, "How outcomes map", not run above:
+    XPASS → passed, XPASS(strict) → failed, setup failed after a take → failed,
+    skipped in the call phase after a take → passed."""
+    inner.makepyfile(
+        test_more_outcomes="""
+        import pytest
+
+        @pytest.mark.xfail(reason="thought broken")
+        def test_xpasses(stockroom):
+            stockroom.take("customer/active")
+
+        @pytest.mark.xfail(reason="thought broken", strict=True)
+        def test_xpasses_strict(stockroom):
+            stockroom.take("customer/active")
+
+        @pytest.fixture
+        def broken(stockroom):
+            stockroom.take("customer/active")
+            raise RuntimeError("the fixture broke after its take")
+
+        def test_setup_fails(broken):
+            pass
+
+        def test_skips_in_the_call(stockroom):
+            stockroom.take("customer/active")
+            pytest.skip("nothing to check today")
+        """
+    )
+    junit = inner.path / "junit.xml"
+    result = inner.runpytest_subprocess("-p", "no:cacheprovider", f"--junitxml={junit}")
+    result.assert_outcomes(xpassed=1, failed=1, errors=1, skipped=1)
+
+    props = junit_properties(junit)
+    taken = {name: _ids(values) for name, values in props.items()}
+    assert all(len(ids) == 1 for ids in taken.values()) and len(taken) == 4, props
+    status = {name: demo_pool.status(ids[0]) for name, ids in taken.items()}
+    assert status == {
+        "test_xpasses": "consumed",
+        "test_xpasses_strict": "quarantined",
+        "test_setup_fails": "quarantined",
+        "test_skips_in_the_call": "consumed",
+    }, status
+    reasons = {
+        name: json.dumps(demo_pool.dataset(ids[0])["history"]) for name, ids in taken.items()
+    }
+    assert "XPASS(strict)" in reasons["test_xpasses_strict"], reasons["test_xpasses_strict"]
+    assert "setup failed: RuntimeError: the fixture broke after its take" in reasons["test_setup_fails"], (
+        reasons["test_setup_fails"]
+    )
 
 
 XDIST_CONFTEST = """
@@ -382,6 +435,25 @@ def test_a_stockroom_agent_the_user_started_serves_the_session(inner, demo_pool,
     )
     result = inner.runpytest_subprocess("-p", "no:cacheprovider", "--stockroom-reserve-wait", "60")
     result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*stockroom: reserved 2 of 2 datasets declared by 1 markers*"])
     assert process.poll() is None, "the session leaves an agent it did not start running"
+
+    request = urllib.request.Request(
+        info["url"] + "/v1/takes", headers={"Authorization": "Bearer " + info["token"]}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        book = json.load(answer)
+    (take,) = book["takes"]
+    assert (take["source"], take["outcome"]) == ("reserve", "passed"), take
+    (taken_id,) = [d["id"] for d in take["datasets"]]
+    assert [(r["type"], r["state"], r["count"]) for r in book["reserved"]] == [("customer", "new", 1)], book
+    (reserve_lease,) = [held["lease_id"] for held in book["leases"] if held["for"] == "reserve"]
+    reserved_ids = [d["id"] for d in demo_pool.get(f"/leases/{reserve_lease}")["datasets"]]
+    assert len(reserved_ids) == 2 and taken_id in reserved_ids, reserved_ids
+    (left_over,) = [i for i in reserved_ids if i != taken_id]
+    assert demo_pool.status(left_over) == "leased", "held by the agent until it ends"
+
     process.stdin.close()
     assert process.wait(timeout=60) == 0
+    assert demo_pool.status(taken_id) == "consumed", "the take was settled with the test's outcome"
+    assert demo_pool.status(left_over) == "ready", "reserved but never taken: back to ready"

@@ -19,6 +19,8 @@ import { Stockroom, scrubError } from "./index.js";
 
 export { expect } from "@playwright/test";
 export const ANNOTATION = "stockroom.dataset";
+// ANSI colour and style sequences (ESC [ … letter).
+const ANSI = /\u001b\[[0-9;]*[A-Za-z]/g;
 
 /** The outcome a test's takes are done with, and why (docs/plugins/playwright.md). */
 export function outcomeOf(testInfo) {
@@ -26,7 +28,9 @@ export function outcomeOf(testInfo) {
   if (status === "interrupted") return ["cancelled", "the test run was interrupted"];
   if (status === "skipped") return ["passed", "skipped after the take"];
   if (status === expectedStatus) return ["passed", status === "failed" ? "failed as expected (test.fail)" : ""];
-  const first = testInfo.errors?.[0]?.message ?? "";
+  if (status === "passed") return ["failed", "passed although test.fail() expected a failure"];
+  // Playwright colours its messages for the terminal; the pool's history is plain text.
+  const first = (testInfo.errors?.[0]?.message ?? "").replace(ANSI, "");
   return ["failed", `${status}${first ? ": " + first.split("\n")[0] : ""}`];
 }
 

@@ -65,13 +65,17 @@ function records(file) {
   return { taken: lines.filter((l) => l.ids), secrets: lines.flatMap((l) => l.secrets ?? []) };
 }
 
+// Each recorded dataset's status is `expect`, and its history has the text
+// `history` (the reason its take was done with) when the record names one.
 async function checkStatuses(taken) {
-  for (const { name, ids, expect } of taken) {
+  for (const { name, ids, expect, history } of taken) {
     for (const id of ids) {
       const { status } = await getJson(`/datasets/${id}`);
-      if (expect === "quarantined-if-worker-failed") {
-        assert.ok(["consumed", "quarantined"].includes(status), `${name}: ${id} is ${status}, not settled`);
-      } else if (expect === "ready" && status === "generating") {
+      if (history !== undefined) {
+        const lines = JSON.stringify((await getJson(`/datasets/${id}`)).history);
+        assert.ok(lines.includes(history), `${name}: ${id}'s history has no ${JSON.stringify(history)}: ${lines}`);
+      }
+      if (expect === "ready" && status === "generating") {
         // Back in stock, but the pool may be verifying or resetting it with
         // its generator right now (docs/generators.md, "Lifecycle calls"),
         // during which it reads `generating`: wait for it to be ready again.
@@ -188,16 +192,21 @@ async function playwright(label, runner) {
   const junit = join(work, `${label}.xml`);
   const { code, out } = await runner(join(pkg, "node_modules/.bin/playwright"),
     ["test", "--config", join(fixtures, "playwright", "playwright.config.mjs")], { env: { RECORD: file, JUNIT: junit } });
-  assert.equal(code, 1, out); // "fails on purpose"
-  assert.match(out, /1 failed/, out);
-  assert.match(out, /4 passed/, out);
+  assert.equal(code, 1, out); // "fails on purpose" and the other unexpected outcomes
+  // fails on purpose, times out, passes although test.fail(), the worker-fails project's test
+  assert.match(out, /\b4 failed/, out);
+  assert.match(out, /\b4 passed/, out);
   const xml = readFileSync(junit, "utf8");
   const props = junitProperties(xml);
   const { taken, secrets } = records(file);
+  const titles = { "pw passes": "passes", "pw fails": "fails on purpose", "pw expected failure": "fails as expected",
+    "pw skipped": "skipped after the take", "pw page": "a page shows the taken dataset", "pw timed out": "times out",
+    "pw unexpected pass": "passes although test.fail() expects a failure" };
+  const workerScoped = ["pw worker passes", "pw worker fails"]; // not a test's annotation
+  assert.deepEqual(taken.map((t) => t.name).sort(), [...Object.keys(titles), ...workerScoped].sort(), "every test took and recorded");
   for (const { name, ids } of taken) {
-    if (name === "pw worker") continue; // worker-scoped: not a test's annotation
-    const title = { "pw passes": "passes", "pw fails": "fails on purpose", "pw expected failure": "fails as expected",
-      "pw skipped": "skipped after the take", "pw page": "a page shows the taken dataset" }[name];
+    if (workerScoped.includes(name)) continue;
+    const title = titles[name];
     const values = Object.entries(props).find(([k]) => k.endsWith(title))?.[1];
     assert.deepEqual(values?.map((v) => v.split(" ")[0]), ids, `${name}: ${xml}`);
     assert.ok(values.every((v) => / customer\/(active|new)$/.test(v)), values);
@@ -215,6 +224,75 @@ test("Playwright fixtures under stockroom run: API tests, a page test in chromiu
 test("Playwright's global setup starts `stockroom agent` when there is none", async () => {
   const out = await playwright("pw-agent", run);
   assert.match(out, /stockroom: started `stockroom agent` for this run/);
+});
+
+test("Playwright: a test that the run interrupts (maxFailures) is cancelled", async () => {
+  const file = join(work, "pw-interrupt.jsonl");
+  const { code, out } = await run(join(pkg, "node_modules/.bin/playwright"),
+    ["test", "--config", join(fixtures, "playwright", "interrupt.config.mjs")], { env: { RECORD: file } });
+  assert.equal(code, 1, out);
+  assert.match(out, /\b1 failed/, out);
+  assert.match(out, /\b1 interrupted/, out);
+  const { taken } = records(file);
+  assert.deepEqual(taken.map((t) => t.name), ["pw interrupted"], out);
+  await checkStatuses(taken);
+});
+
+test("node:test without an agent: Stockroom.fromEnv() throws NoAgentError", async () => {
+  const { code, out } = await run(process.execPath, ["--test", join(fixtures, "node", "no-agent.test.mjs")], { timeoutMs: 60_000 });
+  assert.equal(code, 1, out);
+  assert.match(out, /# pass 1/, out);
+  assert.match(out, /# fail 1/, out);
+  assert.match(out, /NoAgentError/, out);
+  assert.match(out, /STOCKROOM_AGENT_URL is not set; run the tests under `stockroom run -- /, out);
+});
+
+test("Jest and Vitest without an agent: each withStockroom test fails with NoAgentError's message", async () => {
+  const jestReport = join(work, "jest-no-agent.json");
+  const jest = await run(process.execPath,
+    ["--experimental-vm-modules", join(pkg, "node_modules/jest/bin/jest.js"), "--rootDir", join(fixtures, "jest"),
+      "--config", join(fixtures, "jest", "jest.config.mjs"), "--json", "--outputFile", jestReport],
+    { env: { RECORD: join(work, "jest-no-agent.jsonl") }, timeoutMs: 120_000 });
+  const vitestReport = join(work, "vitest-no-agent.json");
+  const vitest = await run(join(pkg, "node_modules/.bin/vitest"),
+    ["run", "--root", join(fixtures, "vitest"), "--reporter=default", "--reporter=json", "--outputFile", vitestReport],
+    { env: { RECORD: join(work, "vitest-no-agent.jsonl") }, timeoutMs: 120_000 });
+  for (const [runner, { code, out }, report] of [["jest", jest, jestReport], ["vitest", vitest, vitestReport]]) {
+    assert.equal(code, 1, `${runner}: ${out}`);
+    const result = JSON.parse(readFileSync(report, "utf8"));
+    assert.equal(result.numPassedTests, 0, `${runner}: ${out}`);
+    assert.equal(result.numFailedTests, 2, `${runner}: ${out}`);
+    const messages = result.testResults.flatMap((f) => f.assertionResults.flatMap((a) => a.failureMessages));
+    assert.equal(messages.length, 2, `${runner}: ${JSON.stringify(result)}`);
+    for (const m of messages) assert.match(m, /stockroom: no agent: STOCKROOM_AGENT_URL is not set; run the tests under `stockroom run -- /, runner);
+  }
+});
+
+test("Jest without stockroom run: startAgent() in its globalSetup serves the tests", async () => {
+  const file = join(work, "jest-agent.jsonl");
+  const report = join(work, "jest-agent.json");
+  const { code, out } = await run(process.execPath,
+    ["--experimental-vm-modules", join(pkg, "node_modules/jest/bin/jest.js"), "--rootDir", join(fixtures, "jest-agent"),
+      "--config", join(fixtures, "jest-agent", "jest.config.mjs"), "--json", "--outputFile", report],
+    { env: { RECORD: file } });
+  assert.equal(code, 0, out);
+  assert.equal(JSON.parse(readFileSync(report, "utf8")).numPassedTests, 1, out);
+  const { taken } = records(file);
+  assert.deepEqual(taken.map((t) => t.name), ["jest startAgent"], out);
+  const exits = readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((l) => "agentExit" in l);
+  assert.deepEqual(exits, [{ agentExit: 0 }], "the globalTeardown stopped the agent");
+  await checkStatuses(taken);
+});
+
+test("Jest without stockroom run and without a pool: startAgent() fails the run at once", async () => {
+  const { code, out } = await run(process.execPath,
+    ["--experimental-vm-modules", join(pkg, "node_modules/jest/bin/jest.js"), "--rootDir", join(fixtures, "jest-agent"),
+      "--config", join(fixtures, "jest-agent", "jest.config.mjs")],
+    { env: { STOCKROOM_POOL: "", RECORD: join(work, "jest-no-pool.jsonl") }, timeoutMs: 60_000 });
+  assert.notEqual(code, 0, out);
+  assert.match(out, /stockroom: `stockroom agent` ended before it was ready/, out);
+  assert.match(out, /no pool configured/, out);
+  assert.ok(!existsSync(join(work, "jest-no-pool.jsonl")), "no test ran");
 });
 
 test("with no agent and no pool, Playwright's global setup fails at once", async () => {
