@@ -85,7 +85,7 @@ fn pipe(client: TcpStream, upstream: TcpStream) {
     std::thread::spawn(move || copy(upstream, client_w));
 }
 
-fn copy(mut from: TcpStream, mut to: TcpStream) {
+pub(crate) fn copy(mut from: TcpStream, mut to: TcpStream) {
     let mut buf = [0u8; 16 * 1024];
     while let Ok(n) = from.read(&mut buf) {
         if n == 0 || to.write_all(&buf[..n]).is_err() {

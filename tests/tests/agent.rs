@@ -12,7 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use stockroom_e2e::{Pool, Relay, StderrLines, http, stockroom, wait_for, wait_for_file};
+use stockroom_e2e::{
+    Pool, Recorded, Recorder, Relay, StderrLines, http, stockroom, wait_for, wait_for_file,
+};
 
 const WAIT_CAP: Duration = Duration::from_secs(60);
 
@@ -893,4 +895,222 @@ fn stockroom_agent_ends_on_sigterm_without_a_ready_file_it_prints_exports() {
     .expect("kill");
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(0));
+}
+
+// ---------------------------------------------------------------- heartbeats
+
+#[test]
+fn one_batch_heartbeat_per_interval_keeps_every_lease_of_the_agent_alive() {
+    let pool = Pool::start();
+    seed(&pool, 12, false);
+    // Every call of the sidecar and its agent passes the recorder.
+    let recorder = Recorder::start(&pool.addr);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A 3 s TTL gives a 1 s heartbeat interval, for the job's lease and
+    // for each of the agent's.
+    write(
+        dir.path(),
+        "stockroom.toml",
+        &manifest(&recorder.url(), "lease_ttl = \"3s\""),
+    );
+    let (held, go) = (dir.path().join("held.json"), dir.path().join("go"));
+    // One reserve lease (DE) and four takes leased one by one (US, not in
+    // the reserve): five leases of the agent, none done until the end.
+    let cmd = py_command(
+        dir.path(),
+        "hold_many.py",
+        &format!(
+            r#"
+import time
+s, r = call("POST", "/v1/reserve", {{"items": [{{"type": "customer", "state": "active", "where": {{"country": "DE"}}, "count": 2}}]}})
+assert s == 200, r
+for i in range(4):
+    s, a = call("POST", "/v1/take", {{"test": "t%d" % i, "items": [{{"type": "customer", "state": "active", "where": {{"country": "US"}}}}]}})
+    assert s == 200, a
+s, listing = call("GET", "/v1/takes")
+json.dump(listing, open({held:?} + ".tmp", "w")); os.rename({held:?} + ".tmp", {held:?})
+while not os.path.exists({go:?}): time.sleep(0.02)
+"#,
+            held = held.to_str().expect("utf8"),
+            go = go.to_str().expect("utf8"),
+        ),
+    );
+    let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    let child = spawn_run(dir.path(), &[], &args);
+    assert!(wait_for_file(&held, WAIT_CAP), "the command never took");
+    let since = Instant::now();
+    let listing = read_json(&held);
+    let agent_leases: BTreeSet<String> = listing["leases"]
+        .as_array()
+        .expect("leases")
+        .iter()
+        .map(|l| l["lease_id"].as_str().expect("lease_id").to_string())
+        .collect();
+    assert_eq!(agent_leases.len(), 5, "{listing}");
+    let is_batch = |r: &Recorded| r.method == "POST" && r.path == "/api/v1/leases/heartbeat";
+    // About four intervals of all five leases held.
+    wait_for("4 heartbeat intervals", WAIT_CAP, || {
+        let n = recorder
+            .requests()
+            .iter()
+            .filter(|r| r.at >= since && is_batch(r))
+            .count();
+        (n >= 4).then_some(())
+    });
+    let until = Instant::now();
+    std::fs::write(&go, "").expect("go");
+    let done = child.wait_with_output().expect("wait");
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+
+    let requests = recorder.requests();
+    let window: Vec<&Recorded> = requests
+        .iter()
+        .filter(|r| r.at >= since && r.at <= until && is_batch(r))
+        .collect();
+    assert!(window.len() >= 4, "{window:?}");
+    // Each call names every lease the agent holds, each with its own token.
+    for r in &window {
+        let body = r.json();
+        let items = body["leases"].as_array().expect("leases");
+        let named: BTreeSet<String> = items
+            .iter()
+            .map(|l| l["lease_id"].as_str().expect("lease_id").to_string())
+            .collect();
+        assert_eq!(named, agent_leases, "{body}");
+        assert_eq!(items.len(), agent_leases.len(), "{body}");
+        assert!(
+            items
+                .iter()
+                .all(|l| l["lease_token"].as_str().is_some_and(|t| !t.is_empty())),
+            "{body}"
+        );
+    }
+    // One call per interval, not one per lease: the calls are at least an
+    // interval (1 s, less a margin for the clock) apart.
+    for pair in window.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(900),
+            "two heartbeat calls {gap:?} apart: {window:?}"
+        );
+    }
+    // No lease of the agent is ever heartbeaten on its own; only the job's
+    // lease (held by the sidecar, not the agent) is.
+    let single: Vec<&Recorded> = requests
+        .iter()
+        .filter(|r| r.path.ends_with("/heartbeat") && !is_batch(r))
+        .collect();
+    assert!(!single.is_empty(), "the job's lease was never heartbeaten");
+    for r in &single {
+        assert!(
+            !agent_leases.iter().any(|id| r.path.contains(id.as_str())),
+            "a lease of the agent heartbeaten alone: {}",
+            r.path
+        );
+    }
+    assert!(active_leases(&pool).is_empty());
+}
+
+// ---------------------------------------------------------------- another run's take
+
+/// `stockroom agent` with a ready file: the process, its address and token.
+fn spawn_agent(dir: &Path, pool: &Pool, name: &str) -> (Child, String, String) {
+    let ready = dir.join(format!("{name}.json"));
+    let child: Child = stockroom(dir)
+        .args(["agent", "--ready-file"])
+        .arg(&ready)
+        .env("STOCKROOM_POOL", pool.url())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn stockroom agent");
+    assert!(wait_for_file(&ready, WAIT_CAP), "no ready file for {name}");
+    let info = read_json(&ready);
+    let url = info["url"].as_str().expect("url");
+    (
+        child,
+        url.trim_start_matches("http://").to_string(),
+        info["token"].as_str().expect("token").to_string(),
+    )
+}
+
+fn end_agent(mut child: Child) -> std::process::Output {
+    drop(child.stdin.take());
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn done_for_a_take_of_another_run_is_404_and_leaves_that_take_alone() {
+    let pool = Pool::start();
+    seed(&pool, 2, false);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first, first_addr, first_token) = spawn_agent(dir.path(), &pool, "first");
+    let (second, second_addr, second_token) = spawn_agent(dir.path(), &pool, "second");
+    let take_body = json!({"test": "t_first", "items": [{"type": "customer", "state": "active"}]});
+    let (status, take) = http(
+        &first_addr,
+        "POST",
+        "/v1/take",
+        Some(&take_body),
+        Some(&first_token),
+    );
+    assert_eq!(status, 200, "{take}");
+    let take_id = take["take_id"].as_str().expect("take_id");
+    let id = take["datasets"][0]["id"].as_str().expect("id");
+    // The second run's agent, asked about the first run's real take.
+    for outcome in ["failed", "passed"] {
+        let (status, problem) = http(
+            &second_addr,
+            "POST",
+            &format!("/v1/takes/{take_id}/done"),
+            Some(&json!({"outcome": outcome})),
+            Some(&second_token),
+        );
+        assert_eq!(status, 404, "{problem}");
+        assert_eq!(
+            problem["type"], "https://stockroom.dev/problems/not-found",
+            "{problem}"
+        );
+    }
+    // With the first run's id but the first agent's token: 401, not a done.
+    let (status, _) = http(
+        &second_addr,
+        "POST",
+        &format!("/v1/takes/{take_id}/done"),
+        Some(&json!({"outcome": "failed"})),
+        Some(&first_token),
+    );
+    assert_eq!(status, 401);
+    let (status, listing) = http(&second_addr, "GET", "/v1/takes", None, Some(&second_token));
+    assert_eq!(status, 200, "{listing}");
+    assert_eq!(listing["takes"], json!([]), "{listing}");
+    // The first run's take is untouched: still leased, and its own done works.
+    assert_eq!(dataset(&pool, id)["status"], "leased");
+    let (status, done) = http(
+        &first_addr,
+        "POST",
+        &format!("/v1/takes/{take_id}/done"),
+        Some(&json!({"outcome": "passed"})),
+        Some(&first_token),
+    );
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["datasets"][0]["status"], "consumed", "{done}");
+    for child in [first, second] {
+        let out = end_agent(child);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(dataset(&pool, id)["status"], "consumed");
+    assert_eq!(statuses(&pool).get("ready"), Some(&1));
+    assert!(active_leases(&pool).is_empty());
 }
