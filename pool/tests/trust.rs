@@ -1,5 +1,7 @@
 //! Leases only their holder can touch, and the hardening of docs/pool.md
-//! ("Trust"): lease tokens, idempotency bound to the request, registration
+//! (sections "Cross-site protection", "Lease tokens: only the holder
+//! touches a lease", "Idempotency: a key is bound to its request" and
+//! "Metrics"): lease tokens, idempotency bound to the request, registration
 //! checks, cross-site protection, problem+json from every layer, metrics
 //! behind a token. Against the real binary over loopback HTTP.
 #![allow(clippy::unwrap_used)]
@@ -376,6 +378,37 @@ async fn a_tokenless_pool_refuses_cross_site_requests_and_foreign_hosts() {
             raw(&pool, "POST", "/api/v1/datasets", &headers, &body),
             want,
             kind_slug,
+        );
+    }
+    // A lease (it would drain stock for its TTL) is refused the same way.
+    let lease = serde_json::to_vec(&lease_body(None, "page")).unwrap();
+    for (what, headers) in [
+        (
+            "lease from a foreign Origin",
+            vec![
+                ("Host", addr.as_str()),
+                json,
+                ("Origin", "http://evil.example"),
+            ],
+        ),
+        (
+            "lease with Sec-Fetch-Site",
+            vec![
+                ("Host", addr.as_str()),
+                json,
+                ("Sec-Fetch-Site", "cross-site"),
+            ],
+        ),
+        (
+            "lease through a rebinding Host",
+            vec![("Host", evil_host.as_str()), json],
+        ),
+    ] {
+        assert_problem(
+            what,
+            raw(&pool, "POST", "/api/v1/leases", &headers, &lease),
+            403,
+            "forbidden",
         );
     }
     // A rebinding Host reads nothing either.

@@ -8,6 +8,7 @@
 //! `cargo build -p stockroom -p stockroom-pool` (`cargo test --workspace` does it).
 
 mod bins;
+mod generator;
 mod http;
 mod pool;
 mod recorder;
@@ -15,6 +16,7 @@ mod relay;
 mod wait;
 
 pub use bins::{helper, pool_bin, stockroom, stockroom_bin, target_dir};
+pub use generator::HangingGenerator;
 pub use http::{http, http_raw};
 pub use pool::{DemoPool, Pool};
 pub use recorder::{Recorded, Recorder};

@@ -2,6 +2,7 @@
 //! launcher (`stockroom-testkit`): port 0, a ready file, stderr in
 //! `DIR/pool.log`.
 
+use std::ffi::OsStr;
 use std::io::BufRead;
 use std::process::ChildStdout;
 
@@ -27,10 +28,22 @@ impl Pool {
 
     /// With a `stockroom-pool.toml` (tokens).
     pub fn start_with_config(config_text: Option<&str>) -> Pool {
+        Pool::start_with_env(config_text, &[])
+    }
+
+    /// With a `stockroom-pool.toml` and these environment variables set
+    /// (`Some`) or removed from what the pool inherits (`None`).
+    pub fn start_with_env(config_text: Option<&str>, env: &[(&str, Option<&OsStr>)]) -> Pool {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut command = PoolCommand::new(pool_bin(), dir.path())
             .store(format!("sqlite://{}", dir.path().join("pool.db").display()))
             .env("STOCKROOM_LOG", "info");
+        for &(key, value) in env {
+            command = match value {
+                Some(v) => command.env(key, v),
+                None => command.env_remove(key),
+            };
+        }
         if let Some(text) = config_text {
             let path = dir.path().join("stockroom-pool.toml");
             std::fs::write(&path, text).expect("write pool config");

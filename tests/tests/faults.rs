@@ -1,14 +1,25 @@
-//! The fault suite of issue 13 (docs/pool.md, "Trust"): what an attack on
-//! the pool found, kept fixed. Real `stockroom` and `stockroom-pool`
-//! binaries on loopback, each case bounded by deadlines.
+//! The fault suite of issue 13: what an attack on the pool found, kept
+//! fixed (docs/pool.md, sections "Cross-site protection", "Lease tokens:
+//! only the holder touches a lease", "Idempotency: a key is bound to its
+//! request" and the API notes on a full store; docs/generators.md, "Health").
+//! Real `stockroom` and `stockroom-pool` binaries on loopback, each case
+//! bounded by deadlines.
 //!
 //! - three parallel `stockroom run` of one Jenkins build without shard
 //!   variables: one lease, the others exit 78 with advice (finding 1);
 //! - a lease taken over with a known id: 403, nothing changed (finding 2);
 //! - a duplicate-entity registration: 422, the state still served (finding 3);
-//! - a cross-site POST and a rebinding Host on a tokenless pool (finding 4);
+//! - a cross-site POST of a registration and of a lease, and a rebinding
+//!   Host, on a tokenless pool (finding 4);
+//! - a generator that accepts `generate` and never answers: a waiting lease
+//!   ends after its `timeout` with `generator-failed`, the pool answering
+//!   all along (finding 5);
 //! - a full store (SQLite on a small tmpfs): 507 and `/readyz` 503, then
 //!   recovery once space is freed (finding 8).
+//!
+//! The full-store case mounts its tmpfs itself: run the suite as root or
+//! with passwordless `sudo` (`sudo -n mount`). Without either it fails and
+//! says so; it never skips (docs/pool.md, "Store").
 //!
 //! Needs `cargo build -p stockroom -p stockroom-pool` first.
 
@@ -17,7 +28,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use stockroom_e2e::{Pool, helper, http_raw, stockroom, wait_for_file};
+use stockroom_e2e::{
+    HangingGenerator, Pool, helper, http, http_raw, stockroom, wait_for, wait_for_file,
+};
 
 const CI_TOKEN: &str = "ci-fault-token";
 const ADMIN_TOKEN: &str = "admin-fault-token";
@@ -353,6 +366,226 @@ fn a_cross_site_post_on_a_tokenless_pool_is_refused() {
         Some(0),
         "nothing registered: {v}"
     );
+}
+
+/// Finding 4, "drains stock": a cross-site `POST /api/v1/leases` on a
+/// tokenless pool is refused like a registration and holds nothing; the
+/// same request from the pool's own origin is granted.
+#[test]
+fn a_cross_site_lease_on_a_tokenless_pool_is_refused_and_holds_nothing() {
+    let pool = Pool::start();
+    let seeded = pool.seed(customers(1, "L"));
+    let id = seeded["datasets"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("registered id: {seeded}"))
+        .to_string();
+    let body = json!({"holder": {"ci": "local", "run_id": "1", "job": "page", "shard_index": 0,
+                                 "shard_total": 1, "url": "https://evil.example/"},
+                      "ttl_seconds": 86400,
+                      "items": [{"name": "buyer", "type": "customer", "state": "active"}]});
+    let port = pool
+        .addr
+        .rsplit_once(':')
+        .map(|(_, p)| p)
+        .unwrap_or("")
+        .to_string();
+    let evil_host = format!("evil.example:{port}");
+    for (what, headers, want) in [
+        (
+            "a simple text/plain POST",
+            vec![("Content-Type", "text/plain")],
+            415,
+        ),
+        (
+            "another Origin",
+            vec![
+                ("Content-Type", "application/json"),
+                ("Origin", "https://evil.example"),
+            ],
+            403,
+        ),
+        (
+            "Sec-Fetch-Site: cross-site",
+            vec![
+                ("Content-Type", "application/json"),
+                ("Sec-Fetch-Site", "cross-site"),
+            ],
+            403,
+        ),
+        (
+            "Sec-Fetch-Site: same-site",
+            vec![
+                ("Content-Type", "application/json"),
+                ("Sec-Fetch-Site", "same-site"),
+            ],
+            403,
+        ),
+        (
+            "DNS rebinding",
+            vec![
+                ("Content-Type", "application/json"),
+                ("Host", evil_host.as_str()),
+            ],
+            403,
+        ),
+    ] {
+        let (s, head, v) = post(&pool, "/api/v1/leases", &headers, &body);
+        assert_eq!(s, want, "{what}: {v}");
+        assert!(head.contains("application/problem+json"), "{what}: {head}");
+        assert!(v.get("lease_token").is_none(), "{what}: {v}");
+        assert!(!v.to_string().contains("hunter2"), "{what}: {v}");
+    }
+    assert!(active_leases(&pool, None).is_empty(), "nothing leased");
+    let (_, all) = pool.request("GET", "/api/v1/leases", None, None);
+    assert_eq!(all["leases"].as_array().map(Vec::len), Some(0), "{all}");
+    assert_eq!(dataset_status(&pool, &id, None), "ready");
+
+    // The very same request from the pool's own origin is a lease: the
+    // refusals above were the guard's, not a bad body's.
+    let own = pool.url();
+    let (s, _, v) = post(
+        &pool,
+        "/api/v1/leases",
+        &[
+            ("Content-Type", "application/json"),
+            ("Origin", own.as_str()),
+            ("Sec-Fetch-Site", "same-origin"),
+        ],
+        &body,
+    );
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["datasets"][0]["id"], id.as_str(), "{v}");
+    assert_eq!(dataset_status(&pool, &id, None), "leased");
+}
+
+fn lease_waiting(type_name: &str, state: &str, wait_seconds: u64) -> Value {
+    json!({"holder": {"ci": "local", "run_id": "5", "job": "e2e"},
+           "ttl_seconds": 60, "wait_seconds": wait_seconds,
+           "items": [{"name": "buyer", "type": type_name, "state": state}]})
+}
+
+/// Finding 5 through the pool binary: a generator that accepts `generate`
+/// and never answers. A lease waiting 60 s for its state ends after the
+/// generator's `timeout` (one call per failure until the health gate opens
+/// after 3) with 502 `generator-failed` naming it and the timeout, not at
+/// the end of its wait; the pool answers other requests while the call
+/// hangs; once the generator is unavailable, the next lease fails at once
+/// without calling it.
+#[test]
+fn a_hanging_generator_fails_a_waiting_lease_after_its_timeout_and_the_pool_stays_responsive() {
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    const OPEN_AFTER: usize = 3; // docs/generators.md, "Health"
+    let generator = HangingGenerator::start();
+    let pool = Pool::start_with_config(Some(&format!(
+        "[[generators]]\nname = \"hangs\"\nurl = \"{}\"\ntimeout = \"2s\"\n",
+        generator.url()
+    )));
+    wait_for(
+        "the generator's state in the catalog",
+        Duration::from_secs(30),
+        || {
+            let (_, v) = pool.request("GET", "/api/v1/catalog", None, None);
+            let types = v["types"].as_array()?;
+            types
+                .iter()
+                .filter(|t| t["type"] == "customer")
+                .flat_map(|t| t["states"].as_array().cloned().unwrap_or_default())
+                .any(|st| st["state"] == "active" && st["available"] == true)
+                .then_some(())
+        },
+    );
+    // Registered stock of another state, leased while the generator hangs.
+    pool.seed(
+        json!({"type": "order", "state": "placed", "data": {"order_id": "O1"},
+                     "entities": ["order:O1"]}),
+    );
+
+    let addr = pool.addr.clone();
+    let started = Instant::now();
+    let waiting = std::thread::spawn(move || {
+        let answer = http(
+            &addr,
+            "POST",
+            "/api/v1/leases",
+            Some(&lease_waiting("customer", "active", 60)),
+            None,
+        );
+        (answer, started.elapsed())
+    });
+    assert!(
+        generator.wait_for_generate(Duration::from_secs(30)),
+        "the waiting lease never made the pool call the generator: {}",
+        pool.log()
+    );
+    // The call hangs now; the pool answers meanwhile.
+    assert_eq!(pool.request("GET", "/healthz", None, None).0, 200);
+    assert_eq!(readyz(&pool), 200);
+    let (s, v) = pool.request("GET", "/api/v1/catalog", None, None);
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = pool.request(
+        "POST",
+        "/api/v1/leases",
+        Some(&lease_waiting("order", "placed", 0)),
+        None,
+    );
+    assert_eq!(s, 201, "a lease of registered stock during the hang: {v}");
+    assert!(
+        !waiting.is_finished(),
+        "the checks above ran while the generator held the pool's call"
+    );
+
+    let ((status, problem), took) = waiting.join().expect("the waiting lease");
+    assert_eq!(
+        (status, kind(&problem)),
+        (502, "generator-failed"),
+        "{problem}\n{}",
+        pool.log()
+    );
+    let detail = problem["detail"].as_str().unwrap_or("");
+    for part in ["customer/active", "\"hangs\"", "timed out after 2000ms"] {
+        assert!(detail.contains(part), "the detail names {part}: {detail}");
+    }
+    let calls = generator.generates();
+    eprintln!("{calls} generate calls; the waiting lease ended after {took:?}");
+    assert!(
+        (1..=OPEN_AFTER).contains(&calls),
+        "{calls} generate calls for one lease: {}",
+        pool.log()
+    );
+    assert!(took >= TIMEOUT * calls as u32, "{took:?} for {calls} calls");
+    assert!(
+        took < TIMEOUT * OPEN_AFTER as u32 + Duration::from_secs(15),
+        "the lease ended with its generator's timeout, not its 60 s wait: {took:?}"
+    );
+    // Each call left a failed row with its error; nothing was leased.
+    let (_, failed) = pool.request("GET", "/api/v1/datasets?status=failed", None, None);
+    let failed = failed["datasets"].as_array().cloned().unwrap_or_default();
+    assert_eq!(failed.len(), calls, "{failed:?}");
+    let (_, v) = pool.request("GET", "/api/v1/catalog", None, None);
+    let health = v["generators"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["name"] == "hangs").cloned())
+        .unwrap_or_else(|| panic!("the generator's health: {v}"));
+    assert_eq!(health["available"], false, "{health}");
+    assert!(
+        health["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("timed out"),
+        "{health}"
+    );
+
+    // Unavailable now: the next waiting lease fails at once, calling nothing.
+    let again = Instant::now();
+    let (s, v) = pool.request(
+        "POST",
+        "/api/v1/leases",
+        Some(&lease_waiting("customer", "active", 60)),
+        None,
+    );
+    assert_eq!((s, kind(&v)), (502, "generator-failed"), "{v}");
+    assert!(again.elapsed() < TIMEOUT, "{:?}", again.elapsed());
+    assert_eq!(generator.generates(), calls, "no call for the second lease");
 }
 
 /// A small tmpfs mounted for one test (as root, else with `sudo -n`),
