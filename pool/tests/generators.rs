@@ -703,3 +703,171 @@ fn the_demo_starts_warms_and_serves_the_example_manifest() {
         "{out}"
     );
 }
+
+/// A test HTTP generator of two states: `account/held`, whose `generate` is
+/// never answered (it stays generating), and `account/broken`, whose
+/// `generate` answers 500 once a `held` call has arrived (so that one is
+/// in flight before the generator is down).
+#[derive(Clone)]
+struct Brittle {
+    held_arrived: tokio::sync::watch::Sender<bool>,
+}
+
+async fn brittle_caps() -> Json<Value> {
+    Json(json!({"produces": [
+        {"type": "account", "state": "held", "fields": ["id"]},
+        {"type": "account", "state": "broken", "fields": ["id"]},
+    ]}))
+}
+
+async fn brittle_generate(State(b): State<Brittle>, Json(req): Json<Value>) -> Response {
+    if req["state"] == "held" {
+        b.held_arrived.send_replace(true);
+        std::future::pending::<()>().await;
+    }
+    let mut arrived = b.held_arrived.subscribe();
+    let _ = arrived.wait_for(|a| *a).await;
+    (StatusCode::INTERNAL_SERVER_ERROR, "database unreachable").into_response()
+}
+
+/// A wanted state whose only generator is down while one of it is still
+/// generating: not failed early (that one may yet come), but the 503's
+/// shortfall names the generator and why it is down (docs/pool.md, `POST
+/// /leases`), which the sidecar shows in its progress line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_down_generator_is_named_with_why_in_the_503_shortfall() {
+    let (held_arrived, _) = tokio::sync::watch::channel(false);
+    let app = axum::Router::new()
+        .route("/capabilities", get(brittle_caps))
+        .route("/generate", post(brittle_generate))
+        .with_state(Brittle { held_arrived });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut g = http_gen("brittle", &url);
+    // Longer than the test: the held call neither times out nor fails.
+    g.timeout = HumanDuration::from_secs(600);
+    let pool = TestPool::start(
+        vec![g],
+        vec![
+            stock("account", "held", 1, 1),
+            stock("account", "broken", 3, 3),
+        ],
+    )
+    .await;
+    until(
+        "the failing generates to mark the generator down",
+        || async {
+            let c = pool.catalog().await;
+            generator(&c, "brittle")["available"] == false
+        },
+    )
+    .await;
+    let c = pool.catalog().await;
+    assert_eq!(count(&c, "account", "held", "generating"), 1, "{c}");
+
+    let (status, p) = pool
+        .lease(
+            json!([{"name": "a", "type": "account", "state": "held"}]),
+            0,
+        )
+        .await;
+    assert_eq!(status, 503, "{p}");
+    assert!(p["type"].as_str().unwrap().ends_with("/no-stock"), "{p}");
+    let short = &p["shortfall"][0];
+    assert_eq!(short["name"], "a", "{p}");
+    assert_eq!(
+        (short["ready"].as_u64(), short["generating"].as_u64()),
+        (Some(0), Some(1)),
+        "{p}"
+    );
+    assert_eq!(short["generator"], "brittle", "{p}");
+    let down = short["down"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no `down` in {p}"));
+    assert!(
+        down.contains("got HTTP status 500") && down.contains("database unreachable"),
+        "why it is down: {down}"
+    );
+}
+
+/// A test HTTP generator that records the `request_id` of every `generate`
+/// it is sent and answers the first one 500 (nothing done: retried).
+#[derive(Clone, Default)]
+struct Recorder {
+    ids: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+async fn recorder_caps() -> Json<Value> {
+    Json(json!({"produces": [{"type": "account", "state": "new", "fields": ["id"]}]}))
+}
+
+async fn recorder_generate(State(r): State<Recorder>, Json(req): Json<Value>) -> Response {
+    let id = req["request_id"].as_str().unwrap_or("").to_string();
+    let first = {
+        let mut ids = r.ids.lock().unwrap();
+        ids.push(id.clone());
+        ids.len() == 1
+    };
+    if first {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "try again").into_response();
+    }
+    Json(json!({"data": {"id": id}, "entities": [format!("account:{id}")]})).into_response()
+}
+
+/// `generate` carries a `request_id` (docs/generators.md): the same on the
+/// retry after a 5xx, so a generator can tell a retry from a new request,
+/// and a different one for each generation (the dataset's id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn generate_carries_one_request_id_per_generation_kept_on_a_retry() {
+    let recorder = Recorder::default();
+    let app = axum::Router::new()
+        .route("/capabilities", get(recorder_caps))
+        .route("/generate", post(recorder_generate))
+        .with_state(recorder.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let pool = TestPool::start(
+        vec![http_gen("recorder", &url)],
+        vec![stock("account", "new", 2, 2)],
+    )
+    .await;
+    until("two ready account/new", || async {
+        count(&pool.catalog().await, "account", "new", "ready") == 2
+    })
+    .await;
+    let ids = recorder.ids.lock().unwrap().clone();
+    assert_eq!(
+        ids.len(),
+        3,
+        "one failed call, its retry, one more: {ids:?}"
+    );
+    assert!(ids.iter().all(|id| !id.is_empty()), "{ids:?}");
+    assert_eq!(
+        ids.iter().filter(|id| **id == ids[0]).count(),
+        2,
+        "the 500'd call was retried with its request_id: {ids:?}"
+    );
+    let (_, list) = pool
+        .call(
+            "GET",
+            "/api/v1/datasets?type=account&state=new&status=ready",
+            None,
+        )
+        .await;
+    let mut ready: Vec<String> = list["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect();
+    ready.sort();
+    let mut sent = ids;
+    sent.sort();
+    sent.dedup();
+    assert_eq!(
+        sent, ready,
+        "each generation its own request_id, the id of the dataset it made"
+    );
+}

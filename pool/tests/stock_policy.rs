@@ -226,6 +226,77 @@ async fn the_target_rises_with_demand_and_falls_back_when_it_stops() {
     assert!(have(&calm) <= 12, "{calm}");
 }
 
+/// `PUT /api/v1/stock/{type}/{state}` takes effect at once the other way
+/// too: a raised `max_ready` lets stock follow a demand it capped, and a
+/// raised `min_ready` is filled to even with no demand (docs/pool.md, "Stock").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn raising_max_ready_or_min_ready_takes_effect_at_once() {
+    let (pool, _shop) = TestPool::start(StockPolicy::Demand, 2, 10).await;
+    until("min_ready is in stock", || async {
+        pool.stock().await["ready"].as_u64() >= Some(2)
+    })
+    .await;
+    // A burst of 10 would want 12, but max_ready caps it at 10.
+    pool.lease(10).await;
+    let capped = pool.stock().await;
+    assert_eq!(capped["target"]["target"], 10, "{capped}");
+    assert!(
+        capped["target"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("capped at max_ready 10"),
+        "{capped}"
+    );
+    until("stock reaches the capped target", || async {
+        pool.stock().await["ready"].as_u64() >= Some(10)
+    })
+    .await;
+
+    // max_ready raised: the target is the demand's at once, and stock follows.
+    let (status, body) = pool
+        .call(
+            "PUT",
+            "/api/v1/stock/customer/new",
+            Some(json!({"min_ready": 2, "max_ready": 20})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let raised = pool.stock().await;
+    assert_eq!(raised["target"]["target"], 12, "{raised}");
+    assert_eq!(raised["target"]["demand"], 10, "{raised}");
+    until("stock rises to the raised target", || async {
+        pool.stock().await["ready"].as_u64() >= Some(12)
+    })
+    .await;
+
+    // The burst leaves the window: the target falls to min_ready, which,
+    // raised, is the target at once and is filled to.
+    pool.clock.advance(DEMAND_WINDOW.as_millis() as i64 + 1);
+    let calm = pool.stock().await;
+    assert_eq!(
+        (
+            calm["target"]["demand"].as_u64(),
+            calm["target"]["target"].as_u64()
+        ),
+        (Some(0), Some(2)),
+        "{calm}"
+    );
+    let (status, body) = pool
+        .call(
+            "PUT",
+            "/api/v1/stock/customer/new",
+            Some(json!({"min_ready": 15, "max_ready": 20})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let floor = pool.stock().await;
+    assert_eq!(floor["target"]["target"], 15, "{floor}");
+    until("stock rises to the raised min_ready", || async {
+        pool.stock().await["ready"].as_u64() >= Some(15)
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_static_policy_fills_to_max_and_says_so() {
     let (pool, _shop) = TestPool::start(StockPolicy::Static, 2, 6).await;
