@@ -37,6 +37,10 @@ step "pip install pytest pytest-xdist ./clients/python (venv)"
 python3 -m venv "$work/venv" || fail "python3 -m venv failed (Debian: apt-get install -y python3-venv)"
 "$work/venv/bin/pip" install -q pytest pytest-xdist ./clients/python || fail "pip install failed"
 py="$work/venv/bin/python"
+# The installed distribution carries both packages' PEP 561 markers (package-data in pyproject.toml).
+(cd "$work" && "$py" -c 'import importlib.resources as r, pytest_stockroom, stockroom_generator as g
+missing = [m.__name__ for m in (pytest_stockroom, g) if not (r.files(m) / "py.typed").is_file()]
+assert not missing, f"py.typed is not installed with {missing}"') || fail "an installed package lacks py.typed"
 
 step "pyflakes and node --check on the plugins, their suites and the examples"
 "$work/venv/bin/pip" install -q pyflakes || fail "pip install pyflakes failed"

@@ -80,6 +80,15 @@ def remove(dataset, req):
         ledger("removed", entity)
 
 
+@gen.reset("customer", "active")
+def new_password(dataset, req):
+    # Back to the state's start: a test may have changed the password, so the
+    # customer gets a fresh one; `data` replaces the old data, so the rest is sent back.
+    for entity in dataset.entities:
+        ledger("reset", entity)
+    return gen.dataset(data={**dataset.data, "password": secrets.token_urlsafe(12)})
+
+
 @gen.verify("customer", "active")
 def still_there(dataset, req):
     gone = [e for e in dataset.entities if removed(e)]

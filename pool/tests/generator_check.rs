@@ -36,6 +36,15 @@ fn orders() -> String {
     )
 }
 
+fn slow(seconds: &str) -> String {
+    format!(
+        "python3 {} {seconds}",
+        repo()
+            .join("pool/tests/fixtures/slow_generator.py")
+            .display()
+    )
+}
+
 fn broken() -> String {
     format!(
         "python3 {}",
@@ -97,6 +106,20 @@ async fn serve(command: &str) -> (Child, String) {
     (child, url)
 }
 
+/// The report's lines for the call `what`: its `  ok    what …` line and the
+/// findings under it.
+fn entry<'a>(stdout: &'a str, what: &str) -> Vec<&'a str> {
+    let mut lines = stdout.lines().skip_while(|l| {
+        !(l.starts_with("  ") && l.get(8..).is_some_and(|rest| rest.starts_with(what)))
+    });
+    let Some(head) = lines.next() else {
+        panic!("no call {what:?} in\n{stdout}");
+    };
+    std::iter::once(head)
+        .chain(lines.take_while(|l| l.starts_with("        ")))
+        .collect()
+}
+
 fn assert_clean(c: &Checked) {
     assert_eq!(c.code, Some(pool::OK), "{}\n{}", c.stdout, c.stderr);
     let last = c.stdout.lines().last().unwrap_or_default();
@@ -112,6 +135,7 @@ fn assert_clean(c: &Checked) {
         "generate stockroom-check/not-declared (undeclared: must be refused)",
         "ok    cleanup customer/new",
         "ok    verify customer/active",
+        "ok    reset customer/active",
         "ok    cleanup customer/active",
         "ok    cleanup order/placed",
     ] {
@@ -122,6 +146,13 @@ fn assert_clean(c: &Checked) {
         );
     }
     assert!(!c.stdout.contains("FAIL"), "{}", c.stdout);
+    // customer/active's lifecycle calls, in the documented order.
+    let at = |call: &str| c.stdout.find(&format!("{call} customer/active (")).unwrap();
+    assert!(
+        at("verify") < at("reset") && at("reset") < at("cleanup"),
+        "{}",
+        c.stdout
+    );
 }
 
 #[tokio::test]
@@ -187,6 +218,15 @@ fn assert_broken(c: &Checked, command_mode: bool) {
         "FAIL  cleanup customer/active",
         "FAILED: 1 generator,",
     ];
+    // The reset was made, and its answer checked against the state's promises.
+    let reset = entry(&c.stdout, "reset customer/active").join("\n");
+    for e in [
+        "  FAIL  reset customer/active (",
+        "violation: promised field `customer_id` is missing from data",
+        "violation: promised field `email` is missing from data",
+    ] {
+        assert!(reset.contains(e), "missing {e:?} in\n{reset}");
+    }
     if command_mode {
         expected.extend([
             "violation: command ended with exit code 3",
@@ -220,6 +260,57 @@ async fn a_broken_http_generator_fails_with_readable_violations() {
     let (_child, url) = serve(&broken()).await;
     let c = check(&["--url", &url, "--timeout", "3s", "--slow", "2s"]).await;
     assert_broken(&c, false);
+}
+
+#[tokio::test]
+async fn a_call_slower_than_slow_but_within_timeout_is_reported_as_slow() {
+    // generate takes 2.5 s: past --slow 1s, far within --timeout.
+    let c = check(&[
+        "--command",
+        &slow("2.5"),
+        "--slow",
+        "1s",
+        "--timeout",
+        "60s",
+    ])
+    .await;
+    assert_eq!(
+        c.code,
+        Some(pool::CHECK_FAILED),
+        "{}\n{}",
+        c.stdout,
+        c.stderr
+    );
+    let sluggish = entry(&c.stdout, "generate customer/sluggish");
+    assert!(
+        sluggish[0].starts_with("  FAIL  generate customer/sluggish ("),
+        "{}",
+        c.stdout
+    );
+    // Its one finding is the slow answer (it was answered, not stopped).
+    let findings: Vec<&str> = sluggish[1..]
+        .iter()
+        .filter(|l| {
+            l.trim_start().starts_with("violation:") || l.trim_start().starts_with("warning:")
+        })
+        .copied()
+        .collect();
+    assert_eq!(findings.len(), 1, "{}", c.stdout);
+    let took = findings[0]
+        .trim_start()
+        .strip_prefix("violation: took ")
+        .and_then(|rest| rest.strip_suffix(" s, more than --slow 1.0 s"))
+        .unwrap_or_else(|| panic!("not a slow violation: {:?}", findings[0]));
+    let took: f64 = took.parse().unwrap();
+    assert!((2.5..60.0).contains(&took), "took {took} s");
+    assert!(
+        sluggish
+            .iter()
+            .any(|l| l.contains("fix: slow calls refill stock slowly")),
+        "{}",
+        c.stdout
+    );
+    assert!(!c.stdout.contains("timed out"), "{}", c.stdout);
 }
 
 #[tokio::test]
