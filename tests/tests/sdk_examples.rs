@@ -107,6 +107,35 @@ fn a_pool_of_the_sdk_examples_stocks_composes_and_cleans_up() {
     let customer = &order["inputs"]["customer"];
     assert_eq!(customer["state"], "active-with-payment", "{order}");
     assert_eq!(customer["data"]["customer_id"], customer_id, "{order}");
+    // And so does every view of it: the API's dataset view and its page.
+    let (status, view) = http(
+        &pool.addr,
+        "GET",
+        &format!("/api/v1/datasets/{}", order["id"].as_str().expect("id")),
+        None,
+        None,
+    );
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["inputs"]["customer"]["id"], customer["id"], "{view}");
+    let (status, _, page) = stockroom_e2e::http_raw(
+        &pool.addr,
+        "GET",
+        &format!("/ui/datasets/{}", order["id"].as_str().expect("id")),
+        &[("Host".to_string(), pool.addr.clone())],
+        b"",
+    );
+    let page = page.as_str().unwrap_or_default().to_string();
+    assert_eq!(status, 200, "{page}");
+    let inputs = page
+        .split_once("id=\"dataset-inputs\"")
+        .map(|(_, rest)| rest.split_once("</dd>").map_or(rest, |(dd, _)| dd))
+        .unwrap_or_default();
+    assert!(
+        inputs.contains("customer: ")
+            && inputs.contains(customer["id"].as_str().expect("the input's id"))
+            && inputs.contains("customer/active-with-payment"),
+        "the page names the order's input: {page}"
+    );
     let entities: Vec<&str> = order["entities"]
         .as_array()
         .expect("entities")

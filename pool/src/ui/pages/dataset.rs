@@ -4,7 +4,7 @@ use maud::{Markup, html};
 use stockroom_protocol::api::DatasetView;
 
 use super::fragments::{
-    attributes, columns, data_table, entities, lease_link, settle_forms, settleable,
+    attributes, columns, data_table, dataset_link, entities, lease_link, settle_forms, settleable,
 };
 use super::layout::Page;
 use crate::ui::Visitor;
@@ -43,6 +43,15 @@ pub fn dataset(v: &Visitor, view: &DatasetView) -> Page {
             dt { "Status" } dd { span class={ "badge status-" (status) } id="dataset-status" { (status) } }
             dt { "Attributes" } dd { (attributes(d)) }
             dt { "Entities" } dd { (entities(d)) }
+            // A composed dataset names the datasets it was made from.
+            @if !d.inputs.is_empty() {
+                dt { "Inputs" }
+                dd id="dataset-inputs" {
+                    @for (name, input) in &d.inputs {
+                        div { (name) ": " (dataset_link(&input.id)) " " (input.type_name) "/" (input.state) }
+                    }
+                }
+            }
             dt { "Created" } dd { (view.created_at) }
             dt { "Updated" } dd { (view.updated_at) }
             @if let Some(l) = &view.lease_id {
