@@ -169,7 +169,7 @@ macro_rules! in_read {
                         tx: &client,
                         replica: &$self.replica,
                     };
-                    Ok($body.await?)
+                    $body.await
                 }
                 .await;
                 match run {
