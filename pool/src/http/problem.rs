@@ -195,7 +195,7 @@ fn authorize(parts: &Parts, state: &AppState, role: Role) -> Result<Caller, ApiE
 pub struct Ci(pub Caller);
 /// A caller with at least role `ci`, and what it shows to act on a lease:
 /// the `Stockroom-Lease-Token` header, or (without one) an admin token.
-/// Checked by `PoolService::check_holder`.
+/// Checked by the store inside each lease operation (`Proof::for_act`).
 pub struct LeaseCaller(pub Caller, pub Proof);
 /// A caller with role `admin`.
 pub struct Admin(pub Caller);

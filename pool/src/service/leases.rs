@@ -13,8 +13,8 @@ use stockroom_protocol::{LeaseStatus, Outcome};
 use super::{PoolService, ServiceError, ServiceResult};
 use crate::metrics::Metrics;
 use crate::store::{
-    DatasetReleaseResult, ExtendResult, Extension, HeartbeatResult, ItemShortfall, LeaseAttempt,
-    LeaseResult, ReleaseResult,
+    DatasetReleaseResult, ExtendResult, Extension, HeartbeatResult, HolderProof, ItemShortfall,
+    LeaseAttempt, LeaseResult, ReleaseResult,
 };
 use crate::time::rfc3339;
 use crate::waiting::Need;
@@ -82,7 +82,7 @@ fn validate(req: &LeaseRequest) -> ServiceResult<()> {
 }
 
 /// What a caller shows to act on a lease (docs/pool.md, "Lease tokens").
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Proof {
     /// The `Stockroom-Lease-Token` header, when sent.
     Token(Option<String>),
@@ -99,6 +99,33 @@ pub enum LeaseAct {
     Heartbeat,
     Release,
     Extend,
+}
+
+/// Never shows the token.
+impl std::fmt::Debug for Proof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Proof::Token(Some(_)) => f.write_str("Token(***)"),
+            Proof::Token(None) => f.write_str("Token(none)"),
+            Proof::TakenHere => f.write_str("TakenHere"),
+            Proof::Admin => f.write_str("Admin"),
+        }
+    }
+}
+
+impl Proof {
+    /// What the store checks, in the operation's own transaction, for `act`:
+    /// the token against the stored hash; the page's session that took the
+    /// lease; an admin, who may release any lease and do nothing more.
+    fn for_act(&self, act: LeaseAct) -> HolderProof {
+        match self {
+            Proof::Admin if act == LeaseAct::Release => HolderProof::Anyone,
+            Proof::Admin => HolderProof::Refused,
+            Proof::TakenHere => HolderProof::Anyone,
+            Proof::Token(Some(token)) => HolderProof::Token(token.clone()),
+            Proof::Token(None) => HolderProof::Refused,
+        }
+    }
 }
 
 fn not_holder(id: &str) -> ServiceError {
@@ -144,23 +171,20 @@ fn gone(id: &str, status: LeaseStatus, detail: String) -> ServiceError {
 }
 
 impl PoolService {
-    /// The one check that a caller holds a lease, for every route and the
-    /// page: its token (compared in constant time with the stored hash), the
-    /// page's session that took it, or an admin releasing it. `NotFound`
+    /// That a caller holds a lease, checked on its own, before work that
+    /// must not start for anyone else (an extension's generator call).
+    /// Heartbeat, release and the extension's write check the same
+    /// [`Proof::for_act`] inside their own transaction instead. `NotFound`
     /// when there is no such lease; never says more about the token.
     pub async fn check_holder(&self, id: &str, proof: &Proof, act: LeaseAct) -> ServiceResult<()> {
         let Some(stored) = self.store().lease_token_hash(id.to_string()).await? else {
             return Err(no_lease(id));
         };
-        let ok = match proof {
-            Proof::Admin => act == LeaseAct::Release,
-            Proof::TakenHere => true,
-            Proof::Token(Some(token)) => stored
-                .as_deref()
-                .is_some_and(|h| crate::store::rules::lease_token_matches(h, token)),
-            Proof::Token(None) => false,
-        };
-        if ok { Ok(()) } else { Err(not_holder(id)) }
+        if proof.for_act(act).admits(stored.as_deref()) {
+            Ok(())
+        } else {
+            Err(not_holder(id))
+        }
     }
 
     /// TTL in milliseconds: asked (or the default), capped by `max_lease_ttl`.
@@ -375,7 +399,6 @@ impl PoolService {
         proof: &Proof,
         ttl_seconds: Option<u64>,
     ) -> ServiceResult<HeartbeatAnswer> {
-        self.check_holder(&id, proof, LeaseAct::Heartbeat).await?;
         if ttl_seconds == Some(0) {
             return Err(ServiceError::Invalid(
                 "ttl_seconds must be at least 1".into(),
@@ -384,7 +407,12 @@ impl PoolService {
         let ttl = ttl_seconds.map(|s| self.ttl_ms(Some(s)));
         match self
             .store()
-            .heartbeat(id.clone(), ttl, self.now_ms())
+            .heartbeat(
+                id.clone(),
+                proof.for_act(LeaseAct::Heartbeat),
+                ttl,
+                self.now_ms(),
+            )
             .await?
         {
             HeartbeatResult::Extended {
@@ -406,6 +434,7 @@ impl PoolService {
                 ))
             }
             HeartbeatResult::NotFound => Err(no_lease(&id)),
+            HeartbeatResult::NotHolder => Err(not_holder(&id)),
         }
     }
 
@@ -456,11 +485,11 @@ impl PoolService {
         details_url: Option<String>,
         datasets: BTreeMap<String, DatasetOutcome>,
     ) -> ServiceResult<Released> {
-        self.check_holder(&id, proof, LeaseAct::Release).await?;
         match self
             .store()
             .release_each(
                 id.clone(),
+                proof.for_act(LeaseAct::Release),
                 outcome,
                 reason,
                 details_url,
@@ -493,6 +522,7 @@ impl PoolService {
                 ))
             }
             ReleaseResult::NotFound => Err(no_lease(&id)),
+            ReleaseResult::NotHolder => Err(not_holder(&id)),
             ReleaseResult::NotInLease(ids) => Err(ServiceError::Invalid(format!(
                 "lease {id} holds no dataset {}; list only its own datasets in `datasets`",
                 ids.join(", ")
@@ -525,11 +555,11 @@ impl PoolService {
         outcome: DatasetOutcome,
     ) -> ServiceResult<ReleasedDataset> {
         let id = lease_id;
-        self.check_holder(&id, proof, LeaseAct::Release).await?;
         match self
             .store()
             .release_dataset(
                 id.clone(),
+                proof.for_act(LeaseAct::Release),
                 dataset_id.clone(),
                 outcome.clone(),
                 self.now_ms(),
@@ -556,6 +586,7 @@ impl PoolService {
                 ))
             }
             DatasetReleaseResult::NotFound => Err(no_lease(&id)),
+            DatasetReleaseResult::NotHolder => Err(not_holder(&id)),
         }
     }
 
@@ -703,6 +734,7 @@ impl PoolService {
             })?;
         let change = Extension {
             lease_id: id.clone(),
+            proof: proof.for_act(LeaseAct::Extend),
             dataset_id: dataset_id.clone(),
             from_state: held.state.clone(),
             to_state: ext.spec.to.clone(),
@@ -720,6 +752,7 @@ impl PoolService {
                 Ok(*view)
             }
             ExtendResult::Gone(status) => Err(gone(&id, status, format!("lease {id} is {status}"))),
+            ExtendResult::NotLeaseHolder => Err(not_holder(&id)),
             ExtendResult::NotFound => Err(ServiceError::NotFound(format!(
                 "no lease {id} or dataset {dataset_id}"
             ))),

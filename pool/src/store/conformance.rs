@@ -14,8 +14,8 @@ use stockroom_protocol::{AttrValue, Attributes, DatasetStatus, LeaseStatus, OnFa
 
 use super::{
     DatasetFilter, DatasetReleaseResult, ExtendResult, Extension, Generated, HeartbeatResult,
-    InputPick, LeaseAttempt, LeaseResult, LifecycleOutcome, NewGeneration, ReleaseResult,
-    SessionRow, SettleResult, Store,
+    HolderProof, InputPick, LeaseAttempt, LeaseResult, LifecycleOutcome, NewGeneration,
+    ReleaseResult, SessionRow, SettleResult, Store,
 };
 use stockroom_protocol::api::{StockCounts, StockSettings};
 use stockroom_protocol::generator::LifecycleCall;
@@ -33,7 +33,7 @@ macro_rules! conformance_tests {
             composition, interrupted_generations, extend_leased, lease_counts, purge_consumed,
             list_filters, stock_settings, counts_match_the_rows, sessions, quarantine_page,
             per_dataset_outcomes, a_repeated_entity_never_fails_a_lease,
-            lifecycle_owed_and_settled, lifecycle_verify_and_discard);
+            lifecycle_owed_and_settled, lifecycle_verify_and_discard, the_holder_proof_is_checked_in_each_operation);
     };
     (@checks $run:path; $($check:ident),* $(,)?) => {
         $(
@@ -346,6 +346,7 @@ pub async fn extend_leased(store: &dyn Store) {
     let id = g.datasets[0].dataset.id.clone();
     let ext = |lease: &str, entities: &[&str]| Extension {
         lease_id: lease.into(),
+        proof: HolderProof::Anyone,
         dataset_id: id.clone(),
         from_state: "active".into(),
         to_state: "paying".into(),
@@ -396,7 +397,14 @@ pub async fn extend_leased(store: &dyn Store) {
     );
     let _ = other;
     store
-        .release(g.lease_id.clone(), Outcome::Passed, None, None, T0)
+        .release(
+            g.lease_id.clone(),
+            HolderProof::Anyone,
+            Outcome::Passed,
+            None,
+            None,
+            T0,
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -490,7 +498,14 @@ pub async fn entity_isolation(store: &dyn Store) {
         .unwrap();
     assert!(matches!(two, LeaseResult::NoStock(_)));
     store
-        .release(g.lease_id, Outcome::Passed, None, None, T0)
+        .release(
+            g.lease_id,
+            HolderProof::Anyone,
+            Outcome::Passed,
+            None,
+            None,
+            T0,
+        )
         .await
         .unwrap();
     let g2 = granted(store, attempt(vec![item("x", "c_ent", "s", 1)], T0)).await;
@@ -525,6 +540,7 @@ pub async fn release_outcomes(store: &dyn Store) {
     let ReleaseResult::Released(answer) = store
         .release(
             g.lease_id.clone(),
+            HolderProof::Anyone,
             Outcome::Failed,
             Some("red".into()),
             None,
@@ -538,7 +554,14 @@ pub async fn release_outcomes(store: &dyn Store) {
     assert_eq!(answer.datasets[0].status, DatasetStatus::Quarantined);
     assert_eq!(answer.datasets[1].status, DatasetStatus::Consumed);
     let again = store
-        .release(g.lease_id.clone(), Outcome::Passed, None, None, T0 + 5)
+        .release(
+            g.lease_id.clone(),
+            HolderProof::Anyone,
+            Outcome::Passed,
+            None,
+            None,
+            T0 + 5,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -565,7 +588,14 @@ pub async fn release_outcomes(store: &dyn Store) {
     )
     .await;
     store
-        .release(g.lease_id, Outcome::Passed, None, None, T0)
+        .release(
+            g.lease_id,
+            HolderProof::Anyone,
+            Outcome::Passed,
+            None,
+            None,
+            T0,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -586,7 +616,14 @@ pub async fn release_outcomes(store: &dyn Store) {
     );
     let g = granted(store, attempt(vec![item("r", "c_rel", "r", 1)], T0)).await;
     store
-        .release(g.lease_id, Outcome::Cancelled, None, None, T0)
+        .release(
+            g.lease_id,
+            HolderProof::Anyone,
+            Outcome::Cancelled,
+            None,
+            None,
+            T0,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -623,7 +660,7 @@ pub async fn heartbeat_and_expiry(store: &dyn Store) {
         .unwrap();
     let g = granted(store, attempt(vec![item("a", "c_hb", "s", 1)], T0)).await;
     let hb = store
-        .heartbeat(g.lease_id.clone(), None, T0 + 50_000)
+        .heartbeat(g.lease_id.clone(), HolderProof::Anyone, None, T0 + 50_000)
         .await
         .unwrap();
     assert_eq!(
@@ -645,7 +682,7 @@ pub async fn heartbeat_and_expiry(store: &dyn Store) {
     assert!(expired.iter().any(|e| e.lease_id == g.lease_id));
     assert_eq!(
         store
-            .heartbeat(g.lease_id.clone(), None, T0 + 110_001)
+            .heartbeat(g.lease_id.clone(), HolderProof::Anyone, None, T0 + 110_001)
             .await
             .unwrap(),
         HeartbeatResult::Gone(LeaseStatus::Expired)
@@ -654,6 +691,7 @@ pub async fn heartbeat_and_expiry(store: &dyn Store) {
         store
             .release(
                 g.lease_id.clone(),
+                HolderProof::Anyone,
                 Outcome::Passed,
                 None,
                 None,
@@ -674,14 +712,167 @@ pub async fn heartbeat_and_expiry(store: &dyn Store) {
     let g = granted(store, attempt(vec![item("a", "c_hb", "s", 1)], T0)).await;
     assert_eq!(
         store
-            .heartbeat(g.lease_id.clone(), None, T0 + 60_000)
+            .heartbeat(g.lease_id.clone(), HolderProof::Anyone, None, T0 + 60_000)
             .await
             .unwrap(),
         HeartbeatResult::Gone(LeaseStatus::Expired)
     );
     assert_eq!(
         store
-            .heartbeat("lease_nope".into(), None, T0)
+            .heartbeat("lease_nope".into(), HolderProof::Anyone, None, T0)
+            .await
+            .unwrap(),
+        HeartbeatResult::NotFound
+    );
+}
+
+/// Heartbeat, release, early release and extension each check the proof in
+/// their own transaction: a wrong token or none changes nothing, not even an
+/// overdue lease's expiry; the lease's token admits it; a repeated lease of
+/// the same key hands out a new token and the old one no longer admits.
+pub async fn the_holder_proof_is_checked_in_each_operation(store: &dyn Store) {
+    store
+        .register(
+            vec![new("c_proof", "s", &[], &[]), new("c_proof", "s", &[], &[])],
+            "t".into(),
+            T0,
+        )
+        .await
+        .unwrap();
+    let mut a = attempt(vec![item("a", "c_proof", "s", 1)], T0);
+    a.idempotency_key = Some("proof-key".into());
+    let g = granted(store, a.clone()).await;
+    let token = g.lease_token.clone().expect("a new lease has a token");
+    let wrong = HolderProof::Token("not-the-token".into());
+    let id = g.lease_id.clone();
+    let dataset = g.datasets[0].dataset.id.clone();
+    let own = stockroom_protocol::api::DatasetOutcome {
+        outcome: Outcome::Passed,
+        reason: None,
+        test: None,
+    };
+    for proof in [wrong.clone(), HolderProof::Refused] {
+        assert_eq!(
+            store
+                .heartbeat(id.clone(), proof.clone(), None, T0 + 1)
+                .await
+                .unwrap(),
+            HeartbeatResult::NotHolder
+        );
+        assert_eq!(
+            store
+                .release(
+                    id.clone(),
+                    proof.clone(),
+                    Outcome::Passed,
+                    None,
+                    None,
+                    T0 + 1
+                )
+                .await
+                .unwrap(),
+            ReleaseResult::NotHolder
+        );
+        assert_eq!(
+            store
+                .release_dataset(
+                    id.clone(),
+                    proof.clone(),
+                    dataset.clone(),
+                    own.clone(),
+                    T0 + 1
+                )
+                .await
+                .unwrap(),
+            DatasetReleaseResult::NotHolder
+        );
+        let ext = Extension {
+            lease_id: id.clone(),
+            proof: proof.clone(),
+            dataset_id: dataset.clone(),
+            from_state: "s".into(),
+            to_state: "s".into(),
+            data: json!({}),
+            secret_fields: vec![],
+            entities: vec![],
+            reason: "extended".into(),
+        };
+        assert!(matches!(
+            store.extend_leased(ext, T0 + 1).await.unwrap(),
+            ExtendResult::NotLeaseHolder
+        ));
+    }
+    // Nothing changed: still leased, and an overdue lease is not expired by a non-holder.
+    assert_eq!(status_of(store, &dataset).await, DatasetStatus::Leased);
+    assert_eq!(
+        store
+            .heartbeat(id.clone(), wrong.clone(), None, T0 + 120_000)
+            .await
+            .unwrap(),
+        HeartbeatResult::NotHolder
+    );
+    assert_eq!(status_of(store, &dataset).await, DatasetStatus::Leased);
+    assert_eq!(
+        store.get_lease(id.clone()).await.unwrap().unwrap().status,
+        LeaseStatus::Active
+    );
+    // The token admits.
+    assert!(matches!(
+        store
+            .heartbeat(id.clone(), HolderProof::Token(token.clone()), None, T0 + 2)
+            .await
+            .unwrap(),
+        HeartbeatResult::Extended { .. }
+    ));
+    // The same key again: a new token; the old one no longer admits.
+    let again = match store.lease(a).await.unwrap() {
+        LeaseResult::Existing(g) => g,
+        other => panic!("expected the same lease again, got {other:?}"),
+    };
+    let fresh = again
+        .lease_token
+        .expect("a repeated lease has a fresh token");
+    assert_ne!(fresh, token);
+    assert_eq!(
+        store
+            .release(
+                id.clone(),
+                HolderProof::Token(token),
+                Outcome::Passed,
+                None,
+                None,
+                T0 + 3
+            )
+            .await
+            .unwrap(),
+        ReleaseResult::NotHolder
+    );
+    assert!(matches!(
+        store
+            .release(
+                id.clone(),
+                HolderProof::Token(fresh),
+                Outcome::Passed,
+                None,
+                None,
+                T0 + 3
+            )
+            .await
+            .unwrap(),
+        ReleaseResult::Released(_)
+    ));
+    assert_eq!(status_of(store, &dataset).await, DatasetStatus::Consumed);
+    // A repeated release still needs the proof.
+    assert_eq!(
+        store
+            .release(id.clone(), wrong, Outcome::Passed, None, None, T0 + 4)
+            .await
+            .unwrap(),
+        ReleaseResult::NotHolder
+    );
+    assert_eq!(
+        store
+            .heartbeat("lease_nope".into(), HolderProof::Refused, None, T0)
             .await
             .unwrap(),
         HeartbeatResult::NotFound
@@ -743,7 +934,14 @@ pub async fn idempotency(store: &dyn Store) {
     ));
     assert_eq!(token_hash(store, "lease_nope").await, None);
     store
-        .release(g.lease_id.clone(), Outcome::Passed, None, None, T0)
+        .release(
+            g.lease_id.clone(),
+            HolderProof::Anyone,
+            Outcome::Passed,
+            None,
+            None,
+            T0,
+        )
         .await
         .unwrap();
     let g2 = granted(store, a).await;
@@ -780,7 +978,14 @@ pub async fn a_repeated_entity_never_fails_a_lease(store: &dyn Store) {
         LeaseResult::NoStock(_)
     ));
     store
-        .release(g.lease_id, Outcome::Passed, None, None, T0)
+        .release(
+            g.lease_id,
+            HolderProof::Anyone,
+            Outcome::Passed,
+            None,
+            None,
+            T0,
+        )
         .await
         .unwrap();
     granted(store, attempt(vec![item("a", "c_dup", "s", 1)], T0)).await;
@@ -837,7 +1042,14 @@ pub async fn discard_and_recycle(store: &dyn Store) {
         SettleResult::WrongStatus(DatasetStatus::Leased)
     ));
     store
-        .release(g.lease_id, Outcome::Failed, None, None, T0)
+        .release(
+            g.lease_id,
+            HolderProof::Anyone,
+            Outcome::Failed,
+            None,
+            None,
+            T0,
+        )
         .await
         .unwrap();
     let SettleResult::Done(v) = store
@@ -966,7 +1178,14 @@ pub async fn purge_consumed(store: &dyn Store) {
         .unwrap();
     let old = granted(store, attempt(vec![item("a", "c_purge", "s", 2)], T0)).await;
     store
-        .release(old.lease_id, Outcome::Passed, None, None, T0)
+        .release(
+            old.lease_id,
+            HolderProof::Anyone,
+            Outcome::Passed,
+            None,
+            None,
+            T0,
+        )
         .await
         .unwrap();
     let late = granted(
@@ -975,7 +1194,14 @@ pub async fn purge_consumed(store: &dyn Store) {
     )
     .await;
     store
-        .release(late.lease_id, Outcome::Passed, None, None, T0 + 10_000)
+        .release(
+            late.lease_id,
+            HolderProof::Anyone,
+            Outcome::Passed,
+            None,
+            None,
+            T0 + 10_000,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -1060,7 +1286,14 @@ pub async fn list_filters(store: &dyn Store) {
     let first = granted(store, attempt(vec![item("x", "c_list", "a", 1)], T0)).await;
     let second = granted(store, attempt(vec![item("x", "c_list", "b", 1)], T0 + 1)).await;
     store
-        .release(first.lease_id.clone(), Outcome::Passed, None, None, T0 + 2)
+        .release(
+            first.lease_id.clone(),
+            HolderProof::Anyone,
+            Outcome::Passed,
+            None,
+            None,
+            T0 + 2,
+        )
         .await
         .unwrap();
     let leased = ids(store
@@ -1194,11 +1427,25 @@ pub async fn counts_match_the_rows(store: &dyn Store) {
     let g1 = granted(store, attempt(vec![item("x", t, "a", 3)], T0)).await;
     let g2 = granted(store, attempt(vec![item("x", t, "a", 2)], T0)).await;
     store
-        .release(g1.lease_id.clone(), Outcome::Failed, None, None, T0)
+        .release(
+            g1.lease_id.clone(),
+            HolderProof::Anyone,
+            Outcome::Failed,
+            None,
+            None,
+            T0,
+        )
         .await
         .unwrap();
     store
-        .release(g2.lease_id.clone(), Outcome::Passed, None, None, T0)
+        .release(
+            g2.lease_id.clone(),
+            HolderProof::Anyone,
+            Outcome::Passed,
+            None,
+            None,
+            T0,
+        )
         .await
         .unwrap();
     let g3 = granted(store, attempt(vec![item("x", t, "a", 2)], T0)).await;
@@ -1206,6 +1453,7 @@ pub async fn counts_match_the_rows(store: &dyn Store) {
         .extend_leased(
             Extension {
                 lease_id: g3.lease_id.clone(),
+                proof: HolderProof::Anyone,
                 dataset_id: g3.datasets[0].dataset.id.clone(),
                 from_state: "a".into(),
                 to_state: "b".into(),
@@ -1394,6 +1642,7 @@ pub async fn quarantine_page(store: &dyn Store) {
     store
         .release(
             a.lease_id,
+            HolderProof::Anyone,
             Outcome::Failed,
             None,
             Some("https://ci.example/details/1".into()),
@@ -1403,12 +1652,26 @@ pub async fn quarantine_page(store: &dyn Store) {
         .unwrap();
     let b = granted(store, with_url).await;
     store
-        .release(b.lease_id, Outcome::Failed, Some("flaky".into()), None, T0)
+        .release(
+            b.lease_id,
+            HolderProof::Anyone,
+            Outcome::Failed,
+            Some("flaky".into()),
+            None,
+            T0,
+        )
         .await
         .unwrap();
     let c = granted(store, attempt(vec![item("x", "c_quar", "s", 1)], T0)).await;
     store
-        .release(c.lease_id, Outcome::Passed, None, None, T0)
+        .release(
+            c.lease_id,
+            HolderProof::Anyone,
+            Outcome::Passed,
+            None,
+            None,
+            T0,
+        )
         .await
         .unwrap();
     let page = store.list_quarantined(100).await.unwrap();
@@ -1497,7 +1760,14 @@ pub async fn lifecycle_owed_and_settled(store: &dyn Store) {
     for state in ["shared", "single"] {
         let lease = lease_one(store, "c_life", state, T0 + 1).await;
         let ReleaseResult::Released(_) = store
-            .release(lease, Outcome::Passed, None, None, T0 + 2)
+            .release(
+                lease,
+                HolderProof::Anyone,
+                Outcome::Passed,
+                None,
+                None,
+                T0 + 2,
+            )
             .await
             .unwrap()
         else {
@@ -1615,7 +1885,14 @@ pub async fn lifecycle_owed_and_settled(store: &dyn Store) {
     // Failed, quarantined, recycled: reset owed; a failed reset quarantines.
     let lease = lease_one(store, "c_life", "shared", T0 + 2000).await;
     store
-        .release(lease, Outcome::Failed, None, None, T0 + 2001)
+        .release(
+            lease,
+            HolderProof::Anyone,
+            Outcome::Failed,
+            None,
+            None,
+            T0 + 2001,
+        )
         .await
         .unwrap();
     let SettleResult::Done(v) = store
@@ -1823,6 +2100,7 @@ pub async fn per_dataset_outcomes(store: &dyn Store) {
     let early = store
         .release_dataset(
             g.lease_id.clone(),
+            HolderProof::Anyone,
             ids[0].clone(),
             outcome(Outcome::Failed, Some("tests/a.py::t1")),
             T0 + 1,
@@ -1853,6 +2131,7 @@ pub async fn per_dataset_outcomes(store: &dyn Store) {
     let again = store
         .release_dataset(
             g.lease_id.clone(),
+            HolderProof::Anyone,
             ids[0].clone(),
             outcome(Outcome::Passed, None),
             T0 + 3,
@@ -1867,6 +2146,7 @@ pub async fn per_dataset_outcomes(store: &dyn Store) {
         store
             .release_dataset(
                 g.lease_id.clone(),
+                HolderProof::Anyone,
                 "ds_nope".into(),
                 outcome(Outcome::Passed, None),
                 T0 + 3
@@ -1893,6 +2173,7 @@ pub async fn per_dataset_outcomes(store: &dyn Store) {
         store
             .release_each(
                 g.lease_id.clone(),
+                HolderProof::Anyone,
                 Outcome::Passed,
                 None,
                 None,
@@ -1908,7 +2189,15 @@ pub async fn per_dataset_outcomes(store: &dyn Store) {
     let mut own = BTreeMap::new();
     own.insert(ids[1].clone(), outcome(Outcome::Unused, None));
     let ReleaseResult::Released(answer) = store
-        .release_each(g.lease_id.clone(), Outcome::Passed, None, None, own, T0 + 5)
+        .release_each(
+            g.lease_id.clone(),
+            HolderProof::Anyone,
+            Outcome::Passed,
+            None,
+            None,
+            own,
+            T0 + 5,
+        )
         .await
         .unwrap()
     else {
@@ -1946,6 +2235,7 @@ pub async fn per_dataset_outcomes(store: &dyn Store) {
         store
             .release_dataset(
                 g.lease_id.clone(),
+                HolderProof::Anyone,
                 ids[2].clone(),
                 outcome(Outcome::Passed, None),
                 T0 + 7
@@ -1958,6 +2248,7 @@ pub async fn per_dataset_outcomes(store: &dyn Store) {
         store
             .release_dataset(
                 "lease_nope".into(),
+                HolderProof::Anyone,
                 ids[2].clone(),
                 outcome(Outcome::Passed, None),
                 T0 + 7

@@ -32,7 +32,7 @@ pub mod sqlite;
 mod tx;
 
 pub use error::{CorruptData, DriverError, StoreError, StoreResult};
-pub use rules::heartbeat_interval_seconds;
+pub use rules::{HolderProof, heartbeat_interval_seconds};
 pub use sessions::SessionRow;
 
 use std::collections::BTreeMap;
@@ -100,9 +100,14 @@ pub enum LeaseResult {
 /// Answer to [`Store::heartbeat`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeartbeatResult {
-    Extended { expires_at_ms: i64, ttl_ms: i64 },
+    Extended {
+        expires_at_ms: i64,
+        ttl_ms: i64,
+    },
     Gone(LeaseStatus),
     NotFound,
+    /// The proof does not admit this lease; nothing changed.
+    NotHolder,
 }
 
 /// Answer to [`Store::release`].
@@ -114,6 +119,8 @@ pub enum ReleaseResult {
     /// The lease expired first; its datasets were quarantined then.
     Expired,
     NotFound,
+    /// The proof does not admit this lease; nothing changed.
+    NotHolder,
     /// Per-dataset outcomes named datasets the lease does not hold; nothing changed.
     NotInLease(Vec<String>),
 }
@@ -128,6 +135,8 @@ pub enum DatasetReleaseResult {
     NotInLease,
     Gone(LeaseStatus),
     NotFound,
+    /// The proof does not admit this lease; nothing changed.
+    NotHolder,
 }
 
 /// A lease the reaper expired.
@@ -215,6 +224,10 @@ pub struct InputPick {
 #[derive(Debug, Clone)]
 pub struct Extension {
     pub lease_id: String,
+    /// Checked in the write's own transaction: a repeated lease of the same
+    /// idempotency key hands out a new token, so a check made before the
+    /// generator was called may no longer hold.
+    pub proof: HolderProof,
     pub dataset_id: String,
     /// The state the dataset must be in now.
     pub from_state: String,
@@ -234,6 +247,8 @@ pub enum ExtendResult {
     NotFound,
     /// The dataset is not held by this lease (or not in `from_state`).
     NotHolder,
+    /// The proof does not admit this lease; nothing changed.
+    NotLeaseHolder,
     /// A new entity is held by another active lease.
     EntityHeld(String),
 }
@@ -356,10 +371,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, StoreResult<Option<Option<String>>>>;
 
     /// Extends an active, unexpired lease to `now + ttl`. An active lease found
-    /// past its expiry is expired on the spot (as the reaper would).
+    /// past its expiry is expired on the spot (as the reaper would). Every
+    /// operation on a lease checks `proof` first, in its own transaction, and
+    /// answers `NotHolder` with nothing changed when it does not admit the lease.
     fn heartbeat(
         &self,
         lease_id: String,
+        proof: HolderProof,
         ttl_ms: Option<i64>,
         now_ms: i64,
     ) -> BoxFuture<'_, StoreResult<HeartbeatResult>>;
@@ -370,6 +388,7 @@ pub trait Store: Send + Sync + 'static {
     fn release(
         &self,
         lease_id: String,
+        proof: HolderProof,
         outcome: Outcome,
         reason: Option<String>,
         details_url: Option<String>,
@@ -377,6 +396,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, StoreResult<ReleaseResult>> {
         self.release_each(
             lease_id,
+            proof,
             outcome,
             reason,
             details_url,
@@ -391,6 +411,7 @@ pub trait Store: Send + Sync + 'static {
     fn release_each(
         &self,
         lease_id: String,
+        proof: HolderProof,
         outcome: Outcome,
         reason: Option<String>,
         details_url: Option<String>,
@@ -404,6 +425,7 @@ pub trait Store: Send + Sync + 'static {
     fn release_dataset(
         &self,
         lease_id: String,
+        proof: HolderProof,
         dataset_id: String,
         outcome: DatasetOutcome,
         now_ms: i64,

@@ -27,6 +27,43 @@ pub fn lease_token_matches(stored_hash: &str, token: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Who may act on a lease, checked against its stored token hash inside the
+/// operation's own transaction (docs/pool.md, "Lease tokens"), so a check
+/// costs no round trip of its own and cannot go stale before the write.
+#[derive(Clone, PartialEq, Eq)]
+pub enum HolderProof {
+    /// The caller is trusted for this act (the page's session that took the
+    /// lease, an admin releasing it, or a check already made).
+    Anyone,
+    /// The `Stockroom-Lease-Token` the caller sent.
+    Token(String),
+    /// The caller sent nothing that could prove it holds the lease.
+    Refused,
+}
+
+impl HolderProof {
+    /// Whether this proof admits a lease whose token hash is `stored_hash`
+    /// (`None` for a lease older than tokens: only `Anyone` may act on it).
+    pub fn admits(&self, stored_hash: Option<&str>) -> bool {
+        match self {
+            Self::Anyone => true,
+            Self::Token(token) => stored_hash.is_some_and(|h| lease_token_matches(h, token)),
+            Self::Refused => false,
+        }
+    }
+}
+
+/// Never shows the token (it is a secret of the lease's holder).
+impl std::fmt::Debug for HolderProof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Anyone => f.write_str("Anyone"),
+            Self::Token(_) => f.write_str("Token(***)"),
+            Self::Refused => f.write_str("Refused"),
+        }
+    }
+}
+
 /// What an idempotency key is bound to: the hex SHA-256 of the request's
 /// holder (its `url` aside, its `instance` included), items and TTL. The same
 /// key with another fingerprint is a conflict (docs/pool.md, "Idempotency").

@@ -2,7 +2,7 @@
 
 use stockroom_protocol::DatasetStatus;
 
-use super::heartbeat::live_lease;
+use super::heartbeat::{Refusal, live_lease};
 use super::{Work, dataset_with_history};
 use crate::store::rows::parse_entities;
 use crate::store::rules::reasons;
@@ -25,10 +25,11 @@ async fn extend_in<T: Tx>(
     x: &Extension,
     now_ms: i64,
 ) -> StoreResult<ExtendResult> {
-    let lease = match live_lease(w, &x.lease_id, now_ms).await? {
+    let lease = match live_lease(w, &x.lease_id, &x.proof, now_ms).await? {
         Ok(lease) => lease,
-        Err(None) => return Ok(ExtendResult::NotFound),
-        Err(Some(status)) => return Ok(ExtendResult::Gone(status)),
+        Err(Refusal::NotFound) => return Ok(ExtendResult::NotFound),
+        Err(Refusal::NotHolder) => return Ok(ExtendResult::NotLeaseHolder),
+        Err(Refusal::Gone(status)) => return Ok(ExtendResult::Gone(status)),
     };
     let tx = w.tx;
     let Some(d) = tx.dataset_ref(&x.dataset_id, true).await? else {

@@ -4,7 +4,7 @@ use stockroom_protocol::{DatasetStatus, LeaseStatus};
 
 use super::{Change, Work};
 use crate::store::rows::LeaseRow;
-use crate::store::rules::reasons;
+use crate::store::rules::{HolderProof, reasons};
 use crate::store::tx::Tx;
 use crate::store::{ExpiredLease, HeartbeatResult, StoreResult};
 
@@ -36,22 +36,49 @@ pub(crate) async fn expire_lease<T: Tx>(
     Ok(rows.into_iter().map(|d| d.id).collect())
 }
 
-/// The lease, if active and not yet due; a due one is expired on the spot.
+/// Why an operation on a lease does nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    NotFound,
+    /// The proof does not admit the lease: nothing is changed, not even an
+    /// overdue lease expired (that is the reaper's or its holder's doing).
+    NotHolder,
+    /// No longer active (an overdue one is expired on the spot).
+    Gone(LeaseStatus),
+}
+
+/// The (locked) lease, if `proof` admits it; `None` when there is none.
+pub(crate) async fn held_lease<T: Tx>(
+    tx: &T,
+    id: &str,
+    proof: &HolderProof,
+) -> StoreResult<Result<LeaseRow, Refusal>> {
+    Ok(match tx.find_lease(id, true).await? {
+        None => Err(Refusal::NotFound),
+        Some(lease) if !proof.admits(lease.token_hash.as_deref()) => Err(Refusal::NotHolder),
+        Some(lease) => Ok(lease),
+    })
+}
+
+/// The lease, if `proof` admits it and it is active and not yet due; a due
+/// one is expired on the spot.
 pub(crate) async fn live_lease<T: Tx>(
     w: &mut Work<'_, T>,
     id: &str,
+    proof: &HolderProof,
     now_ms: i64,
-) -> StoreResult<Result<LeaseRow, Option<LeaseStatus>>> {
-    let Some(lease) = w.tx.find_lease(id, true).await? else {
-        return Ok(Err(None));
+) -> StoreResult<Result<LeaseRow, Refusal>> {
+    let lease = match held_lease(w.tx, id, proof).await? {
+        Ok(lease) => lease,
+        Err(refusal) => return Ok(Err(refusal)),
     };
     let status = lease.status()?;
     if status != LeaseStatus::Active {
-        return Ok(Err(Some(status)));
+        return Ok(Err(Refusal::Gone(status)));
     }
     if lease.expires_at <= now_ms {
         expire_lease(w, &lease, now_ms).await?;
-        return Ok(Err(Some(LeaseStatus::Expired)));
+        return Ok(Err(Refusal::Gone(LeaseStatus::Expired)));
     }
     Ok(Ok(lease))
 }
@@ -59,13 +86,15 @@ pub(crate) async fn live_lease<T: Tx>(
 pub(crate) async fn heartbeat<T: Tx>(
     tx: &T,
     id: &str,
+    proof: &HolderProof,
     ttl_ms: Option<i64>,
     now_ms: i64,
 ) -> StoreResult<HeartbeatResult> {
     let mut w = Work::new(tx);
-    let out = match live_lease(&mut w, id, now_ms).await? {
-        Err(None) => HeartbeatResult::NotFound,
-        Err(Some(status)) => HeartbeatResult::Gone(status),
+    let out = match live_lease(&mut w, id, proof, now_ms).await? {
+        Err(Refusal::NotFound) => HeartbeatResult::NotFound,
+        Err(Refusal::NotHolder) => HeartbeatResult::NotHolder,
+        Err(Refusal::Gone(status)) => HeartbeatResult::Gone(status),
         Ok(lease) => {
             let ttl = ttl_ms.unwrap_or(lease.ttl_ms);
             let expires_at = now_ms + ttl;

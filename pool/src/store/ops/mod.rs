@@ -224,15 +224,17 @@ macro_rules! store_over_ops {
         fn heartbeat(
             &self,
             lease_id: String,
+            proof: $crate::store::HolderProof,
             ttl_ms: Option<i64>,
             now_ms: i64,
         ) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<$crate::store::HeartbeatResult>> {
-            $write!(self, |tx| $crate::store::ops::heartbeat::heartbeat(tx, &lease_id, ttl_ms, now_ms))
+            $write!(self, |tx| $crate::store::ops::heartbeat::heartbeat(tx, &lease_id, &proof, ttl_ms, now_ms))
         }
 
         fn release_each(
             &self,
             lease_id: String,
+            proof: $crate::store::HolderProof,
             outcome: ::stockroom_protocol::Outcome,
             reason: Option<String>,
             details_url: Option<String>,
@@ -242,6 +244,7 @@ macro_rules! store_over_ops {
             $write!(self, |tx| $crate::store::ops::release::release(
                 tx,
                 &lease_id,
+                &proof,
                 outcome,
                 reason.as_deref(),
                 details_url.as_deref(),
@@ -253,6 +256,7 @@ macro_rules! store_over_ops {
         fn release_dataset(
             &self,
             lease_id: String,
+            proof: $crate::store::HolderProof,
             dataset_id: String,
             outcome: ::stockroom_protocol::api::DatasetOutcome,
             now_ms: i64,
@@ -260,6 +264,7 @@ macro_rules! store_over_ops {
             $write!(self, |tx| $crate::store::ops::release::release_dataset(
                 tx,
                 &lease_id,
+                &proof,
                 &dataset_id,
                 &outcome,
                 now_ms

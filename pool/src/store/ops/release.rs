@@ -6,16 +6,17 @@ use std::collections::BTreeMap;
 use stockroom_protocol::api::{DatasetOutcome, ReleaseAnswer, ReleasedDataset};
 use stockroom_protocol::{DatasetStatus, LeaseStatus, Outcome};
 
-use super::heartbeat::{expire_lease, live_lease};
+use super::heartbeat::{Refusal, expire_lease, held_lease, live_lease};
 use super::lifecycle::owe_after;
 use super::{Change, Work};
-use crate::store::rules::{reasons, released_status};
+use crate::store::rules::{HolderProof, reasons, released_status};
 use crate::store::tx::{LeaseEnd, Tx};
 use crate::store::{DatasetReleaseResult, ReleaseResult, StoreError, StoreResult};
 
 pub(crate) async fn release<T: Tx>(
     tx: &T,
     id: &str,
+    proof: &HolderProof,
     outcome: Outcome,
     reason: Option<&str>,
     details_url: Option<&str>,
@@ -23,7 +24,18 @@ pub(crate) async fn release<T: Tx>(
     now_ms: i64,
 ) -> StoreResult<ReleaseResult> {
     let mut w = Work::new(tx);
-    match release_in(&mut w, id, outcome, reason, details_url, datasets, now_ms).await? {
+    let released = release_in(
+        &mut w,
+        id,
+        proof,
+        outcome,
+        reason,
+        details_url,
+        datasets,
+        now_ms,
+    )
+    .await?;
+    match released {
         Released::Answer(out) => {
             w.finish().await?;
             Ok(out)
@@ -54,14 +66,17 @@ enum Released<'a> {
 async fn release_in<'a, T: Tx>(
     w: &mut Work<'_, T>,
     id: &'a str,
+    proof: &HolderProof,
     outcome: Outcome,
     reason: Option<&'a str>,
     details_url: Option<&'a str>,
     datasets: &BTreeMap<String, DatasetOutcome>,
     now_ms: i64,
 ) -> StoreResult<Released<'a>> {
-    let Some(lease) = w.tx.find_lease(id, true).await? else {
-        return Ok(Released::Answer(ReleaseResult::NotFound));
+    let lease = match held_lease(w.tx, id, proof).await? {
+        Ok(lease) => lease,
+        Err(Refusal::NotHolder) => return Ok(Released::Answer(ReleaseResult::NotHolder)),
+        Err(_) => return Ok(Released::Answer(ReleaseResult::NotFound)),
     };
     match lease.status()? {
         LeaseStatus::Released => {
@@ -152,12 +167,13 @@ async fn release_in<'a, T: Tx>(
 pub(crate) async fn release_dataset<T: Tx>(
     tx: &T,
     lease_id: &str,
+    proof: &HolderProof,
     dataset_id: &str,
     outcome: &DatasetOutcome,
     now_ms: i64,
 ) -> StoreResult<DatasetReleaseResult> {
     let mut w = Work::new(tx);
-    let out = release_dataset_in(&mut w, lease_id, dataset_id, outcome, now_ms).await?;
+    let out = release_dataset_in(&mut w, lease_id, proof, dataset_id, outcome, now_ms).await?;
     // Also when refused: a lease found overdue was expired on the way.
     w.finish().await?;
     Ok(out)
@@ -166,14 +182,16 @@ pub(crate) async fn release_dataset<T: Tx>(
 async fn release_dataset_in<T: Tx>(
     w: &mut Work<'_, T>,
     lease_id: &str,
+    proof: &HolderProof,
     dataset_id: &str,
     outcome: &DatasetOutcome,
     now_ms: i64,
 ) -> StoreResult<DatasetReleaseResult> {
-    let lease = match live_lease(w, lease_id, now_ms).await? {
+    let lease = match live_lease(w, lease_id, proof, now_ms).await? {
         Ok(lease) => lease,
-        Err(None) => return Ok(DatasetReleaseResult::NotFound),
-        Err(Some(status)) => return Ok(DatasetReleaseResult::Gone(status)),
+        Err(Refusal::NotFound) => return Ok(DatasetReleaseResult::NotFound),
+        Err(Refusal::NotHolder) => return Ok(DatasetReleaseResult::NotHolder),
+        Err(Refusal::Gone(status)) => return Ok(DatasetReleaseResult::Gone(status)),
     };
     let rows = w.tx.release_rows(lease_id).await?;
     let Some(r) = rows.into_iter().find(|r| r.dataset.id == dataset_id) else {
