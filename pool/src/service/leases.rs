@@ -14,7 +14,7 @@ use super::{PoolService, ServiceError, ServiceResult};
 use crate::metrics::Metrics;
 use crate::store::{
     DatasetReleaseResult, ExtendResult, Extension, HeartbeatResult, HolderProof, ItemShortfall,
-    LeaseAttempt, LeaseResult, ReleaseResult,
+    LeaseAttempt, LeaseResult, Release, ReleaseResult,
 };
 use crate::time::rfc3339;
 use crate::waiting::Need;
@@ -488,12 +488,14 @@ impl PoolService {
         match self
             .store()
             .release_each(
-                id.clone(),
-                proof.for_act(LeaseAct::Release),
-                outcome,
-                reason,
-                details_url,
-                datasets,
+                Release {
+                    lease_id: id.clone(),
+                    proof: proof.for_act(LeaseAct::Release),
+                    outcome,
+                    reason,
+                    details_url,
+                    datasets,
+                },
                 self.now_ms(),
             )
             .await?

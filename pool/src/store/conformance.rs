@@ -2172,13 +2172,15 @@ pub async fn per_dataset_outcomes(store: &dyn Store) {
     assert_eq!(
         store
             .release_each(
-                g.lease_id.clone(),
-                HolderProof::Anyone,
-                Outcome::Passed,
-                None,
-                None,
-                strangers,
-                T0 + 4
+                super::Release {
+                    lease_id: g.lease_id.clone(),
+                    proof: HolderProof::Anyone,
+                    outcome: Outcome::Passed,
+                    reason: None,
+                    details_url: None,
+                    datasets: strangers,
+                },
+                T0 + 4,
             )
             .await
             .unwrap(),
@@ -2190,12 +2192,14 @@ pub async fn per_dataset_outcomes(store: &dyn Store) {
     own.insert(ids[1].clone(), outcome(Outcome::Unused, None));
     let ReleaseResult::Released(answer) = store
         .release_each(
-            g.lease_id.clone(),
-            HolderProof::Anyone,
-            Outcome::Passed,
-            None,
-            None,
-            own,
+            super::Release {
+                lease_id: g.lease_id.clone(),
+                proof: HolderProof::Anyone,
+                outcome: Outcome::Passed,
+                reason: None,
+                details_url: None,
+                datasets: own,
+            },
             T0 + 5,
         )
         .await

@@ -220,6 +220,19 @@ pub struct InputPick {
     pub where_: Attributes,
 }
 
+/// The end of a lease asked for: [`Store::release_each`].
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub lease_id: String,
+    pub proof: HolderProof,
+    /// The outcome of every dataset not listed in `datasets`.
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub details_url: Option<String>,
+    /// Per-dataset outcomes, by dataset id.
+    pub datasets: BTreeMap<String, DatasetOutcome>,
+}
+
 /// A leased dataset advanced by an extension.
 #[derive(Debug, Clone)]
 pub struct Extension {
@@ -395,12 +408,14 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> BoxFuture<'_, StoreResult<ReleaseResult>> {
         self.release_each(
-            lease_id,
-            proof,
-            outcome,
-            reason,
-            details_url,
-            BTreeMap::new(),
+            Release {
+                lease_id,
+                proof,
+                outcome,
+                reason,
+                details_url,
+                datasets: BTreeMap::new(),
+            },
             now_ms,
         )
     }
@@ -410,12 +425,7 @@ pub trait Store: Send + Sync + 'static {
     /// status. Naming a dataset the lease does not hold changes nothing.
     fn release_each(
         &self,
-        lease_id: String,
-        proof: HolderProof,
-        outcome: Outcome,
-        reason: Option<String>,
-        details_url: Option<String>,
-        datasets: BTreeMap<String, DatasetOutcome>,
+        release: Release,
         now_ms: i64,
     ) -> BoxFuture<'_, StoreResult<ReleaseResult>>;
 

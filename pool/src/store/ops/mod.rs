@@ -233,24 +233,10 @@ macro_rules! store_over_ops {
 
         fn release_each(
             &self,
-            lease_id: String,
-            proof: $crate::store::HolderProof,
-            outcome: ::stockroom_protocol::Outcome,
-            reason: Option<String>,
-            details_url: Option<String>,
-            datasets: ::std::collections::BTreeMap<String, ::stockroom_protocol::api::DatasetOutcome>,
+            release: $crate::store::Release,
             now_ms: i64,
         ) -> $crate::store::BoxFuture<'_, $crate::store::StoreResult<$crate::store::ReleaseResult>> {
-            $write!(self, |tx| $crate::store::ops::release::release(
-                tx,
-                &lease_id,
-                &proof,
-                outcome,
-                reason.as_deref(),
-                details_url.as_deref(),
-                &datasets,
-                now_ms
-            ))
+            $write!(self, |tx| $crate::store::ops::release::release(tx, &release, now_ms))
         }
 
         fn release_dataset(

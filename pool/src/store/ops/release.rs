@@ -1,41 +1,23 @@
 //! Ending a lease with an outcome (idempotent), each dataset with its own
 //! outcome when given, and settling one dataset of a lease early.
 
-use std::collections::BTreeMap;
-
 use stockroom_protocol::api::{DatasetOutcome, ReleaseAnswer, ReleasedDataset};
-use stockroom_protocol::{DatasetStatus, LeaseStatus, Outcome};
+use stockroom_protocol::{DatasetStatus, LeaseStatus};
 
 use super::heartbeat::{Refusal, expire_lease, held_lease, live_lease};
 use super::lifecycle::owe_after;
 use super::{Change, Work};
 use crate::store::rules::{HolderProof, reasons, released_status};
 use crate::store::tx::{LeaseEnd, Tx};
-use crate::store::{DatasetReleaseResult, ReleaseResult, StoreError, StoreResult};
+use crate::store::{DatasetReleaseResult, Release, ReleaseResult, StoreError, StoreResult};
 
 pub(crate) async fn release<T: Tx>(
     tx: &T,
-    id: &str,
-    proof: &HolderProof,
-    outcome: Outcome,
-    reason: Option<&str>,
-    details_url: Option<&str>,
-    datasets: &BTreeMap<String, DatasetOutcome>,
+    release: &Release,
     now_ms: i64,
 ) -> StoreResult<ReleaseResult> {
     let mut w = Work::new(tx);
-    let released = release_in(
-        &mut w,
-        id,
-        proof,
-        outcome,
-        reason,
-        details_url,
-        datasets,
-        now_ms,
-    )
-    .await?;
-    match released {
+    match release_in(&mut w, release, now_ms).await? {
         Released::Answer(out) => {
             w.finish().await?;
             Ok(out)
@@ -45,7 +27,7 @@ pub(crate) async fn release<T: Tx>(
             // round trip where the backend pipelines (none depends on another).
             let (ended, freed, finished) = tokio::join!(
                 tx.set_lease_released(end),
-                tx.free_entities(id, now_ms),
+                tx.free_entities(&release.lease_id, now_ms),
                 w.finish()
             );
             ended?;
@@ -65,14 +47,19 @@ enum Released<'a> {
 
 async fn release_in<'a, T: Tx>(
     w: &mut Work<'_, T>,
-    id: &'a str,
-    proof: &HolderProof,
-    outcome: Outcome,
-    reason: Option<&'a str>,
-    details_url: Option<&'a str>,
-    datasets: &BTreeMap<String, DatasetOutcome>,
+    release: &'a Release,
     now_ms: i64,
 ) -> StoreResult<Released<'a>> {
+    let Release {
+        lease_id: id,
+        proof,
+        outcome,
+        reason,
+        details_url,
+        datasets,
+    } = release;
+    let (id, outcome) = (id.as_str(), *outcome);
+    let (reason, details_url) = (reason.as_deref(), details_url.as_deref());
     let lease = match held_lease(w.tx, id, proof).await? {
         Ok(lease) => lease,
         Err(Refusal::NotHolder) => return Ok(Released::Answer(ReleaseResult::NotHolder)),
