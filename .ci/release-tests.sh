@@ -2,7 +2,8 @@
 # The release path end to end: scripts/dist.sh builds the assets once (a
 # release build: minutes on two cores), python3's http.server serves them on
 # loopback in the layout of docs/operations.md, install.sh installs from there
-# into a fresh directory, and the installed binaries run (--version, a demo
+# into a fresh directory (and from the same layout as a file:// directory,
+# without curl or wget), and the installed binaries run (--version, a demo
 # pool and a lease from it). A SHA256SUMS that does not match the tarball must
 # fail the install with nothing installed.
 # Reuses dist/ when $STOCKROOM_DIST_REUSE=1 and the tarball is there.
@@ -70,6 +71,28 @@ done
 # Without STOCKROOM_INSTALL_DIR it goes to ~/.local/bin.
 HOME="$work/home" sh "$srv/install.sh" --version "v$version" --base-url "$base/good"
 [ -x "$work/home/.local/bin/stockroom" ] || die "install.sh without STOCKROOM_INSTALL_DIR did not install into ~/.local/bin"
+
+step "install.sh from a file:// base: a mirror directory, no web server"
+# The layout of docs/operations.md in a plain directory; with PATH holding no
+# curl or wget, since install.sh copies file:// URLs itself.
+nonet="$work/nonet-bin"
+mkdir -p "$nonet"
+for tool in sh cp mkdir mktemp rm mv chmod tar gzip awk cut sha256sum uname cat; do
+  ln -s "$(command -v "$tool")" "$nonet/$tool"
+done
+PATH="$nonet" STOCKROOM_INSTALL_DIR="$work/file-bin" sh "$srv/install.sh" --version "$version" --base-url "file://$srv/good"
+out="$("$work/file-bin/stockroom" --version)"
+printf '%s\n' "$out" | grep -qx "stockroom $version (commit $commit)" ||
+  die "stockroom installed from file:// printed '$out', expected 'stockroom $version (commit $commit)'"
+echo "release-tests: from file://$srv/good: $out"
+set +e
+PATH="$nonet" STOCKROOM_INSTALL_DIR="$work/file-bad-bin" sh "$srv/install.sh" --version "$version" --base-url "file://$srv/bad" 2>"$work/file-bad.err"
+rc=$?
+set -e
+[ "$rc" -ne 0 ] && grep -q "checksum mismatch for $asset" "$work/file-bad.err" ||
+  { cat "$work/file-bad.err"; die "install.sh from a file:// base did not refuse a SHA256SUMS that does not match"; }
+[ ! -e "$work/file-bad-bin/stockroom" ] || die "install.sh installed from file:// despite a checksum mismatch"
+echo "release-tests: a file:// base whose SHA256SUMS does not match installs nothing"
 
 step "the installed binaries: a demo pool and a lease from it"
 "$work/bin/stockroom-pool" demo --listen 127.0.0.1:0 --ready-file "$work/pool.addr" >"$work/pool.out" 2>"$work/pool.log" &

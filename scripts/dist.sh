@@ -4,6 +4,8 @@
 #   dist/stockroom-VERSION-TARGET.tar.gz   stockroom, stockroom-pool, LICENSE, README.md
 #                                          in a directory stockroom-VERSION-TARGET/
 #   dist/SHA256SUMS                        one line per tarball of VERSION in dist/
+#   dist/image/stockroom-VERSION.tar.gz    for a Linux target, a link to its tarball:
+#                                          what deploy/Containerfile builds by default
 # Linux binaries are static. With the host's musl target installed
 # (`rustup target add x86_64-unknown-linux-musl`), that is the target: musl
 # links statically by default and its resolver needs nothing at run time.
@@ -79,6 +81,14 @@ else # macOS: bsdtar
   tar -C "$out" -cf - "$name" | gzip -9n >"$out/$name.tar.gz"
 fi
 rm -rf "$stage"
+case "$target" in
+  *-linux-*)
+    # The image's default input, whichever Linux target this was; outside
+    # dist/*.tar.gz, so neither SHA256SUMS nor the release workflows take it.
+    mkdir -p "$out/image"
+    ln -f "$out/$name.tar.gz" "$out/image/stockroom-$version.tar.gz" 2>/dev/null ||
+      cp "$out/$name.tar.gz" "$out/image/stockroom-$version.tar.gz" ;;
+esac
 if command -v sha256sum >/dev/null 2>&1; then sums="sha256sum"; else sums="shasum -a 256"; fi
 (cd "$out" && $sums "stockroom-$version-"*.tar.gz >SHA256SUMS)
 ls -l "$out/$name.tar.gz"

@@ -7,7 +7,12 @@
 #   3. the cancel path: gitlab-ci-local cannot cancel a job, so before_script and
 #      after_script are run as the runner would, with CI_JOB_STATUS=canceled;
 #      this run also installs stockroom from a loopback "release" (checksum-verified)
-#   4. the two files' scripts are identical
+#   4. the install paths under gitlab-ci-local, with stockroom on no PATH and no
+#      STOCKROOM_BINARY: the 3-shard pipeline installing by SHA256SUMS, a
+#      pipeline installing the tarball pinned by STOCKROOM_SHA256 (its release
+#      has no SHA256SUMS), and two mismatches (a wrong STOCKROOM_SHA256, a
+#      tampered SHA256SUMS) that fail the job in before_script, its script never run
+#   5. the two files' scripts are identical
 # Needs: gitlab-ci-local (Node >= 22), rsync, git, curl, python3 (PyYAML),
 # and STOCKROOM_BIN_DIR holding `stockroom` and `stockroom-pool`.
 set -euo pipefail
@@ -207,9 +212,20 @@ check "cancel: after_script with CI_JOB_STATUS=canceled exits 0" test "$rc" = 0
 check "cancel: the dataset is quarantined" test "$(status_of "$leased_id")" = quarantined
 check "cancel: after_script left nothing of the job in .stockroom/ ($(ls -A "$project/.stockroom" | tr '\n' ' '))" \
   test -z "$(ls -A "$project/.stockroom")"
-# A pipeline under gitlab-ci-local with no stockroom on PATH: before_script
-# installs it from the loopback release in every shard.
+# 4. the install paths under gitlab-ci-local. Nothing provides stockroom but
+# the loopback release: not PATH, not STOCKROOM_BINARY.
 ! command -v stockroom >/dev/null 2>&1 || fail "stockroom is on PATH ($(command -v stockroom)); the install test needs it absent"
+unset STOCKROOM_BINARY
+target="${asset#stockroom-"$version"-}"; target="${target%.tar.gz}"
+asset_sha256="$(sha256sum "$work/release/v$version/$asset" | cut -d' ' -f1)"
+# Beside the release with SHA256SUMS: one with the tarball alone (a pin needs
+# nothing else) and one whose SHA256SUMS lies about it.
+mkdir -p "$work/release/pinned/v$version" "$work/release/tampered/v$version"
+cp "$work/release/v$version/$asset" "$work/release/pinned/v$version/"
+cp "$work/release/v$version/$asset" "$work/release/tampered/v$version/"
+echo "0000000000000000000000000000000000000000000000000000000000000000  $asset" >"$work/release/tampered/v$version/SHA256SUMS"
+
+# 4a. The 3-shard pipeline installs from SHA256SUMS in every shard.
 install_dir="$(make_project install)"
 write_pipeline "$install_dir" e2e-install "include:
   - local: stockroom.gitlab-ci.yml"
@@ -218,18 +234,90 @@ PIPELINE_PATH="$PATH" run_and_check install-release "$install_dir" e2e-install -
 check "install-release: every shard installed $asset from the loopback release" \
   test "$(grep -c "stockroom: using .*/.stockroom/download-$version\." "$work/install-release.log")" -ge 3
 
-# A tampered release is refused before anything runs.
-echo "0000000000000000000000000000000000000000000000000000000000000000  $asset" >"$work/release/v$version/SHA256SUMS"
-rm -rf "$project/.stockroom"
-rc=0
-(cd "$project" && "${job_env[@]}" CI_JOB_ID=7702 bash "$work/cancel/before_script.sh") >"$work/tampered.log" 2>&1 || rc=$?
-check "install: a checksum mismatch fails before_script and leases nothing" \
-  bash -c "[ $rc != 0 ] && grep -q 'checksum mismatch' '$work/tampered.log' && [ ! -e '$project/.stockroom/job-7702.ref' ] || { cat '$work/tampered.log'; false; }"
-check "install: after a mismatch nothing downloaded is left ($(ls -A "$project/.stockroom" | tr '\n' ' '))" \
-  test -z "$(ls -A "$project/.stockroom")"
+# A pipeline whose job passes: two shards, each writes a marker file and
+# prints a line that is not in its own source (script-42), so the log shows
+# whether the script ran.
+write_passing_pipeline() { # write_passing_pipeline DIR JOB
+  cat >"$1/.gitlab-ci.yml" <<EOF
+include:
+  - local: stockroom.gitlab-ci.yml
+
+$2:
+  extends: .stockroom
+  parallel: 2
+  script:
+    - echo "script-\$((6 * 7)) \$STOCKROOM_BUYER_ID"
+    - echo "\$STOCKROOM_BUYER_ID" > "\$RESULTS/$2-\$CI_NODE_INDEX"
+EOF
+}
+# pipeline NAME DIR ARGS...: gitlab-ci-local with PATH as it is (no
+# stockroom), its log in $work/NAME.log; sets rc and results.
+pipeline() {
+  local name="$1" dir="$2"; shift 2
+  results="$work/results-$name"
+  mkdir -p "$results"
+  rc=0
+  (cd "$dir" && gitlab-ci-local --variable GITLAB_CI=true --variable "RESULTS=$results" \
+    --variable "STOCKROOM_POOL=$pool_url" --variable "STOCKROOM_VERSION=$version" "$@") >"$work/$name.log" 2>&1 || rc=$?
+  sed "s/^/  [$name] /" "$work/$name.log" | tail -n 40
+}
+# leased_count: how many datasets the pool has leased now.
+leased_count() {
+  curl -fsS "$pool_url/api/v1/datasets?status=leased" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d["datasets"] if isinstance(d, dict) else d))'
+}
+
+# 4b. Pinned by STOCKROOM_SHA256 (with STOCKROOM_TARGET: a pin is for one
+# tarball, and without it the template takes the musl one): installed,
+# leased, passed, released, from a release with no SHA256SUMS to fall back on.
+pinned_dir="$(make_project pinned)"
+write_passing_pipeline "$pinned_dir" e2e-pinned
+pipeline install-pinned "$pinned_dir" --variable "STOCKROOM_DOWNLOAD_URL=http://127.0.0.1:$http_port/pinned" \
+  --variable "STOCKROOM_SHA256=$asset_sha256" --variable "STOCKROOM_TARGET=$target"
+check "install-pinned: the pipeline passed (gitlab-ci-local exit $rc)" \
+  bash -c "[ $rc = 0 ] && grep -q 'PASS  e2e-pinned: \[1/2\]' '$work/install-pinned.log' && grep -q 'PASS  e2e-pinned: \[2/2\]' '$work/install-pinned.log'"
+check "install-pinned: both shards installed the pinned $asset" \
+  test "$(grep -c "stockroom: using .*/.stockroom/download-$version\..*/stockroom$" "$work/install-pinned.log")" -ge 2
+check "install-pinned: the pinned install never asked for SHA256SUMS" \
+  bash -c "! grep -q 'GET /pinned/v$version/SHA256SUMS' '$work/http.log'"
+for i in 1 2; do
+  pinned_id="$(cat "$results/e2e-pinned-$i" 2>/dev/null || echo none)"
+  check "install-pinned: shard $i ran its script and released its dataset ($pinned_id)" \
+    bash -c "grep -q 'script-42 $pinned_id' '$work/install-pinned.log' && [ \"\$1\" = consumed ]" _ "$(status_of "$pinned_id" 2>/dev/null || echo unknown)"
+done
+check "install-pinned: after_script left nothing in .stockroom/ ($(ls -A "$pinned_dir/.stockroom" 2>/dev/null | tr '\n' ' '))" \
+  test -z "$(ls -A "$pinned_dir/.stockroom" 2>/dev/null)"
+
+# 4c. Mismatches: the job fails in before_script with the template's message,
+# its script never runs (no marker file, no script-42), nothing is leased and
+# nothing downloaded is left.
+leased_before="$(leased_count)"
+mismatch() { # mismatch NAME WHAT GITLAB-CI-LOCAL-ARGS...
+  local name="$1" what="$2"; shift 2
+  local dir
+  dir="$(make_project "$name")"
+  write_passing_pipeline "$dir" "e2e-$name"
+  pipeline "$name" "$dir" "$@"
+  check "$name ($what): the pipeline failed (gitlab-ci-local exit $rc)" \
+    bash -c "[ $rc != 0 ] && grep -q 'FAIL  e2e-$name: \[1/2\]' '$work/$name.log' && grep -q 'FAIL  e2e-$name: \[2/2\]' '$work/$name.log'"
+  check "$name ($what): before_script says checksum mismatch for $asset" \
+    grep -q "stockroom: checksum mismatch for $asset: expected" "$work/$name.log"
+  check "$name ($what): the script never ran (no marker file, no script-42 in the log)" \
+    bash -c "[ -z \"\$(ls -A '$results')\" ] && ! grep -q 'script-42' '$work/$name.log'"
+  check "$name ($what): before_script leased nothing" \
+    bash -c "grep -q 'before_script leased nothing; nothing to release' '$work/$name.log' && ! grep -q 'stockroom: leased' '$work/$name.log'"
+  check "$name ($what): nothing downloaded is left ($(ls -A "$dir/.stockroom" 2>/dev/null | tr '\n' ' '))" \
+    test -z "$(ls -A "$dir/.stockroom" 2>/dev/null)"
+}
+mismatch wrong-pin "a wrong STOCKROOM_SHA256" --variable "STOCKROOM_DOWNLOAD_URL=http://127.0.0.1:$http_port/pinned" \
+  --variable "STOCKROOM_SHA256=$(printf '%s' "$asset_sha256" | tr '0-9a-f' '1-9a-f0')" --variable "STOCKROOM_TARGET=$target"
+mismatch tampered-sums "a tampered SHA256SUMS" --variable "STOCKROOM_DOWNLOAD_URL=http://127.0.0.1:$http_port/tampered"
+leased_after="$(leased_count)"
+check "mismatches: they leased nothing ($leased_before datasets leased before, $leased_after after)" \
+  test "$leased_after" = "$leased_before"
 kill "$http_pid" 2>/dev/null || true
 
-# 4. one script, two packagings
+# 5. one script, two packagings
 check "the component's scripts equal the include template's" python3 - "$templates" <<'EOF'
 import sys, yaml
 root = sys.argv[1]
