@@ -156,7 +156,7 @@ test('active leases: holder, CI job link, shard, time left', async () => {
   const mine = page.locator('#leases tbody tr', { hasText: id });
   assert.match(await mine.textContent(), /web #anonymous by hand/);
   const ci = page.locator('#leases tbody tr', { hasText: 'shop/web#8812' });
-  assert.equal(await ci.getByRole('link', { name: 'e2e' }).getAttribute('href'), 'https://gitlab.example/shop/web/-/jobs/8812');
+  assert.equal(await ci.getByRole('link', { name: 'e2e', exact: true }).getAttribute('href'), 'https://gitlab.example/shop/web/-/jobs/8812');
   assert.match(await ci.textContent(), /1 \/ 4/);
   assert.match(await ci.locator('time').textContent(), /^(29|30)m \d\ds$/);
   await shot(page, 'active-leases.png');
@@ -247,7 +247,7 @@ test('tokens: sign-in, and only an admin can settle quarantined datasets', async
   await ci.getByRole('link', { name: 'Quarantine' }).click();
   const ciRow = ci.locator('#quarantine tbody tr', { hasText: id });
   assert.match(await ciRow.textContent(), /login broke/);
-  assert.equal(await ciRow.getByRole('link', { name: 'job' }).getAttribute('href'), 'https://ci.example/job/7');
+  assert.equal(await ciRow.getByRole('link', { name: 'job', exact: true }).getAttribute('href'), 'https://ci.example/job/7');
   assert.equal(await ciRow.getByRole('button').count(), 0, 'no settle buttons for ci');
   assert.match(await ciRow.textContent(), /admin only/);
   // Even a hand-made POST with the ci session's own CSRF token is refused.
